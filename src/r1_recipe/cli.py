@@ -1,0 +1,142 @@
+"""``r1-recipe <command> …``: one subcommand per pipeline stage, plus the demo's helpers.
+
+    r1-recipe sft --config recipes/demo/stage1.yaml      # cold start / SFT stage 2
+    r1-recipe evaluate --model_name_or_path runs/demo/stage1 --benchmark arithmetic
+    r1-recipe tiny --output runs/demo/base                # build the tiny local base model
+    r1-recipe data --output runs/demo/data                # generate the demo's datasets
+    r1-recipe rewards                                     # list the reward functions
+    r1-recipe print-config RECIPE KEY [--stage sft]       # one resolved value, for scripts
+
+Every stage also runs as ``python -m r1_recipe.<stage>``, which is what ``accelerate launch``
+and the Makefile use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# command -> (module with main(argv), one-line help); the stage configs are looked up by name
+STAGES = {
+    "sft": ("r1_recipe.sft", "cold-start SFT (stage 1) and SFT stage 2 (weighted reasoning/general loss)"),
+    "evaluate": ("r1_recipe.evaluate", "pass@1 over k samples and greedy accuracy on a benchmark"),
+}
+CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig"}
+
+
+def _usage() -> str:
+    lines = ["usage: r1-recipe <command> [options]", "", "stages:"]
+    lines += [f"  {name:<14}{help_}" for name, (_, help_) in STAGES.items()]
+    lines += [
+        "",
+        "tools:",
+        "  tiny          build the tiny local base model + tokenizer (--output DIR --seed N)",
+        "  data          generate the demo datasets as JSONL (--output DIR, see --help)",
+        "  rewards       list the reward functions of the registry",
+        "  print-config  print one resolved recipe value: RECIPE KEY [--stage NAME]",
+        "",
+        "Run 'r1-recipe <command> --help' for a command's options.",
+    ]
+    return "\n".join(lines)
+
+
+def _tiny(argv: Sequence[str]) -> None:
+    from r1_recipe.stage import setup_logging
+    from r1_recipe.tiny import build_tiny_model
+
+    p = argparse.ArgumentParser(prog="r1-recipe tiny", description="Build the tiny local base model.")
+    p.add_argument("--output", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden-size", type=int, default=128)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--intermediate-size", type=int, default=512)
+    a = p.parse_args(argv)
+    setup_logging()
+    build_tiny_model(a.output, seed=a.seed, hidden_size=a.hidden_size, num_layers=a.layers,
+                     intermediate_size=a.intermediate_size)
+
+
+def _data(argv: Sequence[str]) -> None:
+    from r1_recipe.data import arithmetic
+    from r1_recipe.data.loading import write_jsonl
+
+    p = argparse.ArgumentParser(prog="r1-recipe data", description="Generate the demo's JSONL datasets.")
+    p.add_argument("--output", required=True, help="folder for cold_start.jsonl, rl_prompts.jsonl, general.jsonl, test.jsonl")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cold-start", type=int, default=4000, help="cold-start SFT traces")
+    p.add_argument("--sloppy", type=float, default=0.5, help="share of cold-start traces in the sloppy style")
+    p.add_argument("--rl-prompts", type=int, default=4000)
+    p.add_argument("--general", type=int, default=1000)
+    p.add_argument("--test", type=int, default=500, help="held-out problems")
+    a = p.parse_args(argv)
+    out = Path(a.output)
+    styles = {"careful": 1 - a.sloppy, "sloppy": a.sloppy}
+    counts = {
+        "cold_start.jsonl": write_jsonl(arithmetic.generate(a.cold_start, seed=a.seed, style_weights=styles), out / "cold_start.jsonl"),
+        "rl_prompts.jsonl": write_jsonl(arithmetic.generate(a.rl_prompts, seed=a.seed + 1), out / "rl_prompts.jsonl"),
+        "general.jsonl": write_jsonl(arithmetic.generate_general(a.general, seed=a.seed), out / "general.jsonl"),
+        "test.jsonl": write_jsonl(arithmetic.generate(a.test, split="test", seed=a.seed), out / "test.jsonl"),
+    }
+    print(json.dumps({str(out / k): v for k, v in counts.items()}, indent=1))
+
+
+def _rewards(argv: Sequence[str]) -> None:
+    from r1_recipe.rewards import rewards_table
+
+    print(rewards_table(markdown="--markdown" in argv))
+
+
+def _print_config(argv: Sequence[str]) -> None:
+    from r1_recipe.configs import ConfigError, parse_config, read_recipe
+
+    p = argparse.ArgumentParser(prog="r1-recipe print-config", description="Print one resolved recipe value.")
+    p.add_argument("recipe")
+    p.add_argument("key")
+    p.add_argument("--stage", choices=sorted(CONFIGS), help="resolve defaults through this stage's config class")
+    a = p.parse_args(argv)
+    if a.stage:
+        module, cls = CONFIGS[a.stage].split(":")
+        config = parse_config(getattr(importlib.import_module(module), cls), ["--config", a.recipe])
+        if not hasattr(config, a.key):
+            raise ConfigError(f"{a.recipe}: {a.key!r} is not an option of the {a.stage} stage")
+        value = getattr(config, a.key)
+    else:
+        data = read_recipe(a.recipe)
+        if a.key not in data:
+            raise ConfigError(f"{a.recipe}: no key {a.key!r} (pass --stage to resolve defaults)")
+        value = data[a.key]
+    print(json.dumps(value) if isinstance(value, (dict, list)) else value)
+
+
+TOOLS = {"tiny": _tiny, "data": _data, "rewards": _rewards, "print-config": _print_config}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from r1_recipe.configs import ConfigError
+    from r1_recipe.data.loading import DataError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in STAGES:
+            importlib.import_module(STAGES[command][0]).main(rest)
+        elif command in TOOLS:
+            TOOLS[command](rest)
+        else:
+            print(f"r1-recipe: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+            return 2
+    except (ConfigError, DataError) as e:  # the user's to fix: one line, no traceback
+        print(f"r1-recipe {command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""One config dataclass per stage, each subclassing TRL's, with the options every stage shares
+defined once in :class:`RecipeArgs`.
+
+Configs are read from a recipe YAML plus command-line overrides with TRL's parser::
+
+    python -m r1_recipe.sft --config recipes/demo/stage1.yaml --learning_rate 1e-4
+
+Unlike TRL's and open-r1's parsers, an unknown key is an error that names the file, the key and
+the closest valid keys: a misspelled ``learnig_rate`` would otherwise train with the default.
+On a machine without CUDA the configs switch themselves to CPU (``use_cpu``, no bf16, no
+gradient checkpointing); TRL's defaults ask for bf16 and fail there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+import yaml
+from trl import SFTConfig, TrlParser
+
+from r1_recipe.data.templates import TEMPLATES
+
+logger = logging.getLogger(__name__)
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A recipe problem the user fixes in the YAML or on the command line."""
+
+
+@dataclass
+class PromptArgs:
+    """How problems become prompts and responses: shared by training and evaluation."""
+
+    template: str = field(default="r1", metadata={"help": "Prompt/response template: r1 or r1_zero."})
+    system_prompt: str | None = field(default=None, metadata={"help": "System prompt for the r1 template."})
+    chat_template: str | None = field(
+        default=None, metadata={"help": "Chat template for the tokenizer: a .jinja file path or the template text."}
+    )
+    problem_column: str = field(default="problem", metadata={"help": "Column holding the question."})
+    answer_column: str = field(default="solution", metadata={"help": "Column holding the reference final answer."})
+
+    def __post_init__(self):
+        if self.template not in TEMPLATES:
+            raise ConfigError(f"template: {self.template!r} is not one of {', '.join(TEMPLATES)}")
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+
+
+@dataclass
+class RecipeArgs(PromptArgs):
+    """Options shared by every training stage: model, data, templates, lineage and tracking."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Hub id or local folder of the model this stage starts from."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Hub revision of the model."})
+    dtype: str = field(
+        default="auto", metadata={"help": "Weights dtype: auto, bfloat16, float16 or float32 (float32 on CPU)."}
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "eager, sdpa or flash_attention_2; None lets transformers choose."}
+    )
+    dataset_mixture: list[dict] | None = field(
+        default=None,
+        metadata={"help": "Training sources: list of {path, name, split, weight, columns, source} (see data/loading.py)."},
+    )
+    mixture_size: int | None = field(
+        default=None, metadata={"help": "Rows in the mixed dataset; None = all rows of all sources."}
+    )
+    reasoning_column: str = field(default="reasoning", metadata={"help": "Column holding the reasoning trace (SFT)."})
+    resume: bool = field(
+        default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
+    )
+    wandb_project: str | None = field(default=None, metadata={"help": "W&B project (sets WANDB_PROJECT)."})
+    wandb_group: str | None = field(default=None, metadata={"help": "W&B run group, e.g. one pipeline's name."})
+
+    def __post_init__(self):
+        if not torch.cuda.is_available():
+            adjusted = {k: getattr(self, k) for k in ("bf16", "fp16", "gradient_checkpointing") if getattr(self, k)}
+            self.bf16, self.fp16, self.gradient_checkpointing, self.use_cpu = False, False, False, True
+            if adjusted:
+                logger.info("no CUDA device: training on CPU in float32 (turned off %s)", ", ".join(adjusted))
+        super().__post_init__()
+        if not self.model_name_or_path:
+            raise ConfigError("model_name_or_path is required: a Hub id or a local model folder")
+        if self.output_dir is None:
+            raise ConfigError("output_dir is required: the folder this stage writes its checkpoint to")
+
+    def model_kwargs(self) -> dict:
+        """Keyword arguments for ``from_pretrained``."""
+        dtype = self.dtype if torch.cuda.is_available() else "float32"
+        kwargs = {"revision": self.model_revision, "dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
+        if self.attn_implementation:
+            kwargs["attn_implementation"] = self.attn_implementation
+        return kwargs
+
+
+@dataclass
+class SFTStageConfig(RecipeArgs, SFTConfig):
+    """Cold-start SFT (stage 1) and SFT stage 2 on the rejection-sampled mix."""
+
+    reasoning_alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "Weighted loss L = α·L_reasoning + (1−α)·L_general by the `source` column; "
+            "per-example weights 2α and 2(1−α), so 0.5 equals the plain mean. None = unweighted."
+        },
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.reasoning_alpha is not None:
+            if not 0.0 <= self.reasoning_alpha <= 1.0:
+                raise ConfigError(f"reasoning_alpha must be in [0, 1], got {self.reasoning_alpha}")
+            if self.packing:
+                raise ConfigError("reasoning_alpha needs per-example losses: set packing: false")
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init]
+
+
+def check_keys(cls: type, keys: Sequence[str], *, where: str) -> None:
+    """Raise :class:`ConfigError` for keys that are not fields of ``cls``, with close matches."""
+    valid = _field_names(cls)
+    for key in keys:
+        if key in valid or key == "env":
+            continue
+        close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"{where}: unknown key {key!r} for {cls.__name__}.{hint}")
+
+
+def read_recipe(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"recipe {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a YAML mapping of option: value")
+    return data
+
+
+def parse_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
+    """Build a stage config from ``--config recipe.yaml`` and ``--key value`` overrides."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in args:
+        i = args.index("--config")
+        if i + 1 >= len(args):
+            raise ConfigError("--config needs a recipe path")
+        check_keys(cls, list(read_recipe(args[i + 1])), where=args[i + 1])
+    overrides = [a[2:].split("=")[0] for a in args if a.startswith("--") and a != "--config"]
+    check_keys(cls, overrides, where="command line")
+    (config,) = TrlParser([cls]).parse_args_and_config(args)
+    return config
+
+
+def save_resolved(config, output_dir: str | Path) -> Path:
+    """Write the config as the stage actually ran it (defaults included) next to its checkpoint."""
+    path = Path(output_dir) / "resolved_config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {f.name for f in dataclasses.fields(config) if f.init}
+    data = {k: v for k, v in config.to_dict().items() if k in fields and not k.startswith("_")}
+    path.write_text(yaml.safe_dump(data, sort_keys=True))
+    return path

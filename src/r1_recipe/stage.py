@@ -1,0 +1,88 @@
+"""What every training stage does around its TRL trainer, written once: load the model and
+tokenizer the recipe names, load its data, find the checkpoint to resume from, and write the
+stage's output folder (weights, tokenizer, ``resolved_config.yaml``, ``results.json``).
+
+The output folder is the hand-off: the next stage names it as its ``model_name_or_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.trainer_utils import get_last_checkpoint
+
+from r1_recipe.configs import ConfigError, RecipeArgs, save_resolved
+from r1_recipe.data.loading import load_mixture
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Plain one-line logs for the command-line entry points (library code only logs)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, datefmt="%H:%M:%S")
+
+
+def load_tokenizer(config: RecipeArgs) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path, revision=config.model_revision)
+    if config.chat_template:
+        template = Path(config.chat_template)
+        tokenizer.chat_template = template.read_text() if template.suffix == ".jinja" else config.chat_template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(config: RecipeArgs):
+    return AutoModelForCausalLM.from_pretrained(config.model_name_or_path, **config.model_kwargs())
+
+
+def load_train_data(config: RecipeArgs) -> Dataset:
+    if not config.dataset_mixture:
+        raise ConfigError("dataset_mixture is required: a list of {path: ..., weight: ...} sources")
+    return load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed)
+
+
+def checkpoint_to_resume(config: RecipeArgs) -> str | None:
+    """The last ``checkpoint-N`` in ``output_dir`` when resuming is on (the default)."""
+    if not config.resume or not os.path.isdir(config.output_dir):
+        return None
+    last = get_last_checkpoint(config.output_dir)
+    if last:
+        logger.info("resuming from %s", last)
+    return last
+
+
+def configure_tracking(config: RecipeArgs) -> None:
+    if config.wandb_project:
+        os.environ.setdefault("WANDB_PROJECT", config.wandb_project)
+    if config.wandb_group:
+        os.environ.setdefault("WANDB_RUN_GROUP", config.wandb_group)
+
+
+def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict | None = None) -> dict:
+    """Save weights + tokenizer + resolved config + results.json; return the results."""
+    trainer.save_model(config.output_dir)
+    trainer.processing_class.save_pretrained(config.output_dir)
+    save_resolved(config, config.output_dir)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    results = {
+        "stage": stage,
+        "model_name_or_path": config.model_name_or_path,
+        "output_dir": str(config.output_dir),
+        "global_step": trainer.state.global_step,
+        "first_logged_loss": losses[0] if losses else None,
+        "last_logged_loss": losses[-1] if losses else None,
+        "wall_seconds": round(time.time() - started, 1),
+        **(extra or {}),
+    }
+    if trainer.accelerator.is_main_process:
+        Path(config.output_dir, RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    return results
