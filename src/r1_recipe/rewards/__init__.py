@@ -1,0 +1,114 @@
+"""Reward functions for GRPO, looked up by name: ``reward_funcs: [accuracy, format]`` in a recipe.
+
+Every reward is built by a factory in :data:`REWARDS` and has TRL's signature
+``fn(completions, **columns) -> list[float | None]``; its ``__name__`` is its registry name so
+TRL logs ``rewards/<name>/mean``. ``None`` means "does not apply to this row": rule-based
+rewards skip rows whose ``reward_type`` is ``general``, the reward model skips ``reasoning``
+rows, so one batch can mix both (RL stage 2). This registry is the one list of names: the CLI
+(``r1-recipe rewards``) and the README table come from :func:`rewards_table`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from r1_recipe.rewards import code as _code
+from r1_recipe.rewards import format as _format
+from r1_recipe.rewards import gym as _gym
+from r1_recipe.rewards import language as _language
+from r1_recipe.rewards import length as _length
+from r1_recipe.rewards import math_answer as _math
+from r1_recipe.rewards import model as _model
+from r1_recipe.rewards.base import RewardFunc
+from r1_recipe.rewards.extract import extract_answer, split_reasoning
+
+REWARDS: dict[str, Callable[..., RewardFunc]] = {
+    "accuracy": _math.accuracy,
+    "format": _format.format,
+    "format_errors": _format.format_errors,
+    "tag_count": _format.tag_count,
+    "reasoning_steps": _format.reasoning_steps,
+    "language_consistency": _language.language_consistency,
+    "length": _length.length,
+    "cosine": _length.cosine,
+    "repetition": _length.repetition,
+    "soft_overlong": _length.soft_overlong,
+    "reasoning_gym": _gym.reasoning_gym,
+    "code": _code.code,
+    "reward_model": _model.reward_model,
+}
+
+__all__ = ["REWARDS", "get_reward_funcs", "rewards_table", "extract_answer", "split_reasoning"]
+
+
+def _unknown(kind: str, name: str, valid: list[str]) -> ValueError:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}")
+
+
+def get_reward_funcs(names: list[str], **options: dict[str, Any]) -> list[RewardFunc]:
+    """Build the named rewards, in order; ``options`` maps a reward name to its factory's
+    keyword arguments (a recipe's ``reward_kwargs``), e.g. ``cosine={"max_len": 2000}``.
+
+    Unknown reward names, options for a reward not in ``names``, and unknown option keys all
+    raise ValueError naming the valid choices: a typo must not silently train on defaults.
+
+    >>> [f.__name__ for f in get_reward_funcs(["format", "tag_count"])]
+    ['format', 'tag_count']
+    >>> get_reward_funcs(["acuracy"])
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown reward 'acuracy'. Did you mean 'accuracy'? Valid: accuracy, ...
+    """
+    valid = list(REWARDS)
+    for name in names:
+        if name not in REWARDS:
+            raise _unknown("reward", name, valid)
+    for name in options:
+        if name not in names:
+            raise ValueError(f"options given for reward {name!r}, which is not in the reward "
+                             f"list {names}; add it there or remove its options")
+    funcs = []
+    for name in names:
+        kwargs = dict(options.get(name) or {})
+        params = list(inspect.signature(REWARDS[name]).parameters)
+        for key in kwargs:
+            if key not in params:
+                raise _unknown(f"option of reward {name!r}", key, params)
+        funcs.append(REWARDS[name](**kwargs))
+    return funcs
+
+
+def _help(factory: Callable[..., Any]) -> str:
+    doc = inspect.getdoc(factory) or ""
+    return " ".join(doc.split("\n\n", 1)[0].split())
+
+
+def _options(factory: Callable[..., Any]) -> str:
+    return ", ".join(f"{p.name}={p.default!r}" for p in inspect.signature(factory).parameters.values())
+
+
+def rewards_table(markdown: bool = False) -> str:
+    """Every registry name with its one-line help (from the factory's docstring) and options.
+
+    >>> print(rewards_table().splitlines()[0])  # doctest: +ELLIPSIS
+    accuracy ...Final answer (last \\boxed{} or <answer> after </think>) equals the reference...
+    """
+    if markdown:
+        rows = ["| reward | what it scores | options |", "|---|---|---|"]
+        for n, f in REWARDS.items():
+            text = _help(f).replace("<", "&lt;").replace(">", "&gt;")  # tags are not HTML
+            cells = [f"`{n}`", text, _options(f) or "-"]
+            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        return "\n".join(rows)
+    width = max(map(len, REWARDS)) + 2
+    lines = []
+    for n, f in REWARDS.items():
+        lines.append(f"{n:<{width}}{_help(f)}")
+        if _options(f):
+            lines.append(f"{'':<{width}}options: {_options(f)}")
+    return "\n".join(lines)

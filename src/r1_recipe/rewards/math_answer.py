@@ -1,0 +1,56 @@
+"""R_acc: the final answer checked against the reference with math-verify.
+
+Only the answer section counts (after ``</think>``: the last ``\\boxed{…}``, else
+``<answer>…</answer>``), so a number guessed in the reasoning never scores. ``None`` when the
+reference itself does not parse: an unverifiable row must not hand out 1.0 (open-r1 shipped
+that bug) nor punish the policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from r1_recipe.rewards.base import RewardFunc, applies, column, named, texts
+from r1_recipe.rewards.extract import extract_answer
+from r1_recipe.rewards.verify import get_verifier
+
+
+def correctness(
+    completions: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    solution_column: str,
+    timeout: float,
+    workers: int | None,
+) -> list[float | None]:
+    """1.0 / 0.0 / None per sample; shared by accuracy, length and cosine (one cache)."""
+    n = len(completions)
+    refs = column(kwargs, solution_column, n)
+    ok = applies(n, kwargs.get("reward_type"))
+    answers = [extract_answer(t) for t in texts(completions, kwargs.get("prompts"))]
+    idx = [i for i in range(n) if ok[i] and refs[i] is not None and str(refs[i]).strip()]
+    verdicts = get_verifier(workers, timeout).verify_many(
+        [(answers[i], str(refs[i]).strip()) for i in idx]
+    )
+    out: list[float | None] = [None] * n
+    for i, v in zip(idx, verdicts):
+        out[i] = v
+    return out
+
+
+def accuracy(
+    solution_column: str = "solution", timeout: float = 5.0, workers: int | None = None
+) -> RewardFunc:
+    """Final answer (last \\boxed{} or <answer> after </think>) equals the reference, by
+    math-verify: 1.0 / 0.0, None if the reference does not parse.
+
+    Each distinct (answer, reference) pair is verified once, in a worker process killed after
+    ``timeout`` seconds (then 0.0); ``workers`` defaults to the CPU count (max 8).
+    """
+
+    def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
+        return correctness(
+            completions, kwargs, solution_column=solution_column, timeout=timeout, workers=workers
+        )
+
+    return named(fn, "accuracy")

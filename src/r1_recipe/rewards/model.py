@@ -1,0 +1,99 @@
+"""Model-based reward for general prompts (RL stage 2): a sequence-classification reward model.
+
+DeepSeek-R1 judges helpfulness on the final answer only (so the reward model cannot be
+swayed by the reasoning) and harmlessness on the whole response: ``on="answer"`` or
+``on="full"``. Rows whose ``reward_type`` is ``reasoning`` get None: rule rewards score them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, texts
+from r1_recipe.rewards.extract import split_reasoning
+
+logger = logging.getLogger(__name__)
+
+ON = ("answer", "full")
+
+
+class RewardModelScorer:
+    """Loads the model once; scores (prompt, response) pairs in batches, no gradients."""
+
+    def __init__(self, model: str, device: str | None = None, batch_size: int = 8,
+                 max_length: int = 2048):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.tokenizer.truncation_side = "left"  # keep the end of a long response
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForSequenceClassification.from_pretrained(model, dtype=dtype)
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model.to(self.device).eval()
+        self.batch_size, self.max_length = batch_size, max_length
+
+    def format(self, prompt: str, response: str) -> str:
+        """The reward model's input: its chat template when it has one."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
+                tokenize=False,
+            )
+        return f"{prompt}\n{response}"
+
+    def score(self, inputs: list[str]) -> list[float]:
+        """One scalar per input: the logit of a 1-label head, else P(last label)."""
+        out: list[float] = []
+        for start in range(0, len(inputs), self.batch_size):
+            batch = self.tokenizer(
+                inputs[start : start + self.batch_size], return_tensors="pt", padding=True,
+                truncation=True, max_length=self.max_length,
+            ).to(self.device)
+            with self.torch.no_grad():
+                logits = self.model(**batch).logits.float()
+            vals = logits[:, 0] if logits.shape[-1] == 1 else logits.softmax(-1)[:, -1]
+            out.extend(vals.cpu().tolist())
+        return out
+
+
+def reward_model(
+    model: str | None = None, on: str = "answer", batch_size: int = 8, device: str | None = None,
+    max_length: int = 2048, normalize: bool = False,
+) -> RewardFunc:
+    """Sequence-classification reward model (option model: path or Hub id) on the answer or the
+    full response; None for reasoning rows; normalize: z-score over the batch."""
+    if model is None:
+        raise ValueError("reward_model needs the option model: a local path or Hub id of a "
+                         "sequence-classification reward model")
+    if on not in ON:
+        raise ValueError(f"reward_model: on must be one of {ON}, got {on!r}")
+    scorer = RewardModelScorer(model, device=device, batch_size=batch_size, max_length=max_length)
+
+    def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
+        n = len(completions)
+        ok = applies(n, kwargs.get("reward_type"), model_based=True)
+        prompts = kwargs.get("prompts") or [""] * n
+        idx = [i for i in range(n) if ok[i]]
+        full = texts(completions, kwargs.get("prompts"))
+        inputs = []
+        for i in idx:
+            response = split_reasoning(full[i])[1] if on == "answer" else full[i]
+            inputs.append(scorer.format(prompt_text(prompts[i]), response))
+        scores = scorer.score(inputs) if inputs else []
+        if normalize and len(scores) > 1:
+            mean = sum(scores) / len(scores)
+            std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
+            scores = [(s - mean) / max(std, 1e-6) for s in scores]
+        out: list[float | None] = [None] * n
+        for i, s in zip(idx, scores):
+            out[i] = s
+        return out
+
+    return named(fn, "reward_model")

@@ -1,0 +1,277 @@
+"""Math answer verification: math-verify in worker processes, with a hard wall-clock limit.
+
+Why processes: math-verify bounds its work with ``signal.alarm``, which raises in threads and
+cannot interrupt C code (``9^{9^{9^{9}}}`` hangs inside a big-integer power). Each worker
+runs one pair at a time; the parent kills a worker that overruns its deadline, respawns it
+and scores the pair 0.0. Why it is fast: verdicts are cached per (answer, reference) pair
+(GRPO samples 16-64 completions per prompt, most answers repeat), each worker parses a
+reference once, and the workers run in parallel.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import OrderedDict, deque
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+MAX_ANSWER_CHARS = 1000  # no real final answer is longer; longer ones score 0.0 unparsed
+_PARSED: OrderedDict[tuple[str, str], list] = OrderedDict()  # per-process parse cache
+
+
+def _extraction_config():
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    return [LatexExtractionConfig(), ExprExtractionConfig()]
+
+
+def _cached_parse(kind: str, text: str, seconds: int, use_cache: bool = True) -> list:
+    from math_verify import parse
+
+    key = (kind, text)
+    if use_cache and key in _PARSED:
+        _PARSED.move_to_end(key)
+        return _PARSED[key]
+    cfg = _extraction_config()
+    if kind == "ref":
+        # A bare gold like 3\sqrt{2} parses as 3 without math delimiters.
+        wrapped = text if ("$" in text or "\\boxed" in text) else f"${text}$"
+        parsed = parse(wrapped, extraction_config=cfg, parsing_timeout=seconds)
+        if not parsed and wrapped != text:
+            parsed = parse(text, extraction_config=cfg, parsing_timeout=seconds)
+    else:
+        # The extracted answer is final by construction: re-box it so that the whole of it is
+        # read; '<answer>85</answer>' content alone would parse to nothing.
+        parsed = parse(f"\\boxed{{{text}}}", extraction_config=cfg, parsing_timeout=seconds)
+        if not parsed:
+            parsed = parse(text, extraction_config=cfg, parsing_timeout=seconds)
+    if not use_cache:
+        return parsed
+    _PARSED[key] = parsed
+    if len(_PARSED) > 20_000:
+        _PARSED.popitem(last=False)
+    return parsed
+
+
+def verify_pair(answer: str | None, reference: str, seconds: int = 5,
+                use_cache: bool = True) -> float | None:
+    """Serial verdict for one pair: 1.0 / 0.0, None when the reference does not parse.
+
+    This is the whole rule; the pool only runs it elsewhere, bounded and cached.
+    ``seconds`` feeds math-verify's own alarms (main thread only); ``use_cache=False`` parses
+    everything afresh (the naive baseline of benchmarks/rewards.py).
+    """
+    ref = _cached_parse("ref", reference, seconds, use_cache)
+    # math-verify falls back to the raw string when nothing parses: that is no reference.
+    if not any(not isinstance(x, str) for x in ref):
+        return None
+    if answer is None or not answer.strip() or len(answer) > MAX_ANSWER_CHARS:
+        return 0.0
+    from math_verify import verify
+
+    parsed = _cached_parse("ans", answer, seconds, use_cache)
+    if not parsed:
+        return 0.0
+    return 1.0 if verify(ref, parsed, timeout_seconds=seconds) else 0.0
+
+
+def warm_up() -> None:
+    """Pay math-verify's first-call costs (lazy sympy imports, ANTLR parser set-up: ~0.3 s)."""
+    for answer, reference in [("\\frac{1}{2}", "0.5"), ("2\\sqrt{3}", "x+1"), ("(1,2)", "\\{3\\}")]:
+        try:
+            verify_pair(answer, reference, use_cache=False)
+        except Exception:  # noqa: BLE001 - only a warm-up
+            pass
+
+
+def _worker_main(rfd: int, wfd: int, memory_mb: int, seconds: int) -> None:
+    """Worker loop: receive (answer, reference), send the verdict; any error scores 0.0."""
+    import resource
+
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    inbox, outbox = Connection(rfd, writable=False), Connection(wfd, readable=False)
+    warm_up()  # lazy imports and parser set-up happen before the first deadline starts
+    outbox.send("ready")
+    while True:
+        try:
+            msg = inbox.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        try:
+            verdict = verify_pair(msg[0], msg[1], seconds)
+        except BaseException as e:  # noqa: BLE001 - a hostile answer must never kill the loop
+            logger.debug("verification error %r", e)
+            verdict = 0.0
+        outbox.send(verdict)
+
+
+class _Worker:
+    """One worker process, started as a fresh interpreter: it never re-imports the caller's
+    ``__main__`` (multiprocessing's spawn/forkserver do, which breaks unguarded scripts) and
+    forks nothing from a trainer holding threads and CUDA state."""
+
+    def __init__(self, memory_mb: int, seconds: int):
+        p2c_r, p2c_w = os.pipe()
+        c2p_r, c2p_w = os.pipe()
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from r1_recipe.rewards.verify import _worker_main as m; "
+             f"m({p2c_r}, {c2p_w}, {memory_mb}, {seconds})"],
+            pass_fds=(p2c_r, c2p_w), env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        os.close(p2c_r)
+        os.close(c2p_w)
+        self.send = Connection(p2c_w, readable=False)
+        self.conn = Connection(c2p_r, writable=False)
+        self.ready = False
+        self.task: tuple[str | None, str] | None = None
+        self.deadline = 0.0
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)
+        self.send.close()
+        self.conn.close()
+
+
+class MathVerifier:
+    """A pool of verification workers with a per-pair wall-clock limit and a verdict cache.
+
+    ``workers=0`` verifies in the calling process (no wall-clock guarantee; for debugging).
+    """
+
+    def __init__(self, workers: int = 2, timeout: float = 5.0, memory_mb: int = 4096,
+                 cache_size: int = 200_000):
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        self.n_workers, self.timeout, self.memory_mb = workers, timeout, memory_mb
+        self.seconds = max(1, int(timeout // 3))  # math-verify's own alarms: graceful first
+        self.cache: OrderedDict[tuple[str | None, str], float | None] = OrderedDict()
+        self.cache_size = cache_size
+        self.timeouts = 0
+        self._workers: list[_Worker] = []
+        self._pid = os.getpid()
+
+    def _pool(self) -> list[_Worker]:
+        if self._pid != os.getpid():  # forked (e.g. a DataLoader worker): start our own
+            self._workers, self._pid = [], os.getpid()
+        if not self._workers:
+            self._workers = [_Worker(self.memory_mb, self.seconds) for _ in range(self.n_workers)]
+        return self._workers
+
+    def verify_many(self, pairs: list[tuple[str | None, str]]) -> list[float | None]:
+        """Verdicts for (answer, reference) pairs, in order; each pair bounded by ``timeout``."""
+        todo = list(dict.fromkeys(p for p in pairs if p not in self.cache))
+        if todo:
+            results = self._run(todo) if self.n_workers > 0 else [
+                self._inline(p) for p in todo
+            ]
+            for pair, verdict in zip(todo, results):
+                self.cache[pair] = verdict
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        return [self.cache[p] for p in pairs]
+
+    def _inline(self, pair: tuple[str | None, str]) -> float | None:
+        try:
+            return verify_pair(pair[0], pair[1], self.seconds)
+        except Exception:  # noqa: BLE001
+            return 0.0
+
+    def _run(self, todo: list[tuple[str | None, str]]) -> list[float | None]:
+        """Keep every ready worker busy with one pair; the deadline starts at dispatch."""
+        workers = self._pool()
+        queue = deque(range(len(todo)))
+        out: list[float | None] = [0.0] * len(todo)
+        index: dict[int, int] = {}  # id(worker) -> index of its pair
+        started = time.monotonic()
+        while queue or index:
+            for w in workers:
+                if w.ready and w.task is None and queue:
+                    i = queue.popleft()
+                    w.task, w.deadline = todo[i], time.monotonic() + self.timeout
+                    w.send.send(todo[i])
+                    index[id(w)] = i
+            if not any(w.ready for w in workers) and time.monotonic() - started > 120:
+                raise RuntimeError("math verification workers did not start within 120 s; "
+                                   "check that r1_recipe.rewards.verify imports in a fresh interpreter")
+            deadlines = [w.deadline for w in workers if w.task is not None]
+            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
+            for conn in wait([w.conn for w in workers], timeout=wait_s):
+                w = next(w for w in workers if w.conn is conn)
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):  # worker died (e.g. out of memory): score 0.0
+                    if w.task is not None:
+                        logger.warning("math verification worker died on %.80r", w.task[0])
+                        index.pop(id(w))
+                    w = self._replace(w)
+                    continue
+                if msg == "ready":
+                    w.ready = True
+                elif w.task is not None:
+                    out[index.pop(id(w))] = msg
+                    w.task = None
+            now = time.monotonic()
+            for w in list(workers):
+                if w.task is not None and now >= w.deadline:
+                    self.timeouts += 1
+                    logger.warning("math verification over %.1fs, scored 0.0: %.80r",
+                                   self.timeout, w.task[0])
+                    index.pop(id(w))
+                    self._replace(w)
+        return out
+
+    def _replace(self, w: _Worker) -> _Worker:
+        w.kill()
+        new = _Worker(self.memory_mb, self.seconds)
+        self._workers[self._workers.index(w)] = new
+        return new
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                w.send.send(None)
+                w.proc.wait(1)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            w.kill()
+        self._workers = []
+
+
+_VERIFIERS: dict[tuple, MathVerifier] = {}
+
+
+def get_verifier(workers: int | None = None, timeout: float = 5.0,
+                 memory_mb: int = 4096) -> MathVerifier:
+    """One shared pool per setting, so accuracy, length and cosine share verdicts."""
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1)
+    key = (workers, float(timeout), memory_mb)
+    if key not in _VERIFIERS:
+        _VERIFIERS[key] = MathVerifier(workers, timeout, memory_mb)
+    return _VERIFIERS[key]
+
+
+@atexit.register
+def _close_all() -> None:
+    for v in _VERIFIERS.values():
+        v.close()
+
