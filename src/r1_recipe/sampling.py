@@ -1,10 +1,15 @@
 """Generation backends for evaluation and rejection sampling, behind one small interface:
 ``sampler.generate(prompts, params) -> list[list[str]]`` (n completions per prompt).
 
-``TransformersSampler`` runs anywhere (CPU included): prompts are batched, each call asks for
-all n samples of every prompt in the batch at once (``num_return_sequences``), left padding.
-Completions are decoded with ``skip_special_tokens=True``, as TRL's GRPOTrainer does, so the
-text scored here is the text scored during RL.
+- ``TransformersSampler`` runs anywhere (CPU included): prompts are batched, each call asks for
+  all n samples of every prompt in the batch at once (``num_return_sequences``), left padding.
+- ``VLLMSampler`` runs vLLM's offline ``LLM`` on GPUs (tensor and data parallel). vLLM is
+  imported only when this backend is chosen; it is never installed in the CPU environment.
+
+Both render a prompt to token ids with the same function (:func:`prompt_ids`: the tokenizer's
+chat template for messages, the text as-is for strings, no extra BOS) and decode completions with
+``skip_special_tokens=True``, as TRL's GRPOTrainer does: the same prompts go in and the text
+scored here is the text scored during RL. ``make_sampler`` picks a backend by name.
 """
 
 from __future__ import annotations
@@ -32,6 +37,18 @@ class SamplingParams:
         return self.temperature == 0.0
 
 
+def render(tokenizer, prompt: list[dict] | str) -> str:
+    """Chat messages through the chat template (with the generation prompt); strings as-is."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_ids(tokenizer, prompt: list[dict] | str) -> list[int]:
+    """The token ids every backend generates from (the template already holds any BOS)."""
+    return tokenizer(render(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+
+
 class TransformersSampler:
     """Batched ``generate`` on a causal LM loaded by path or Hub id (or passed in)."""
 
@@ -47,10 +64,7 @@ class TransformersSampler:
         self.batch_size = batch_size
 
     def render(self, prompt: list[dict] | str) -> str:
-        """Chat messages through the chat template (with the generation prompt); strings as-is."""
-        if isinstance(prompt, str):
-            return prompt
-        return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return render(self.tokenizer, prompt)
 
     @torch.no_grad()
     def generate(self, prompts: list[list[dict] | str], params: SamplingParams, *, progress: bool = False) -> list[list[str]]:
@@ -60,8 +74,8 @@ class TransformersSampler:
         n = 1 if params.greedy else params.n
         out: list[list[str]] = []
         try:
-            starts = range(0, len(prompts), per_call)
-            for b, start in enumerate(tqdm(starts, desc="sampling", disable=not progress)):
+            bar = tqdm(total=len(prompts), desc=f"sampling n={n}", unit="problem", disable=not progress)
+            for b, start in enumerate(range(0, len(prompts), per_call)):
                 texts = [self.render(p) for p in prompts[start : start + per_call]]
                 enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
                 torch.manual_seed(params.seed + b)
@@ -78,8 +92,73 @@ class TransformersSampler:
                 )
                 decoded = tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
                 out.extend(decoded[i : i + n] for i in range(0, len(decoded), n))
+                bar.update(len(texts))
+            bar.close()
         finally:
             tok.padding_side = pad_side
         if params.greedy and params.n > 1:  # every greedy sample is the same completion
             out = [group * params.n for group in out]
         return out
+
+
+class VLLMSampler:
+    """vLLM's offline engine behind the same interface (GPU only).
+
+    Each prompt gets its own seed (``params.seed + index``), so a run is reproducible and the
+    k samples of different problems are independent. Prompts go in as token ids from
+    :func:`prompt_ids`, so vLLM sees exactly what the transformers backend sees.
+    """
+
+    def __init__(self, model: str, tokenizer=None, *, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, seed: int = 0,
+                 dtype: str = "auto", **llm_kwargs):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ImportError(
+                "backend 'vllm' needs vLLM on a CUDA machine: pip install -e '.[vllm]'. "
+                "Without a GPU use backend 'transformers'."
+            ) from e
+        kwargs = {"max_model_len": max_model_len} if max_model_len else {}
+        if data_parallel_size > 1:
+            kwargs["data_parallel_size"] = data_parallel_size
+        self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size, seed=seed, dtype=dtype,
+                       gpu_memory_utilization=gpu_memory_utilization, **kwargs, **llm_kwargs)
+        self.tokenizer = tokenizer or self.llm.get_tokenizer()
+
+    def generate(self, prompts: list[list[dict] | str], params: SamplingParams, *, progress: bool = False) -> list[list[str]]:
+        from vllm import SamplingParams as VLLMParams
+
+        n = 1 if params.greedy else params.n
+        per_prompt = [
+            VLLMParams(n=n, temperature=params.temperature, top_p=1.0 if params.greedy else params.top_p,
+                       max_tokens=params.max_new_tokens, seed=params.seed + i, skip_special_tokens=True)
+            for i in range(len(prompts))
+        ]
+        inputs = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts]
+        results = self.llm.generate(inputs, per_prompt, use_tqdm=progress)
+        out = [[c.text for c in r.outputs] for r in results]
+        if params.greedy and params.n > 1:
+            out = [group * params.n for group in out]
+        return out
+
+
+BACKENDS = ("auto", "transformers", "vllm")
+
+
+def make_sampler(backend: str, model: str, tokenizer=None, *, batch_size: int = 64, **vllm_options):
+    """``transformers`` | ``vllm`` | ``auto`` (vLLM when CUDA and vLLM are there, else transformers).
+
+    ``vllm_options`` (tensor_parallel_size, data_parallel_size, gpu_memory_utilization,
+    max_model_len, seed, ...) go to :class:`VLLMSampler` and are ignored by transformers.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown sampling backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        import importlib.util
+
+        backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "transformers"
+    logger.info("sampling backend: %s", backend)
+    if backend == "vllm":
+        return VLLMSampler(model, tokenizer, **vllm_options)
+    return TransformersSampler(model, tokenizer, batch_size=batch_size)
