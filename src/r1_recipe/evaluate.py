@@ -1,33 +1,44 @@
-"""Evaluation: pass@1 averaged over k samples (the R1 protocol) and greedy accuracy.
+"""Evaluation with the DeepSeek-R1 protocol: k samples per problem (temperature 0.6, top-p 0.95),
+**pass@1** = mean correctness over the k samples, **cons@k** = majority vote over the k
+extracted answers, optional unbiased **pass@k**, and greedy accuracy.
 
-    python -m r1_recipe.evaluate --model_name_or_path runs/demo/stage1 --benchmark arithmetic \\
-        --num_problems 200 --num_samples 4 --temperature 0.7 --output_dir runs/demo/stage1
+    r1-recipe evaluate --model_name_or_path runs/demo/stage1 --benchmark arithmetic \\
+        --num_samples 4 --temperature 0.7 --output_dir runs/demo/stage1
+    r1-recipe evaluate --model_name_or_path deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B \\
+        --benchmark aime24,math_500,gpqa_diamond --backend vllm --output_dir runs/eval/distill-1.5b
+    r1-recipe evaluate --model_name_or_path MODEL --benchmark math_500=data/math500.jsonl   # offline copy
 
-Benchmarks: ``arithmetic`` (the demo's generated held-out problems, never in training data) or a
-local ``.jsonl``/``.parquet`` file with a problem and a reference-answer column. The answer is
-the last ``\\boxed{}`` (or ``<answer>``) after ``</think>``, compared exactly after trimming.
+Benchmarks (comma-separated) come from :mod:`r1_recipe.eval_suites`; each brings its own answer
+extraction, verifier and paper defaults (k=64 for AIME, 32k new tokens), which ``num_samples``,
+``max_new_tokens`` and ``num_problems`` override. Backends (``backend``): ``vllm`` on GPUs,
+``transformers`` anywhere, ``auto`` picks; same prompts and scoring in both.
 
-Writes ``eval_<benchmark>.json`` (summary) and ``eval_<benchmark>_samples.jsonl`` (every
-sample: problem, completion, extracted answer, verdict) into ``output_dir`` when given.
+Per benchmark, ``output_dir`` gets ``eval_<name>.json`` (summary + resolved config) and
+``eval_<name>_samples.jsonl`` (or ``.parquet``: every sample's prompt, completion, extracted
+answer and verdict); the command prints one table row per benchmark.
+
+Where this departs from the paper: cons@k ties go to the answer seen first among the samples
+(the paper does not say); answers vote together when they match after removing spacing and
+``\\left``/``\\right``, not by mathematical equivalence.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from datasets import Dataset
-
+from r1_recipe import eval_suites
 from r1_recipe.configs import ConfigError, PromptArgs, parse_config
 from r1_recipe.data import arithmetic
-from r1_recipe.data.loading import load_source, require_columns, to_prompts
-from r1_recipe.rewards.extract import extract_answer
-from r1_recipe.sampling import SamplingParams, TransformersSampler
+from r1_recipe.data.templates import prompt_for
+from r1_recipe.sampling import BACKENDS, SamplingParams, make_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -35,37 +46,66 @@ logger = logging.getLogger(__name__)
 @dataclass
 class EvalConfig(PromptArgs):
     model_name_or_path: str | None = field(default=None, metadata={"help": "Model folder or Hub id to evaluate."})
-    benchmark: str = field(default="arithmetic", metadata={"help": "'arithmetic' or a local .jsonl/.parquet file."})
-    num_problems: int | None = field(default=200, metadata={"help": "Problems to evaluate (None = all)."})
-    num_samples: int = field(default=4, metadata={"help": "k: samples per problem for pass@1."})
+    benchmark: str = field(default="arithmetic", metadata={
+        "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic; NAME=PATH for a local copy "
+                "of a Hub benchmark; or a local .jsonl/.parquet file with problem_column/answer_column."})
+    num_problems: int | None = field(default=None, metadata={
+        "help": "First N problems (None: the benchmark's default: all, 200 for arithmetic)."})
+    num_samples: int | None = field(default=None, metadata={
+        "help": "k samples per problem for pass@1 and cons@k (None: the benchmark's default, 64 for aime24)."})
     temperature: float = field(default=0.6, metadata={"help": "Sampling temperature (R1: 0.6)."})
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling (R1: 0.95)."})
     greedy: bool = field(default=True, metadata={"help": "Also report greedy accuracy."})
-    max_new_tokens: int = field(default=512, metadata={"help": "Generation budget per sample."})
-    batch_size: int = field(default=256, metadata={"help": "Sequences generated per call."})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": "Generation budget per sample (None: the benchmark's default, 32768 for Hub suites)."})
+    pass_at_k: list[int] = field(default_factory=list, metadata={
+        "help": "Also report unbiased pass@k for these k (each ≤ num_samples)."})
+    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
+    batch_size: int = field(default=256, metadata={"help": "Sequences per generate call (transformers)."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs per model replica."})
+    data_parallel_size: int = field(default=1, metadata={"help": "vLLM: model replicas."})
+    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM: share of GPU memory it may take."})
+    max_model_len: int | None = field(default=None, metadata={"help": "vLLM: context length (None: the model's)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed: same seed, same numbers."})
+    shuffle_seed: int = field(default=0, metadata={"help": "Seed of the GPQA option order (fixed across runs)."})
+    instruction: str | None = field(default=None, metadata={
+        "help": "Text appended to each problem (None: the benchmark's, e.g. 'Please reason step by step...')."})
+    verify_workers: int | None = field(default=None, metadata={"help": "math-verify processes (None: CPUs, max 8)."})
+    verify_timeout: float = field(default=5.0, metadata={"help": "Seconds per math-verify check (then wrong)."})
+    samples_format: str = field(default="jsonl", metadata={"help": "Per-sample file: jsonl or parquet."})
     output_dir: str | None = field(default=None, metadata={"help": "Folder for the summary and samples files."})
 
     def __post_init__(self):
         super().__post_init__()
         if not self.model_name_or_path:
             raise ConfigError("model_name_or_path is required: the model folder or Hub id to evaluate")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.samples_format not in ("jsonl", "parquet"):
+            raise ConfigError(f"samples_format: {self.samples_format!r}; use jsonl or parquet")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ConfigError(f"num_samples must be ≥ 1, got {self.num_samples}")
+        if any(k < 1 for k in self.pass_at_k):
+            raise ConfigError(f"pass_at_k values must be ≥ 1, got {self.pass_at_k}")
+
+    @property
+    def benchmarks(self) -> list[str]:
+        return [b.strip() for b in self.benchmark.split(",") if b.strip()]
 
 
-def load_problems(config: EvalConfig) -> Dataset:
-    if config.benchmark == "arithmetic":
-        n = config.num_problems or 500
-        return Dataset.from_list(list(arithmetic.generate(n, split="test", seed=config.seed)))
-    if Path(config.benchmark).suffix in (".jsonl", ".json", ".parquet"):
-        ds = load_source(config.benchmark, where=f"benchmark {config.benchmark}")
-        require_columns(ds, [config.problem_column, config.answer_column], where=f"benchmark {config.benchmark}")
-        return ds.select(range(min(config.num_problems or len(ds), len(ds))))
-    raise ConfigError(f"benchmark: unknown {config.benchmark!r}; use 'arithmetic' or a .jsonl/.parquet file")
+# --- metrics --------------------------------------------------------------------------------
 
+def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """Mean over problems and its standard error (sample std / √N; 0 for one problem).
 
-def is_correct(completion: str, reference: str) -> tuple[str | None, bool]:
-    answer = extract_answer(completion)
-    return answer, answer is not None and answer.strip() == str(reference).strip()
+    >>> mean_stderr([0.5, 1.0])
+    (0.75, 0.25)
+    """
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var / len(values))
 
 
 def pass_at_1(verdicts: list[list[bool]]) -> tuple[float, float]:
@@ -74,57 +114,155 @@ def pass_at_1(verdicts: list[list[bool]]) -> tuple[float, float]:
     >>> pass_at_1([[True, False], [True, True]])
     (0.75, 0.25)
     """
-    per_problem = [sum(v) / len(v) for v in verdicts]
-    mean = sum(per_problem) / len(per_problem)
-    if len(per_problem) < 2:
-        return mean, 0.0
-    var = sum((p - mean) ** 2 for p in per_problem) / (len(per_problem) - 1)
-    return mean, math.sqrt(var / len(per_problem))
+    return mean_stderr([sum(v) / len(v) for v in verdicts])
 
 
-def evaluate(config: EvalConfig, sampler: TransformersSampler | None = None) -> dict:
-    """Sample, score and summarise; write files into ``output_dir`` when set."""
-    problems = load_problems(config)
-    sampler = sampler or TransformersSampler(config.model_name_or_path, batch_size=config.batch_size)
-    prompts = to_prompts(
-        problems, template=config.template, system_prompt=config.system_prompt, problem_column=config.problem_column
-    )["prompt"]
-    references = problems[config.answer_column]
-    summary: dict = {"model": config.model_name_or_path, "benchmark": config.benchmark, "problems": len(problems)}
-    records = []
-    runs = [("sampled", SamplingParams(config.num_samples, config.temperature, config.top_p, config.max_new_tokens, config.seed))]
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct: 1 − C(n−c, k) / C(n, k).
+
+    >>> pass_at_k(4, 1, 1), pass_at_k(4, 1, 4), pass_at_k(4, 0, 2), round(pass_at_k(4, 1, 2), 3)
+    (0.25, 1.0, 0.0, 0.5)
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 1 ≤ k ≤ n, got k={k}, n={n}")
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority_vote(answers: Sequence[str | None], verdicts: Sequence[bool]) -> tuple[str | None, bool]:
+    """The most frequent extracted answer and whether it is correct (cons@k for one problem).
+
+    Samples without an answer do not vote; a tie goes to the tied answer seen first.
+
+    >>> majority_vote(["4", "5", "5", None, None], [True, False, False, False, False])
+    ('5', False)
+    >>> majority_vote(["4", "5"], [True, False])
+    ('4', True)
+    >>> majority_vote([None, None], [False, False])
+    (None, False)
+    """
+    counts: Counter[str] = Counter()
+    verdict_of: dict[str, bool] = {}
+    for answer, ok in zip(answers, verdicts):
+        if answer is None:
+            continue
+        key = eval_suites.vote_key(answer)
+        counts[key] += 1
+        verdict_of.setdefault(key, ok)
+    if not counts:
+        return None, False
+    winner = max(counts, key=counts.__getitem__)  # first maximum in insertion order
+    return winner, verdict_of[winner]
+
+
+def score(answers: list[list[str | None]], verdicts: list[list[bool]], ks: Sequence[int] = ()) -> dict:
+    """pass@1 (± stderr), cons@k (± stderr) and the requested unbiased pass@k, over problems."""
+    n = len(verdicts[0])
+    out: dict = {}
+    out["pass@1"], out["pass@1_stderr"] = pass_at_1(verdicts)
+    votes = [float(majority_vote(a, v)[1]) for a, v in zip(answers, verdicts)]
+    out["cons@k"], out["cons@k_stderr"] = mean_stderr(votes)
+    for k in ks:
+        out[f"pass@{k}"] = sum(pass_at_k(n, sum(v), k) for v in verdicts) / len(verdicts)
+    return out
+
+
+# --- the run --------------------------------------------------------------------------------
+
+def _sampler_for(config: EvalConfig):
+    tokenizer = None
+    if config.chat_template:  # the same override the training stages apply
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)
+        template = Path(config.chat_template)
+        tokenizer.chat_template = template.read_text() if template.suffix == ".jinja" else config.chat_template
+    return make_sampler(
+        config.backend, config.model_name_or_path, tokenizer, batch_size=config.batch_size,
+        tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
+        gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len, seed=config.seed,
+    )
+
+
+def evaluate(config: EvalConfig, sampler=None) -> dict:
+    """Sample, score and summarise one benchmark; write files into ``output_dir`` when set."""
+    if len(config.benchmarks) != 1:
+        raise ConfigError(f"evaluate() takes one benchmark, got {config.benchmark!r}; use evaluate_all()")
+    label, bench, problems = eval_suites.load_benchmark(
+        config.benchmarks[0], num_problems=config.num_problems, seed=config.seed, shuffle_seed=config.shuffle_seed,
+        problem_column=config.problem_column, answer_column=config.answer_column,
+    )
+    k = config.num_samples or bench.num_samples
+    max_new_tokens = config.max_new_tokens or bench.max_new_tokens
+    too_big = [x for x in config.pass_at_k if x > k]
+    if too_big:
+        raise ConfigError(f"pass_at_k {too_big} exceed num_samples={k}: raise num_samples or drop them")
+    instruction = bench.instruction if config.instruction is None else config.instruction
+    texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problems["problem"]]
+    prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
+    references = [str(a) for a in problems["answer"]]
+    sampler = sampler or _sampler_for(config)
+
+    summary: dict = {"model": config.model_name_or_path, "benchmark": label, "problems": len(problems)}
+    records: list[dict] = []
+    runs = [("sampled", SamplingParams(k, config.temperature, config.top_p, max_new_tokens, config.seed))]
     if config.greedy:
-        runs.insert(0, ("greedy", SamplingParams(1, 0.0, 1.0, config.max_new_tokens, config.seed)))
+        runs.insert(0, ("greedy", SamplingParams(1, 0.0, 1.0, max_new_tokens, config.seed)))
+    started = time.perf_counter()
     for mode, params in runs:
+        logger.info("%s: %d problems × %d %s sample(s), ≤ %d new tokens", label, len(prompts), params.n, mode,
+                    params.max_new_tokens)
+        t0 = time.perf_counter()
         completions = sampler.generate(prompts, params, progress=True)
-        verdicts = []
-        for i, group in enumerate(completions):
-            row = []
-            for j, text in enumerate(group):
-                answer, ok = is_correct(text, references[i])
-                row.append(ok)
-                records.append({"mode": mode, "problem_index": i, "sample": j, "problem": problems[config.problem_column][i],
-                                "reference": references[i], "completion": text, "answer": answer, "correct": ok})
-            verdicts.append(row)
-        mean, stderr = pass_at_1(verdicts)
+        gen_seconds = time.perf_counter() - t0
+        flat = [(i, j, text) for i, group in enumerate(completions) for j, text in enumerate(group)]
+        flat_answers = [eval_suites.extract(text, bench.verifier) for _, _, text in flat]
+        flat_ok = eval_suites.verify(flat_answers, [references[i] for i, _, _ in flat], bench.verifier,
+                                     workers=config.verify_workers, timeout=config.verify_timeout)
+        answers = [[] for _ in completions]
+        verdicts: list[list[bool]] = [[] for _ in completions]
+        for (i, j, text), answer, ok in zip(flat, flat_answers, flat_ok):
+            answers[i].append(answer)
+            verdicts[i].append(ok)
+            records.append({"mode": mode, "problem_index": i, "sample": j, "problem": problems["problem"][i],
+                            "prompt": prompts[i], "reference": references[i], "completion": text,
+                            "answer": answer, "correct": ok})
         if mode == "greedy":
-            summary["greedy_accuracy"] = mean
-        else:
-            summary.update({"pass@1": mean, "pass@1_stderr": stderr, "samples_per_problem": params.n,
-                            "temperature": params.temperature, "top_p": params.top_p})
-            if config.benchmark == "arithmetic":  # which way of thinking the model picks
-                styles = Counter(arithmetic.style_of(t) or "other" for g in completions for t in g)
-                total = sum(styles.values())
-                summary["style_share"] = {k: v / total for k, v in sorted(styles.items())}
+            summary["greedy_accuracy"] = pass_at_1(verdicts)[0]
+            continue
+        summary.update(score(answers, verdicts, config.pass_at_k))
+        summary.update({
+            "samples_per_problem": params.n, "temperature": params.temperature, "top_p": params.top_p,
+            "max_new_tokens": params.max_new_tokens,
+            "answered": sum(a is not None for a in flat_answers) / len(flat_answers),
+            "samples_per_second": len(flat) / gen_seconds if gen_seconds > 0 else None,
+        })
+        if label == "arithmetic":  # which way of thinking the model picks (greedy hides it)
+            styles = Counter(arithmetic.style_of(text) or "other" for _, _, text in flat)
+            summary["style_share"] = {s: c / len(flat) for s, c in sorted(styles.items())}
+    summary["seconds"] = time.perf_counter() - started
     if config.output_dir:
-        out = Path(config.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        name = Path(config.benchmark).stem
-        (out / f"eval_{name}.json").write_text(json.dumps({**summary, "config": asdict(config)}, indent=2))
-        with open(out / f"eval_{name}_samples.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
+        write_outputs(config, label, summary, records)
     logger.info("%s", format_summary(summary))
     return summary
+
+
+def evaluate_all(config: EvalConfig, sampler=None) -> list[dict]:
+    """Every benchmark of ``config.benchmark`` with one loaded model."""
+    sampler = sampler or _sampler_for(config)
+    return [evaluate(dataclasses.replace(config, benchmark=b), sampler) for b in config.benchmarks]
+
+
+def write_outputs(config: EvalConfig, label: str, summary: dict, records: list[dict]) -> None:
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"eval_{label}.json").write_text(json.dumps({**summary, "config": asdict(config)}, indent=2))
+    if config.samples_format == "parquet":
+        from datasets import Dataset
+
+        Dataset.from_list(records).to_parquet(str(out / f"eval_{label}_samples.parquet"))
+    else:
+        with open(out / f"eval_{label}_samples.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
 
 
 def format_summary(summary: dict) -> str:
@@ -136,14 +274,32 @@ def format_summary(summary: dict) -> str:
             f"pass@1 {summary['pass@1']:.3f} ± {summary['pass@1_stderr']:.3f} "
             f"(k={summary['samples_per_problem']}, T={summary['temperature']})"
         )
+    if "cons@k" in summary:
+        parts.append(f"cons@{summary['samples_per_problem']} {summary['cons@k']:.3f}")
     return " | ".join(parts)
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def format_table(summaries: list[dict]) -> str:
+    """A Markdown table, one row per benchmark, in percent (as the paper reports)."""
+    ks = sorted({int(key[5:]) for s in summaries for key in s if key.startswith("pass@") and key[5:].isdigit()} - {1})
+    head = ["benchmark", "problems", "k", "greedy", "pass@1", "cons@k", *(f"pass@{k}" for k in ks)]
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    rows = []
+    for s in summaries:
+        rows.append([s["benchmark"], str(s["problems"]), str(s.get("samples_per_problem", "-")),
+                     pct(s.get("greedy_accuracy")), f"{pct(s.get('pass@1'))} ± {pct(s.get('pass@1_stderr'))}",
+                     pct(s.get("cons@k")), *(pct(s.get(f"pass@{k}")) for k in ks)])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
     from r1_recipe.stage import setup_logging
 
     setup_logging()
-    return evaluate(parse_config(EvalConfig, argv))
+    summaries = evaluate_all(parse_config(EvalConfig, argv))
+    print(format_table(summaries))  # the command's output; the files hold the details
+    return summaries
 
 
 if __name__ == "__main__":  # errors a user can fix print one line (see cli.main)
