@@ -23,9 +23,11 @@ from pathlib import Path
 # command -> (module with main(argv), one-line help); the stage configs are looked up by name
 STAGES = {
     "sft": ("r1_recipe.sft", "cold-start SFT (stage 1) and SFT stage 2 (weighted reasoning/general loss)"),
-    "evaluate": ("r1_recipe.evaluate", "pass@1 over k samples and greedy accuracy on a benchmark"),
+    "evaluate": ("r1_recipe.evaluate", "pass@1 over k samples, cons@k, greedy accuracy on benchmarks"),
+    "decontaminate": ("r1_recipe.decontaminate", "flag or drop training rows sharing word 8-grams with benchmarks"),
 }
-CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig"}
+CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
+           "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig"}
 
 
 def _usage() -> str:
