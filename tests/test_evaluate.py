@@ -75,6 +75,7 @@ def test_score_on_crafted_groups():
     ("<think>The answer is D</think>\nNo idea.", None),  # reasoning never counts
     ("<think>x</think>\n\\boxed{E}", None),  # not an option
     ("<think>x</think>\n\\boxed{Because}", None),
+    ("<think>x</think>\nThe answer is a prime number.", None),
     ("<think>unclosed \\boxed{A}", None),
 ])
 def test_gpqa_letter_extraction(text, letter):
@@ -236,9 +237,12 @@ def test_cli_evaluate_offline_on_local_hub_shaped_files(tiny_model_dir, tmp_path
         assert summary["problems"] == n and 0.0 <= summary["pass@1"] <= 1.0
         assert len((out / f"eval_{name}_samples.jsonl").read_text().splitlines()) == n * 3
 
-    code = cli.main(["evaluate", "--model_name_or_path", str(tiny_model_dir), "--benchmark",
-                     f"math_500={tmp_path / 'missing.jsonl'}"])
+    # every benchmark is checked before the model loads: a bad one fails first, named
+    code = cli.main(["evaluate", "--model_name_or_path", str(tmp_path / "no-model"), "--benchmark",
+                     f"arithmetic,math_500={tmp_path / 'missing.jsonl'}"])
     assert code == 2 and "missing.jsonl does not exist" in capsys.readouterr().err
+    code = cli.main(["evaluate", "--model_name_or_path", str(tmp_path / "no-model"), "--num_problems", "1"])
+    assert code == 2 and "model_name_or_path" in capsys.readouterr().err
 
 
 # --- vLLM, faked: the code around the engine -------------------------------------------------
@@ -305,3 +309,25 @@ def test_vllm_missing_says_how_to_install(monkeypatch, tiny_model_dir):
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(ImportError, match=r"pip install -e '.\[vllm\]'"):
         make_sampler("vllm", str(tiny_model_dir))
+
+
+@pytest.mark.slow
+def test_trained_tiny_model_in_the_expected_range_and_reproducible(tmp_path, tiny_model_dir, demo_data_dir):
+    """~2 min on 2 cores: a 250-step cold start, then the protocol at T=0.7 twice with one seed."""
+    import yaml
+
+    from r1_recipe.sft import main as sft_main
+
+    recipe = {"model_name_or_path": str(tiny_model_dir), "output_dir": str(tmp_path / "sft"),
+              "dataset_mixture": [{"path": str(demo_data_dir / "cold_start.jsonl")}],
+              "per_device_train_batch_size": 32, "learning_rate": 3e-3, "lr_scheduler_type": "cosine",
+              "warmup_steps": 20, "max_length": 128, "max_steps": 250, "save_strategy": "no",
+              "report_to": "none", "seed": 0}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    sft_main(["--config", str(tmp_path / "r.yaml")])
+    cfg = EvalConfig(model_name_or_path=str(tmp_path / "sft"), num_problems=100, num_samples=4, temperature=0.7,
+                     top_p=1.0, max_new_tokens=48, pass_at_k=[4])
+    first, second = evaluate(cfg), evaluate(cfg)
+    assert 0.3 <= first["pass@1"] <= 1.0 and first["greedy_accuracy"] >= 0.3
+    assert first["pass@4"] >= first["pass@1"] and 0.0 < first["cons@k"] <= 1.0
+    assert _summary_numbers(first) == _summary_numbers(second)

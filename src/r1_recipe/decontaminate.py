@@ -159,3 +159,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     summary = decontaminate(parse_config(DecontaminateConfig, argv))
     print(json.dumps(summary, indent=1))
     return summary
+
+
+if __name__ == "__main__":  # errors a user can fix print one line (see cli.main)
+    import sys
+
+    from r1_recipe.cli import main as cli_main
+
+    sys.exit(cli_main(["decontaminate", *sys.argv[1:]]))

@@ -180,7 +180,7 @@ def load_benchmark(
 # --- answers and verdicts -------------------------------------------------------------------
 
 _LETTER_ALONE = re.compile(r"\(?\s*([A-D])\s*\)?(?:[.:)]|\s|$)")
-_LETTER_STATED = re.compile(r"answer(?: is)?\s*[:：]?\s*\(?\*{0,2}([A-D])\b", re.IGNORECASE)
+_LETTER_STATED = re.compile(r"(?i:answer)(?: is)?\s*[:：]?\s*\(?\*{0,2}([A-D])\b")  # capital letters only
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}")
 
 
@@ -206,7 +206,7 @@ def extract_letter(completion: str) -> str | None:
         return m.group(1) if m else None
     _, answer = split_reasoning(completion)
     stated = _LETTER_STATED.findall(answer)
-    return stated[-1].upper() if stated else None
+    return stated[-1] if stated else None
 
 
 def extract(completion: str, verifier: str) -> str | None:

@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from datasets import Dataset
+
 from r1_recipe import eval_suites
 from r1_recipe.configs import ConfigError, PromptArgs, parse_config
 from r1_recipe.data import arithmetic
@@ -176,21 +178,31 @@ def _sampler_for(config: EvalConfig):
         tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)
         template = Path(config.chat_template)
         tokenizer.chat_template = template.read_text() if template.suffix == ".jinja" else config.chat_template
-    return make_sampler(
-        config.backend, config.model_name_or_path, tokenizer, batch_size=config.batch_size,
-        tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
-        gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len, seed=config.seed,
-    )
+    try:
+        return make_sampler(
+            config.backend, config.model_name_or_path, tokenizer, batch_size=config.batch_size,
+            tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
+            gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
+            seed=config.seed,
+        )
+    except OSError as e:  # transformers' message names neither the option nor the fix
+        raise ConfigError(f"model_name_or_path {config.model_name_or_path!r}: not a model folder here and not "
+                          f"loadable from the Hub ({str(e).splitlines()[0]})") from e
 
 
-def evaluate(config: EvalConfig, sampler=None) -> dict:
-    """Sample, score and summarise one benchmark; write files into ``output_dir`` when set."""
+def load(config: EvalConfig) -> tuple[str, eval_suites.Benchmark, Dataset]:
+    """The one benchmark of ``config`` as (label, benchmark, rows)."""
     if len(config.benchmarks) != 1:
         raise ConfigError(f"evaluate() takes one benchmark, got {config.benchmark!r}; use evaluate_all()")
-    label, bench, problems = eval_suites.load_benchmark(
+    return eval_suites.load_benchmark(
         config.benchmarks[0], num_problems=config.num_problems, seed=config.seed, shuffle_seed=config.shuffle_seed,
         problem_column=config.problem_column, answer_column=config.answer_column,
     )
+
+
+def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -> dict:
+    """Sample, score and summarise one benchmark; write files into ``output_dir`` when set."""
+    label, bench, problems = loaded or load(config)
     k = config.num_samples or bench.num_samples
     max_new_tokens = config.max_new_tokens or bench.max_new_tokens
     too_big = [x for x in config.pass_at_k if x > k]
@@ -248,8 +260,10 @@ def evaluate(config: EvalConfig, sampler=None) -> dict:
 
 def evaluate_all(config: EvalConfig, sampler=None) -> list[dict]:
     """Every benchmark of ``config.benchmark`` with one loaded model."""
+    configs = [dataclasses.replace(config, benchmark=b) for b in config.benchmarks]
+    loaded = [load(c) for c in configs]  # a missing file or column fails before the model loads
     sampler = sampler or _sampler_for(config)
-    return [evaluate(dataclasses.replace(config, benchmark=b), sampler) for b in config.benchmarks]
+    return [evaluate(c, sampler, loaded=data) for c, data in zip(configs, loaded)]
 
 
 def write_outputs(config: EvalConfig, label: str, summary: dict, records: list[dict]) -> None:
