@@ -5,6 +5,7 @@
     r1-recipe tiny --output runs/demo/base                # build the tiny local base model
     r1-recipe data --output runs/demo/data                # generate the demo's datasets
     r1-recipe rewards                                     # list the reward functions
+    r1-recipe report runs/demo                            # results table of a run folder
     r1-recipe print-config RECIPE KEY [--stage sft]       # one resolved value, for scripts
 
 Every stage also runs as ``python -m r1_recipe.<stage>``, which is what ``accelerate launch``
@@ -23,10 +24,11 @@ from pathlib import Path
 # command -> (module with main(argv), one-line help); the stage configs are looked up by name
 STAGES = {
     "sft": ("r1_recipe.sft", "cold-start SFT (stage 1) and SFT stage 2 (weighted reasoning/general loss)"),
+    "grpo": ("r1_recipe.grpo", "GRPO: RL stage 1 / stage 2 from a cold start, R1-Zero from a base model"),
     "evaluate": ("r1_recipe.evaluate", "pass@1 over k samples, cons@k, greedy accuracy on benchmarks"),
     "decontaminate": ("r1_recipe.decontaminate", "flag or drop training rows sharing word 8-grams with benchmarks"),
 }
-CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
+CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
            "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig"}
 
 
@@ -39,6 +41,7 @@ def _usage() -> str:
         "  tiny          build the tiny local base model + tokenizer (--output DIR --seed N)",
         "  data          generate the demo datasets as JSONL (--output DIR, see --help)",
         "  rewards       list the reward functions of the registry",
+        "  report        per-stage results table of a run folder (RUN_DIR)",
         "  print-config  print one resolved recipe value: RECIPE KEY [--stage NAME]",
         "",
         "Run 'r1-recipe <command> --help' for a command's options.",
@@ -92,6 +95,14 @@ def _rewards(argv: Sequence[str]) -> None:
     print(rewards_table(markdown="--markdown" in argv))
 
 
+def _report(argv: Sequence[str]) -> None:
+    from r1_recipe.report import write_report
+
+    p = argparse.ArgumentParser(prog="r1-recipe report", description="Per-stage results table of a run folder.")
+    p.add_argument("run_dir")
+    print(write_report(p.parse_args(argv).run_dir))
+
+
 def _print_config(argv: Sequence[str]) -> None:
     from r1_recipe.configs import ConfigError, parse_config, read_recipe
 
@@ -114,7 +125,7 @@ def _print_config(argv: Sequence[str]) -> None:
     print(json.dumps(value) if isinstance(value, (dict, list)) else value)
 
 
-TOOLS = {"tiny": _tiny, "data": _data, "rewards": _rewards, "print-config": _print_config}
+TOOLS = {"tiny": _tiny, "data": _data, "rewards": _rewards, "report": _report, "print-config": _print_config}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -87,8 +87,12 @@ class RecipeArgs(PromptArgs):
 
     def __post_init__(self):
         if not torch.cuda.is_available():
-            adjusted = {k: getattr(self, k) for k in ("bf16", "fp16", "gradient_checkpointing") if getattr(self, k)}
-            self.bf16, self.fp16, self.gradient_checkpointing, self.use_cpu = False, False, False, True
+            # activation checkpointing only slows a CPU run down; gradient_checkpointing is its old name
+            flags = ("bf16", "fp16", "gradient_checkpointing", "activation_checkpointing")
+            adjusted = [k for k in flags if getattr(self, k, None)]
+            for k in flags:
+                setattr(self, k, False)
+            self.use_cpu = True
             if adjusted:
                 logger.info("no CUDA device: training on CPU in float32 (turned off %s)", ", ".join(adjusted))
         super().__post_init__()
@@ -178,3 +182,94 @@ def save_resolved(config, output_dir: str | Path) -> Path:
     data = {k: v for k, v in config.to_dict().items() if k in fields and not k.startswith("_")}
     path.write_text(yaml.safe_dump(data, sort_keys=True))
     return path
+
+
+import math  # noqa: E402 - the GRPO stage's imports, kept beside it
+import os  # noqa: E402
+
+from trl import GRPOConfig  # noqa: E402
+
+SELF_CORRECTION_PHRASES = [
+    "wait", "let me check", "let me re-check", "let me recheck", "re-check", "recheck",
+    "double-check", "re-evaluate", "reevaluate", "let me verify", "on second thought",
+    "i made a mistake", "retry",
+]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(2, n + 1) if n % d == 0]
+
+
+@dataclass
+class GRPOStageConfig(RecipeArgs, GRPOConfig):
+    """RL stage 1, RL stage 2 and R1-Zero: GRPO with rewards from the registry, by name."""
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={"help": "Reward names from r1_recipe.rewards.REWARDS (see `r1-recipe rewards`)."},
+    )
+    reward_kwargs: dict | None = field(
+        default=None,
+        metadata={"help": "Options per reward: {reward name: {option: value}}; `accuracy` reads answer_column by default."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the prompt set (debugging)."})
+    max_train_seconds: float | None = field(
+        default=None,
+        metadata={"help": "Stop after this many seconds of training (a checkpoint is saved), even before max_steps."},
+    )
+    aha_phrases: list[str] = field(
+        default_factory=lambda: list(SELF_CORRECTION_PHRASES),
+        metadata={"help": "Self-correction phrases (case-insensitive, whole words) counted in the reasoning."},
+    )
+    aha_language: str = field(
+        default="en", metadata={"help": "Target language of the reasoning for the language-consistency metric."}
+    )
+    aha_log_file: str | None = field(
+        default="aha_metrics.jsonl",
+        metadata={"help": "File in output_dir receiving one JSON line per logging step (None: off)."},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.reward_funcs, str):
+            self.reward_funcs = [self.reward_funcs]
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ConfigError(
+                f"reward_weights has {len(self.reward_weights)} values for {len(self.reward_funcs)} reward_funcs "
+                f"{self.reward_funcs}: give one weight per reward, in the same order"
+            )
+        self.check_group_sizes()
+        super().__post_init__()
+
+    def check_group_sizes(self) -> None:
+        """Every prompt's group of ``num_generations`` completions must fit in one generation batch.
+
+        TRL only says that a number is not divisible; this names the keys and the values that work.
+        """
+        g = self.num_generations
+        if g is None or g < 2:
+            raise ConfigError(f"num_generations must be >= 2 (GRPO compares completions within a group), got {g}")
+        procs = int(os.environ.get("WORLD_SIZE", "1"))
+        per_step = self.per_device_train_batch_size * procs
+        if self.generation_batch_size is not None:
+            total, how = self.generation_batch_size, f"generation_batch_size {self.generation_batch_size}"
+        else:
+            steps = self.steps_per_generation or self.gradient_accumulation_steps
+            total = per_step * steps
+            how = (f"per_device_train_batch_size {self.per_device_train_batch_size} × {procs} process(es) × "
+                   f"{'steps_per_generation' if self.steps_per_generation else 'gradient_accumulation_steps'} {steps}")
+        if total % g:
+            fits = [d for d in _divisors(total) if d <= 64]
+            raise ConfigError(
+                f"the generation batch holds {total} completions ({how}), which is not a multiple of "
+                f"num_generations {g}: every prompt's group of {g} completions must fit in one batch. Change "
+                f"num_generations to one of {fits}, or per_device_train_batch_size to a multiple of {g} "
+                f"(e.g. {g * max(1, round(self.per_device_train_batch_size / g))}), "
+                f"or set generation_batch_size to a multiple of {math.lcm(per_step, g)} (a multiple of both {g} and the "
+                f"global batch {per_step})."
+            )
+        if self.generation_batch_size is not None and self.generation_batch_size % per_step:
+            raise ConfigError(
+                f"generation_batch_size {self.generation_batch_size} is not a multiple of the global batch "
+                f"{per_step} (per_device_train_batch_size {self.per_device_train_batch_size} × {procs} process(es)): "
+                f"use a multiple of {math.lcm(per_step, g)}."
+            )

@@ -1,0 +1,85 @@
+# r1-recipe: the user's front door.
+#   make install                      .venv with CPU torch where there is no CUDA, then the package
+#   make demo                         the whole pipeline, tiny, on CPU (no GPU, no network)
+#   make test                         the CPU test suite (slow/gpu/multi_gpu tests excluded)
+#   make stage1 RECIPE=recipes/...    one stage; ACCELERATE=ddp|zero2|zero3|fsdp picks the launcher config
+#
+# Stage targets run `accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml -m r1_recipe.<stage>`
+# when a CUDA GPU is present, and `python -m r1_recipe.<stage>` on a CPU-only machine.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+ACCELERATE ?= ddp
+RECIPE ?=
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_VERSION ?= 2.13.0
+DEMO ?= runs/demo
+
+ifeq ($(HAS_CUDA),1)
+LAUNCH = $(VENV)/bin/accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml -m
+else
+LAUNCH = $(PY) -m
+endif
+
+.PHONY: help install test test-slow demo readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
+
+help:
+	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# CPU torch first where there is no CUDA: a plain `torch` requirement pulls a multi-GB CUDA build.
+install: $(PY)
+	@if [ "$(HAS_CUDA)" = "1" ]; then $(PIP) install -q "torch>=2.6"; \
+	 else $(PIP) install -q "torch==$(TORCH_VERSION)" || $(PIP) install -q torch --index-url https://download.pytorch.org/whl/cpu; fi
+	$(PIP) install -q -e ".[test,report]"
+	@touch $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	$(MAKE) install
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -m slow
+
+# The tiny pipeline on CPU: every command below is one a user can run by hand.
+demo: $(VENV)/.installed
+	$(VENV)/bin/r1-recipe tiny --output $(DEMO)/base
+	$(VENV)/bin/r1-recipe data --output $(DEMO)/data
+	$(VENV)/bin/r1-recipe evaluate --config recipes/demo/evaluate.yaml --model_name_or_path $(DEMO)/base --output_dir $(DEMO)/base
+	$(MAKE) --no-print-directory stage1 RECIPE=recipes/demo/stage1.yaml
+	$(VENV)/bin/r1-recipe evaluate --config recipes/demo/evaluate.yaml --model_name_or_path $(DEMO)/stage1 --output_dir $(DEMO)/stage1
+	$(VENV)/bin/r1-recipe report $(DEMO)
+
+# Regenerate the README's tables (rewards from the registry, results from the last demo run).
+readme: $(VENV)/.installed
+	$(PY) -c "from r1_recipe.report import update_readme; update_readme('README.md', '$(DEMO)')"
+
+define stage
+	@test -n "$(RECIPE)" || { echo "make $@: set RECIPE=path/to/recipe.yaml (see recipes/)"; exit 2; }
+	@test -f src/r1_recipe/$(1).py || { echo "make $@: the $(2) stage is not built yet (see the open issues)"; exit 2; }
+	$(LAUNCH) r1_recipe.$(1) --config $(RECIPE) $(ARGS)
+endef
+
+stage1: ; $(call stage,sft,cold-start SFT)
+stage2: ; $(call stage,sft,SFT stage 2)
+rl1: ; $(call stage,grpo,GRPO)
+zero: ; $(call stage,grpo,R1-Zero GRPO)
+rl2: ; $(call stage,grpo,GRPO stage 2)
+rejection: ; $(call stage,rejection_sampling,rejection sampling)
+reward-model: ; $(call stage,reward_model,reward model)
+distill: ; $(call stage,distill,distillation)
+pipeline: ; $(call stage,pipeline,pipeline)
+
+# make evaluate MODEL=runs/demo/stage1 [BENCHMARK=arithmetic] [ARGS="--num_samples 8"]
+MODEL ?=
+BENCHMARK ?= arithmetic
+evaluate:
+	@test -n "$(MODEL)" || { echo "make evaluate: set MODEL=path/or/hub-id"; exit 2; }
+	$(PY) -m r1_recipe.evaluate --model_name_or_path $(MODEL) --benchmark $(BENCHMARK) $(ARGS)

@@ -1,0 +1,35 @@
+"""Shared fixtures: the tiny local model and generated data, built once per test session.
+
+Nothing here touches the network: HF_HUB_OFFLINE is set so an accidental Hub id fails fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from r1_recipe.data import arithmetic  # noqa: E402
+from r1_recipe.data.loading import write_jsonl  # noqa: E402
+from r1_recipe.tiny import build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A random-init tiny Qwen2 + tokenizer saved as a normal HF folder (seed 0)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "base", seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory):
+    """Generated cold-start traces (careful style), general rows and held-out problems."""
+    out = tmp_path_factory.mktemp("data")
+    write_jsonl(arithmetic.generate(2000, seed=0), out / "cold_start.jsonl")
+    write_jsonl(arithmetic.generate_general(200, seed=0), out / "general.jsonl")
+    write_jsonl(arithmetic.generate(200, split="test", seed=0), out / "test.jsonl")
+    return out

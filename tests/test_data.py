@@ -1,0 +1,96 @@
+"""Generated data, mixtures and the row → TRL-format conversion."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from datasets import Dataset
+
+from r1_recipe.data import arithmetic
+from r1_recipe.data.loading import DataError, load_mixture, load_source, to_prompts, to_sft, write_jsonl
+
+
+def test_held_out_problems_never_appear_in_training_data():
+    train = {r["problem"] for r in arithmetic.generate(20000, seed=3)}
+    test = {r["problem"] for r in arithmetic.generate(500, split="test", seed=3)}
+    assert len(test) == 500 and not train & test
+
+
+@pytest.mark.parametrize("p", arithmetic.all_problems()[::97])
+def test_careful_traces_are_always_right_and_sloppy_only_without_carries(p):
+    _, careful = arithmetic.trace(p, "careful")
+    _, sloppy = arithmetic.trace(p, "sloppy")
+    assert careful == p.answer
+    assert (sloppy == p.answer) == (not p.needs_carry)
+
+
+def test_style_weights_are_respected_and_styles_are_recognisable():
+    rows = list(arithmetic.generate(2000, seed=0, style_weights={"careful": 0.5, "sloppy": 0.5}))
+    share = Counter(r["style"] for r in rows)["sloppy"] / len(rows)
+    assert 0.45 < share < 0.55
+    for r in rows[:50]:
+        assert arithmetic.style_of("<think>\n" + r["reasoning"]) == r["style"]
+
+
+def test_mixture_weights_3_to_1_give_that_ratio(tmp_path):
+    write_jsonl(({"problem": f"a{i}", "origin": "a"} for i in range(500)), tmp_path / "a.jsonl")
+    write_jsonl(({"problem": f"b{i}", "origin": "b"} for i in range(500)), tmp_path / "b.jsonl")
+    ds = load_mixture([{"path": str(tmp_path / "a.jsonl"), "weight": 3}, {"path": str(tmp_path / "b.jsonl"), "weight": 1}],
+                      size=400, seed=0)
+    counts = Counter(ds["origin"])
+    assert counts == {"a": 300, "b": 100}
+    assert ds["origin"][:20] != sorted(ds["origin"][:20])  # shuffled, not two blocks
+
+
+def test_missing_column_error_lists_present_columns(tmp_path):
+    write_jsonl([{"question": "q", "solution": "1", "reasoning": "r"}], tmp_path / "d.jsonl")
+    ds = load_source(str(tmp_path / "d.jsonl"))
+    with pytest.raises(DataError) as err:
+        to_sft(ds, where="d.jsonl")
+    assert "['problem']" in str(err.value) and "question" in str(err.value) and "d.jsonl" in str(err.value)
+
+
+def test_column_renaming_and_missing_file_errors(tmp_path):
+    write_jsonl([{"question": "q", "answer": "1"}], tmp_path / "d.jsonl")
+    ds = load_source({"path": str(tmp_path / "d.jsonl"), "columns": {"problem": "question"}, "source": "general"})
+    assert ds[0]["problem"] == "q" and ds[0]["source"] == "general"
+    with pytest.raises(DataError, match="does not exist"):
+        load_source(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(DataError, match="unknown key.*wieght"):
+        load_source({"path": str(tmp_path / "d.jsonl"), "wieght": 2})
+
+
+def test_sft_rows_are_prompt_completion_in_the_r1_format():
+    ds = Dataset.from_list(list(arithmetic.generate(4, seed=0, style_weights={"sloppy": 1.0})))
+    row = to_sft(ds, system_prompt="be careful")[0]
+    assert row["prompt"][0] == {"role": "system", "content": "be careful"}
+    assert row["prompt"][-1]["role"] == "user"
+    content = row["completion"][0]["content"]
+    assert content.startswith("<think>\nquick ") and "\n</think>\n\\boxed{" in content
+    # the completion ends with the answer its own (possibly sloppy) trace reached
+    assert content.endswith(f"\\boxed{{{ds[0]['reasoning_answer']}}}")
+    zero = to_sft(ds, template="r1_zero")[0]
+    assert zero["prompt"].endswith("Assistant: <think>\n") and zero["completion"].endswith("</answer>")
+
+
+def test_messages_rows_split_at_last_assistant_turn():
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<think>\nx\n</think>\nhello"}]
+    row = to_sft(Dataset.from_list([{"messages": msgs, "source": "general"}]))[0]
+    assert row["prompt"] == msgs[:1] and row["completion"] == msgs[1:] and row["source"] == "general"
+
+
+def test_prompts_keep_reference_columns():
+    ds = to_prompts(Dataset.from_list(list(arithmetic.generate(3, seed=0))))
+    assert ds[0]["prompt"][-1]["role"] == "user" and "solution" in ds.column_names
+
+
+def test_cli_writes_the_demo_datasets(tmp_path, capsys):
+    from r1_recipe.cli import main
+
+    assert main(["data", "--output", str(tmp_path), "--cold-start", "40", "--rl-prompts", "10", "--general", "5",
+                 "--test", "20"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts[str(tmp_path / "cold_start.jsonl")] == 40
+    assert sum(1 for _ in open(tmp_path / "test.jsonl")) == 20
