@@ -34,9 +34,10 @@ def test_short_problems_match_as_whole_phrases():
 
 
 def test_generated_training_data_is_clean_and_a_leak_is_flagged_or_dropped(tmp_path, capsys):
-    _, _, held_out = eval_suites.load_benchmark("arithmetic")
+    _, _, evaluated = eval_suites.load_benchmark("arithmetic")
     train = list(arithmetic.generate(300, seed=5))
-    leaked = [{**train[0], "problem": held_out["problem"][i]} for i in (3, 17)]
+    never_evaluated = next(p.text for p in arithmetic.all_problems() if p.held_out and p.text not in evaluated["problem"])
+    leaked = [{**train[0], "problem": p} for p in (evaluated["problem"][3], never_evaluated)]  # any held-out one
     path = tmp_path / "rl_prompts.jsonl"
     write_jsonl(train + leaked, path)
 

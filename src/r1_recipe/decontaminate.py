@@ -109,12 +109,15 @@ def _text(value) -> str:
 
 
 def build_index(config: DecontaminateConfig) -> NgramIndex:
+    from r1_recipe.data import arithmetic
     from r1_recipe.eval_suites import load_benchmark
 
     index = NgramIndex(config.ngram)
+    every_held_out = sum(p.held_out for p in arithmetic.all_problems())  # not just the 200 evaluated
     for spec in [b.strip() for b in config.benchmark.split(",") if b.strip()]:
         label, _, problems = load_benchmark(spec, problem_column=config.problem_column,
-                                            answer_column=config.answer_column)
+                                            answer_column=config.answer_column,
+                                            num_problems=every_held_out if spec == "arithmetic" else None)
         for text in problems["raw_problem"]:
             index.add(text, label)
         logger.info("%s: %d problems indexed", label, len(problems))
