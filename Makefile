@@ -77,9 +77,10 @@ reward-model: ; $(call stage,reward_model,reward model)
 distill: ; $(call stage,distill,distillation)
 pipeline: ; $(call stage,pipeline,pipeline)
 
-# make evaluate MODEL=runs/demo/stage1 [BENCHMARK=arithmetic] [ARGS="--num_samples 8"]
+# make evaluate MODEL=runs/demo/stage1 [BENCHMARKS=aime24,math_500] [OUT=folder] [ARGS="--num_samples 8"]
 MODEL ?=
-BENCHMARK ?= arithmetic
+BENCHMARKS ?= arithmetic
+OUT ?= runs/eval/$(notdir $(MODEL))
 evaluate:
 	@test -n "$(MODEL)" || { echo "make evaluate: set MODEL=path/or/hub-id"; exit 2; }
-	$(PY) -m r1_recipe.evaluate --model_name_or_path $(MODEL) --benchmark $(BENCHMARK) $(ARGS)
+	$(PY) -m r1_recipe.evaluate --model_name_or_path $(MODEL) --benchmark $(BENCHMARKS) --output_dir $(OUT) $(ARGS)

@@ -83,3 +83,12 @@ def test_bad_values_have_clear_errors(tmp_path):
         parse_config(SFTStageConfig, ["--config", str(_write(tmp_path, {**base, "reasoning_alpha": 1.5}))])
     with pytest.raises(ConfigError, match="model_name_or_path is required"):
         parse_config(SFTStageConfig, ["--config", str(_write(tmp_path, {"output_dir": str(tmp_path)}))])
+
+
+@pytest.mark.parametrize("stage", ["sft", "evaluate"])
+def test_stage_help_lists_options(stage, capsys):
+    from r1_recipe.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([stage, "--help"])
+    assert exit_.value.code == 0 and "--output_dir" in capsys.readouterr().out

@@ -168,7 +168,7 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
         if i + 1 >= len(args):
             raise ConfigError("--config needs a recipe path")
         check_keys(cls, list(read_recipe(args[i + 1])), where=args[i + 1])
-    overrides = [a[2:].split("=")[0] for a in args if a.startswith("--") and a != "--config"]
+    overrides = [a[2:].split("=")[0] for a in args if a.startswith("--") and a not in ("--config", "--help")]
     check_keys(cls, overrides, where="command line")
     (config,) = TrlParser([cls]).parse_args_and_config(args)
     return config
