@@ -4,8 +4,10 @@ Why processes: math-verify bounds its work with ``signal.alarm``, which raises i
 cannot interrupt C code (``9^{9^{9^{9}}}`` hangs inside a big-integer power). Each worker
 runs one pair at a time; the parent kills a worker that overruns its deadline, respawns it
 and scores the pair 0.0. Why it is fast: verdicts are cached per (answer, reference) pair
-(GRPO samples 16-64 completions per prompt, most answers repeat), each worker parses a
-reference once, and the workers run in parallel.
+(GRPO samples 16-64 completions per prompt, most answers repeat); pairs of plain numbers,
+fractions, surds and one-variable polynomials are decided in the parent by an exact fast path
+tested against math-verify (:mod:`r1_recipe.rewards.exact`); only the rest reach the workers,
+which parse each reference once (pairs go to a worker that has parsed their reference).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import time
 from collections import OrderedDict, deque
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+
+from r1_recipe.rewards.exact import fast_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +88,10 @@ def verify_pair(answer: str | None, reference: str, seconds: int = 5,
 
 
 def warm_up() -> None:
-    """Pay math-verify's first-call costs (lazy sympy imports, ANTLR parser set-up: ~0.3 s)."""
-    for answer, reference in [("\\frac{1}{2}", "0.5"), ("2\\sqrt{3}", "x+1"), ("(1,2)", "\\{3\\}")]:
+    """Pay math-verify's first-call costs (lazy sympy imports, ANTLR parser set-up, the first
+    interval/tuple/pi: ~0.5 s) at pool start, not on the first batch."""
+    for answer, reference in [("\\frac{1}{2}", "0.5"), ("2\\sqrt{3}", "x+1"), ("(1,2)", "\\{3\\}"),
+                              ("[2, \\infty)", "(-\\infty, 3]"), ("7", "\\frac{2\\pi}{3}"), ("(1, 3)", "(1, 2)")]:
         try:
             verify_pair(answer, reference, use_cache=False)
         except Exception:  # noqa: BLE001 - only a warm-up
@@ -138,6 +144,7 @@ class _Worker:
         self.send = Connection(p2c_w, readable=False)
         self.conn = Connection(c2p_r, writable=False)
         self.ready = False
+        self.refs: set[str] = set()  # references this worker has parsed (and cached)
         self.task: tuple[str | None, str] | None = None
         self.deadline = 0.0
 
@@ -166,6 +173,7 @@ class MathVerifier:
         self.cache: OrderedDict[tuple[str | None, str], float | None] = OrderedDict()
         self.cache_size = cache_size
         self.timeouts = 0
+        self.fast_decided = 0  # pairs settled by the exact fast path (a statistic for benchmarks)
         self._workers: list[_Worker] = []
         self._pid = os.getpid()
 
@@ -176,9 +184,25 @@ class MathVerifier:
             self._workers = [_Worker(self.memory_mb, self.seconds) for _ in range(self.n_workers)]
         return self._workers
 
+    def start(self, within: float = 120.0) -> None:
+        """Start the workers now and wait until they are ready (else the first batch that needs
+        math-verify pays the ~1 s start-up)."""
+        deadline = time.monotonic() + within
+        for w in self._pool() if self.n_workers > 0 else []:
+            while not w.ready and w.conn.poll(max(0.0, deadline - time.monotonic())):
+                w.ready = w.conn.recv() == "ready"
+            if not w.ready:
+                raise RuntimeError("math verification workers did not start within "
+                                   f"{within:.0f} s")
+
     def verify_many(self, pairs: list[tuple[str | None, str]]) -> list[float | None]:
         """Verdicts for (answer, reference) pairs, in order; each pair bounded by ``timeout``."""
-        todo = list(dict.fromkeys(p for p in pairs if p not in self.cache))
+        todo = []
+        for pair in dict.fromkeys(p for p in pairs if p not in self.cache):
+            if (fast := self._fast(pair)) is None:
+                todo.append(pair)
+            else:
+                self.cache[pair] = fast
         if todo:
             results = self._run(todo) if self.n_workers > 0 else [
                 self._inline(p) for p in todo
@@ -188,6 +212,14 @@ class MathVerifier:
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
         return [self.cache[p] for p in pairs]
+
+    def _fast(self, pair: tuple[str | None, str]) -> float | None:
+        """The exact fast path's verdict, or None to send the pair to math-verify."""
+        if pair[0] is None or len(pair[0]) > MAX_ANSWER_CHARS:
+            return None
+        verdict = fast_verdict(pair[0], pair[1])
+        self.fast_decided += verdict is not None
+        return None if verdict is None else float(verdict)
 
     def _inline(self, pair: tuple[str | None, str]) -> float | None:
         try:
@@ -205,7 +237,10 @@ class MathVerifier:
         while queue or index:
             for w in workers:
                 if w.ready and w.task is None and queue:
-                    i = queue.popleft()
+                    # Prefer a pair whose reference this worker has parsed already.
+                    i = next((j for j in queue if todo[j][1] in w.refs), queue[0])
+                    queue.remove(i)
+                    w.refs.add(todo[i][1])
                     w.task, w.deadline = todo[i], time.monotonic() + self.timeout
                     w.send.send(todo[i])
                     index[id(w)] = i
