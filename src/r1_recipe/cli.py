@@ -27,9 +27,13 @@ STAGES = {
     "grpo": ("r1_recipe.grpo", "GRPO: RL stage 1 / stage 2 from a cold start, R1-Zero from a base model"),
     "evaluate": ("r1_recipe.evaluate", "pass@1 over k samples, cons@k, greedy accuracy on benchmarks"),
     "decontaminate": ("r1_recipe.decontaminate", "flag or drop training rows sharing word 8-grams with benchmarks"),
+    "rejection_sampling": ("r1_recipe.rejection_sampling", "sample, score, filter, dedup + general mix: the SFT-2 dataset"),
+    "distill": ("r1_recipe.distill", "distillation into a small student: sequence-level SFT or logit-level β·CE + (1−β)·KL"),
 }
 CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
-           "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig"}
+           "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig",
+           "rejection_sampling": "r1_recipe.rejection_sampling:RejectionSamplingConfig",
+           "distill": "r1_recipe.distill:DistillStageConfig"}
 
 
 def _usage() -> str:

@@ -1,0 +1,157 @@
+"""What the rejection-sampling stage writes: atomic files, Parquet shards with one fixed schema,
+the general-data mix and, once every chunk is done, the pass rates, RL prompt set and stats.
+
+Every file goes through a hidden temp file and a rename, so a reader (or a restarted run) sees a
+whole file or none; ``datasets`` and our loaders skip hidden files, so leftovers of a killed
+writer are never read as data. :func:`finalize` only reads the chunk markers, so any job of a
+Slurm array can run it, any number of times, with the same result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from r1_recipe.data.loading import DataError, load_mixture
+from r1_recipe.data.templates import format_response, prompt_for
+from r1_recipe.rejection_filters import READABILITY_REASONS, SELECTION_REASONS, pass_rate_histogram, prompt_id
+
+if TYPE_CHECKING:
+    from r1_recipe.rejection_sampling import RejectionSamplingConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a hidden temp file (ignored by datasets and by our loaders), fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(obj, path: Path) -> None:
+    _atomic(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+
+def row_schema(reward_names: Sequence[str]):
+    import pyarrow as pa
+
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema([
+        ("messages", pa.list_(message)), ("prompt_id", pa.string()), ("prompt_index", pa.int64()),
+        ("source", pa.string()), ("sample_index", pa.int64()),
+        ("rewards", pa.struct([(n, pa.float64()) for n in reward_names])),
+        ("problem", pa.string()), ("reference", pa.string()), ("answer", pa.string()), ("pass_rate", pa.float64()),
+    ])
+
+
+def write_rows(rows: list[dict], path: Path, reward_names: Sequence[str]) -> None:
+    """One Parquet shard with a fixed schema (every shard reads back as one dataset)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows, schema=row_schema(reward_names))
+    _atomic(path, lambda f: pq.write_table(table, f))
+
+
+def general_rows(config: RejectionSamplingConfig, n: int) -> list[dict]:
+    """``n`` non-reasoning rows as chat messages tagged ``source=general`` (no repeats)."""
+    if n == 0 or not config.general_mixture:
+        return []
+    ds = load_mixture(config.general_mixture, seed=config.seed, where="general_mixture")
+    if n > len(ds):
+        logger.warning("general_mixture has %d rows, %d wanted for general_fraction %.2f: using all of them",
+                       len(ds), n, config.general_fraction)
+    out = []
+    for i, row in enumerate(ds.select(range(min(n, len(ds)))).to_list()):
+        if row.get("messages"):
+            messages = row["messages"]
+        else:
+            for col in (config.problem_column, config.answer_column):
+                if col not in row:
+                    raise DataError(f"general_mixture: rows need `messages` or the columns {config.problem_column!r} "
+                                    f"and {config.answer_column!r}; the data has {sorted(row)}")
+            answer = str(row[config.answer_column])
+            content = format_response(row["reasoning"], answer, boxed=False) if row.get("reasoning") else answer
+            messages = [*prompt_for(row[config.problem_column], system_prompt=config.system_prompt),
+                        {"role": "assistant", "content": content}]
+        problem = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        out.append({"messages": messages, "prompt_id": prompt_id(problem), "prompt_index": i, "source": "general",
+                    "sample_index": None, "rewards": None, "problem": problem, "reference": None, "answer": None,
+                    "pass_rate": None})
+    return out
+
+
+def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> dict:
+    """Pass rates, general mix, RL prompt set and stats from the chunk markers (idempotent)."""
+    out = Path(config.output_dir)
+    markers = [json.loads(p.read_text()) for p in sorted((out / "progress").glob("chunk-*.json"))]
+    per_prompt = [s for m in markers for s in m["prompts"]]
+    _atomic(out / "pass_rates.jsonl", lambda f: f.writelines(json.dumps(s).encode() + b"\n" for s in per_prompt))
+    kept = sum(s["kept"] for s in per_prompt)
+    dropped = Counter()
+    for s in per_prompt:
+        dropped.update(s["dropped"])
+    rates = [s["pass_rate"] for s in per_prompt]
+    samples = sum(m["samples"] for m in markers)
+    seconds = sum(m["generation_seconds"] for m in markers)
+    stats = {
+        "prompts": len(per_prompt), "duplicate_prompts_removed": duplicates, "samples": samples,
+        "passed_keep_rule": sum(s["passed"] for s in per_prompt), "kept_reasoning": kept,
+        "dropped": {r: dropped.get(r, 0) for r in sorted(k for k in dropped if k.startswith("reward:"))}
+        | {r: dropped.get(r, 0) for r in (*READABILITY_REASONS, *SELECTION_REASONS)},
+        "prompts_with_kept": sum(s["kept"] > 0 for s in per_prompt),
+        "mean_pass_rate": sum(rates) / len(rates) if rates else None,
+        "pass_rate_histogram": pass_rate_histogram(rates),
+        "generation_seconds": round(seconds, 2), "samples_per_second": samples / seconds if seconds else None,
+    }
+    if config.write_sft_data:
+        want = round(kept * config.general_fraction / (1 - config.general_fraction))
+        general = general_rows(config, want)
+        write_rows(general, out / "data" / "train-general.parquet", config.reward_funcs)
+        stats.update({"general": len(general), "rows": kept + len(general),
+                      "general_share": len(general) / (kept + len(general)) if kept + len(general) else 0.0})
+    if config.pass_rate_range is not None:
+        lo, hi = config.pass_rate_range
+        chosen = [s for s in per_prompt if lo <= s["pass_rate"] <= hi]
+        subset = prompts_ds.select([s["prompt_index"] for s in chosen])
+        subset = subset.add_column("pass_rate", [s["pass_rate"] for s in chosen])
+        _atomic(out / "rl_prompts.parquet", lambda f: subset.to_parquet(f))
+        stats["rl_prompts"] = {"range": [lo, hi], "kept": len(chosen), "dropped": len(per_prompt) - len(chosen)}
+    write_json(stats, out / "stats.json")
+    _atomic(out / "resolved_config.yaml", lambda f: f.write(yaml.safe_dump(dataclasses.asdict(config)).encode()))
+    for stale in out.rglob(".*.tmp"):  # temp files of killed writers
+        stale.unlink(missing_ok=True)
+    return stats
+
+
+def format_summary(stats: dict) -> str:
+    if "chunks" in stats:
+        return f"{stats['chunks_done']} of {stats['chunks']} chunks done (other shards still running)"
+    lines = [f"prompts {stats['prompts']} (duplicates removed {stats['duplicate_prompts_removed']}), "
+             f"samples {stats['samples']}, passed keep rule {stats['passed_keep_rule']}, "
+             f"kept {stats['kept_reasoning']} from {stats['prompts_with_kept']} prompts"]
+    if "general" in stats:
+        lines.append(f"general rows {stats['general']} → {stats['rows']} rows ({100 * stats['general_share']:.1f}% general)")
+    lines.append("dropped: " + ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
+    if stats["mean_pass_rate"] is not None:
+        lines.append(f"pass rate: mean {stats['mean_pass_rate']:.3f}, "
+                     + ", ".join(f"{k} {v}" for k, v in stats["pass_rate_histogram"].items()))
+    if "rl_prompts" in stats:
+        r = stats["rl_prompts"]
+        lines.append(f"RL prompts with pass rate in {r['range']}: {r['kept']} kept, {r['dropped']} dropped")
+    if stats["samples_per_second"]:
+        lines.append(f"generation {stats['generation_seconds']:.0f} s, {stats['samples_per_second']:.1f} samples/s")
+    return "\n".join(lines)

@@ -1,0 +1,359 @@
+"""Rejection sampling (pipeline stage 3): turn the RL-stage-1 model into the SFT-stage-2 dataset.
+
+    make rejection RECIPE=recipes/demo/rejection.yaml
+    python -m r1_recipe.rejection_sampling --config recipes/Qwen2.5-7B/rejection/config_node.yaml
+
+For every prompt, sample ``num_samples`` completions (vLLM on GPUs, transformers on CPU, through
+:mod:`r1_recipe.sampling`), score them with the rewards registry and keep at most
+``max_per_prompt`` that pass; then mix in non-reasoning data. Features and their recipe keys:
+
+- keep rule: ``reward_funcs`` + ``reward_thresholds`` (default accuracy ≥ 1 and format ≥ 1);
+- readability filters (:mod:`r1_recipe.rejection_filters`): ``min_language_consistency``,
+  ``max_paragraph_chars``, ``drop_code_in_reasoning``, ``max_repetition``;
+- exact + near-duplicate removal, variety first: ``near_duplicate_threshold``, ``max_per_prompt``;
+- per-prompt pass rates (``pass_rates.jsonl``) and, with ``pass_rate_range: [lo, hi]``, a
+  prompt set for RL without the always/never-solved prompts (``rl_prompts.parquet``);
+  ``write_sft_data: false`` makes that the only output;
+- general data: ``general_mixture`` sources tagged ``source=general``, ``general_fraction`` of the
+  final rows (the paper's 200k of 800k = 0.25);
+- resumable and lossless: work goes in chunks of ``chunk_size`` prompts; each chunk's shard and
+  then its marker are written atomically (temp file + rename), so after ``kill -9`` the same
+  command redoes only unfinished chunks; ``num_shards``/``shard_index`` (default: the Slurm array
+  task) split the chunks by index range across jobs.
+
+Output folder (``datasets.load_dataset(output_dir)`` and the SFT stage read it as is)::
+
+    data/train-00000.parquet …   messages + prompt_id, prompt_index, source, sample_index,
+    data/train-general.parquet   rewards, problem, reference, answer, pass_rate
+    progress/chunk-00000.json …  per-chunk markers: per-prompt pass rates and drop reasons
+    pass_rates.jsonl  stats.json  rl_prompts.parquet  manifest.json  resolved_config.yaml
+
+Departures from the paper: DeepSeek also judged some samples with DeepSeek-V3 (generative
+reward) and filtered by hand; here every judgement is a rule. Duplicate prompts are removed
+before sampling; near-duplicates are removed among one prompt's samples, not across prompts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from r1_recipe.configs import ConfigError, PromptArgs, parse_config
+from r1_recipe.data.loading import DataError, load_mixture
+from r1_recipe.data.templates import prompt_for
+from r1_recipe.rejection_filters import Readability, answer_key, prompt_id, reward_failure, select
+from r1_recipe.rejection_output import finalize, format_summary, write_json, write_rows
+from r1_recipe.sampling import BACKENDS, SamplingParams, make_sampler
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RejectionSamplingConfig(PromptArgs):
+    model_name_or_path: str | None = field(default=None, metadata={"help": "The RL-stage-1 model folder or Hub id."})
+    dataset_mixture: list[dict] | None = field(default=None, metadata={
+        "help": "Reasoning prompts: list of {path, name, split, weight, columns} sources (see data/loading.py)."})
+    mixture_size: int | None = field(default=None, metadata={"help": "Prompts to use; None = all rows."})
+    output_dir: str | None = field(default=None, metadata={"help": "Folder of shards, stats and markers."})
+    num_samples: int = field(default=16, metadata={"help": "Completions sampled per prompt."})
+    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling."})
+    max_new_tokens: int = field(default=32768, metadata={"help": "Generation budget per completion."})
+    reward_funcs: list[str] = field(default_factory=lambda: ["accuracy", "format"], metadata={
+        "help": "Rewards (registry names) computed for every sample and stored with kept rows."})
+    reward_kwargs: dict | None = field(default=None, metadata={
+        "help": "Options per reward: {name: {option: value}}; `accuracy` reads answer_column by default."})
+    reward_thresholds: dict = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0}, metadata={
+        "help": "Keep rule: {reward name: τ}; a sample is kept only if every listed reward is ≥ τ."})
+    max_per_prompt: int = field(default=4, metadata={"help": "k: at most this many kept samples per prompt."})
+    near_duplicate_threshold: float | None = field(default=0.9, metadata={
+        "help": "Drop a sample whose reasoning shares this Jaccard share of word 3-grams with a kept one (None: off)."})
+    language: str = field(default="en", metadata={"help": "Target language of the reasoning."})
+    min_language_consistency: float | None = field(default=0.95, metadata={
+        "help": "Drop reasoning with a smaller share of words in the target language (None: off)."})
+    max_paragraph_chars: int | None = field(default=3000, metadata={
+        "help": "Drop reasoning with a longer paragraph (characters between blank lines; None: off)."})
+    drop_code_in_reasoning: bool = field(default=True, metadata={
+        "help": "Drop reasoning holding a ``` code block (math prompts; turn off for code prompts)."})
+    max_repetition: float | None = field(default=0.3, metadata={
+        "help": "Drop reasoning whose share of repeated word 4-grams is above this (None: off)."})
+    general_mixture: list[dict] | None = field(default=None, metadata={
+        "help": "Non-reasoning sources (rows with messages, or problem/answer[/reasoning] columns), tagged general."})
+    general_fraction: float = field(default=0.25, metadata={
+        "help": "Share of general rows in the output (paper: 200k of 800k = 0.25); limited by the rows available."})
+    pass_rate_range: list[float] | None = field(default=None, metadata={
+        "help": "[lo, hi]: also write rl_prompts.parquet, the prompts whose pass rate is in [lo, hi]."})
+    write_sft_data: bool = field(default=True, metadata={
+        "help": "Write the SFT shards; false with pass_rate_range = the prompt-filtering mode only."})
+    chunk_size: int = field(default=512, metadata={
+        "help": "Prompts per chunk: the unit written atomically and redone after a kill."})
+    num_shards: int | None = field(default=None, metadata={
+        "help": "Jobs splitting the chunks by index range (None: SLURM_ARRAY_TASK_COUNT, else 1)."})
+    shard_index: int | None = field(default=None, metadata={
+        "help": "This job's shard, 0-based (None: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else 0)."})
+    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
+    batch_size: int = field(default=256, metadata={"help": "Sequences per generate call (transformers)."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs per model replica."})
+    data_parallel_size: int = field(default=1, metadata={"help": "vLLM: model replicas."})
+    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM: share of GPU memory it may take."})
+    max_model_len: int | None = field(default=None, metadata={"help": "vLLM: context length (None: the model's)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the prompt order, the sampling and the general mix."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key in ("model_name_or_path", "dataset_mixture", "output_dir"):
+            if not getattr(self, key):
+                raise ConfigError(f"{key} is required (see recipes/demo/rejection.yaml)")
+        if self.template != "r1":
+            raise ConfigError("template: rejection sampling writes chat `messages` for SFT stage 2; use template r1")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if isinstance(self.reward_funcs, str):
+            self.reward_funcs = [self.reward_funcs]
+        missing = [name for name in self.reward_thresholds if name not in self.reward_funcs]
+        if missing:
+            raise ConfigError(f"reward_thresholds names {missing}, which are not in reward_funcs {self.reward_funcs}: "
+                              "add them to reward_funcs")
+        if self.num_samples < 1 or self.max_per_prompt < 1 or self.chunk_size < 1:
+            raise ConfigError("num_samples, max_per_prompt and chunk_size must be ≥ 1")
+        if not 0.0 <= self.general_fraction < 1.0:
+            raise ConfigError(f"general_fraction must be in [0, 1), got {self.general_fraction}")
+        if self.pass_rate_range is not None and (
+            len(self.pass_rate_range) != 2 or not 0.0 <= self.pass_rate_range[0] <= self.pass_rate_range[1] <= 1.0
+        ):
+            raise ConfigError(f"pass_rate_range must be [lo, hi] with 0 ≤ lo ≤ hi ≤ 1, got {self.pass_rate_range}")
+        if not self.write_sft_data and self.pass_rate_range is None:
+            raise ConfigError("write_sft_data: false leaves nothing to write; set pass_rate_range: [lo, hi]")
+        env = os.environ
+        if self.num_shards is None:
+            self.num_shards = int(env.get("SLURM_ARRAY_TASK_COUNT", 1))
+        if self.shard_index is None:
+            self.shard_index = int(env.get("SLURM_ARRAY_TASK_ID", 0)) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        if not 0 <= self.shard_index < self.num_shards:
+            raise ConfigError(f"shard_index {self.shard_index} is outside 0..{self.num_shards - 1} (num_shards)")
+
+    def readability(self) -> Readability:
+        return Readability(self.language, self.min_language_consistency, self.max_paragraph_chars,
+                           self.drop_code_in_reasoning, self.max_repetition)
+
+    def fingerprint(self) -> dict:
+        """The options that decide what a chunk holds: a restart with other values must not mix outputs."""
+        skip = {"output_dir", "num_shards", "shard_index", "backend", "batch_size", "tensor_parallel_size",
+                "data_parallel_size", "gpu_memory_utilization", "max_model_len", "general_mixture",
+                "general_fraction", "pass_rate_range"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+
+
+# --- the prompts and the work plan ------------------------------------------------------------
+
+def load_prompts(config: RejectionSamplingConfig):
+    """The prompt rows in a fixed order, duplicate problems removed: (dataset, ids, duplicates)."""
+    ds = load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed)
+    if config.problem_column not in ds.column_names:
+        raise DataError(f"dataset_mixture: no column {config.problem_column!r} (problem_column); "
+                        f"the data has {ds.column_names}")
+    ids, keep, seen = [], [], set()
+    for i, problem in enumerate(ds[config.problem_column]):
+        pid = prompt_id(str(problem))
+        if pid not in seen:
+            seen.add(pid)
+            ids.append(pid)
+            keep.append(i)
+    return (ds.select(keep) if len(keep) < len(ds) else ds), ids, len(ds) - len(keep)
+
+
+def chunk_ranges(num_prompts: int, chunk_size: int) -> list[tuple[int, int]]:
+    """[start, end) of every chunk, on one global grid whatever the number of jobs.
+
+    >>> chunk_ranges(5, 2)
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    return [(s, min(s + chunk_size, num_prompts)) for s in range(0, num_prompts, chunk_size)]
+
+
+def shard_chunks(num_chunks: int, num_shards: int, shard_index: int) -> range:
+    """The contiguous chunk indices of one job (a Slurm array task).
+
+    >>> [list(shard_chunks(5, 2, i)) for i in range(2)]
+    [[0, 1], [2, 3, 4]]
+    """
+    return range(num_chunks * shard_index // num_shards, num_chunks * (shard_index + 1) // num_shards)
+
+
+# --- one chunk ----------------------------------------------------------------------------------
+
+def score_chunk(config: RejectionSamplingConfig, rows: list[dict], ids: list[str], start: int,
+                completions: list[list[str]], reward_funcs) -> tuple[list[dict], list[dict]]:
+    """Rewards, keep rule, readability, selection for one chunk: (kept rows, per-prompt stats)."""
+    from r1_recipe.rewards.base import texts as normalized_texts
+
+    prompts = [prompt_for(r[config.problem_column], template=config.template, system_prompt=config.system_prompt)
+               for r in rows]
+    flat = [(i, j) for i, group in enumerate(completions) for j in range(len(group))]
+    flat_completions = [completions[i][j] for i, j in flat]
+    flat_prompts = [prompts[i] for i, _ in flat]
+    columns = {c: [rows[i][c] for i, _ in flat] for c in rows[0] if c not in ("prompts", "completions")}
+    scores = {f.__name__: f(completions=flat_completions, prompts=flat_prompts, **columns) for f in reward_funcs}
+    full = normalized_texts(flat_completions, flat_prompts)  # <think> restored where the prompt opened it
+    readability = config.readability()
+    kept_rows, stats = [], []
+    pos = 0
+    for i, group in enumerate(completions):
+        n = len(group)
+        sample_rewards = [{name: scores[name][pos + j] for name in scores} for j in range(n)]
+        text = full[pos : pos + n]
+        pos += n
+        reasons: dict[int, str] = {}
+        passed = []
+        for j in range(n):
+            why = reward_failure(sample_rewards[j], config.reward_thresholds)
+            if why is None:
+                passed.append(j)
+                why = readability.problem(text[j])
+            if why is not None:
+                reasons[j] = why
+        picked, dropped = select(text, [j for j in passed if j not in reasons], k=config.max_per_prompt,
+                                 near_duplicate=config.near_duplicate_threshold)
+        reasons.update(dropped)
+        rate = len(passed) / n
+        row = rows[i]
+        for j in picked:
+            kept_rows.append({
+                "messages": [*prompts[i], {"role": "assistant", "content": group[j]}],
+                "prompt_id": ids[i], "prompt_index": start + i, "source": "reasoning", "sample_index": j,
+                "rewards": sample_rewards[j], "problem": str(row[config.problem_column]),
+                "reference": None if row.get(config.answer_column) is None else str(row[config.answer_column]),
+                "answer": answer_key(text[j]) or None, "pass_rate": rate,
+            })
+        stats.append({"prompt_id": ids[i], "prompt_index": start + i, "samples": n, "passed": len(passed),
+                      "pass_rate": rate, "kept": len(picked), "dropped": dict(Counter(reasons.values()))})
+    return kept_rows, stats
+
+
+def _sampler(config: RejectionSamplingConfig):
+    tokenizer = None
+    if config.chat_template:  # the same override the training stages apply
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)
+        template = Path(config.chat_template)
+        tokenizer.chat_template = template.read_text() if template.suffix == ".jinja" else config.chat_template
+    return make_sampler(
+        config.backend, config.model_name_or_path, tokenizer, batch_size=config.batch_size,
+        tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
+        gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
+        seed=config.seed, enable_prefix_caching=True,  # the n samples of a prompt share its prefix
+    )
+
+
+def _reward_funcs(config: RejectionSamplingConfig):
+    import inspect
+
+    from r1_recipe.rewards import REWARDS, get_reward_funcs
+
+    options = {k: dict(v or {}) for k, v in (config.reward_kwargs or {}).items()}
+    for name in config.reward_funcs:
+        factory = REWARDS.get(name)
+        if factory is not None and "solution_column" in inspect.signature(factory).parameters:
+            options.setdefault(name, {}).setdefault("solution_column", config.answer_column)
+    try:
+        return get_reward_funcs(list(config.reward_funcs), **options)
+    except ValueError as e:
+        raise ConfigError(f"reward_funcs / reward_kwargs: {e}") from e
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+def run(config: RejectionSamplingConfig, sampler=None) -> dict:
+    """Do this job's unfinished chunks; when every chunk is done, write the mix and the stats.
+
+    Returns the stats (also in ``stats.json``), or a progress dict while other shards still work.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(config.output_dir)
+    prompts_ds, ids, duplicates = load_prompts(config)
+    ranges = chunk_ranges(len(ids), config.chunk_size)
+    _check_manifest(config, out, len(ids))
+    mine = shard_chunks(len(ranges), config.num_shards, config.shard_index)
+    todo = [c for c in mine if not _marker(out, c).exists()]
+    logger.info("%d prompts (%d duplicates removed) in %d chunks; shard %d/%d: chunks %d..%d, %d to do",
+                len(ids), duplicates, len(ranges), config.shard_index, config.num_shards,
+                mine.start, mine.stop - 1, len(todo))
+    if todo:
+        sampler = sampler or _sampler(config)
+        reward_funcs = _reward_funcs(config)
+        total = sum(ranges[c][1] - ranges[c][0] for c in mine)
+        bar = tqdm(total=total, initial=total - sum(ranges[c][1] - ranges[c][0] for c in todo),
+                   desc="rejection sampling", unit="prompt")
+        for c in todo:
+            start, end = ranges[c]
+            rows = prompts_ds.select(range(start, end)).to_list()
+            params = SamplingParams(config.num_samples, config.temperature, config.top_p, config.max_new_tokens,
+                                    seed=config.seed + start)  # per-prompt seeds stay distinct across chunks
+            t0 = time.perf_counter()
+            completions = sampler.generate(
+                [prompt_for(r[config.problem_column], template=config.template, system_prompt=config.system_prompt)
+                 for r in rows], params)
+            seconds = time.perf_counter() - t0
+            kept, stats = score_chunk(config, rows, ids[start:end], start, completions, reward_funcs)
+            if config.write_sft_data:  # shard first, marker last: a chunk without its marker is redone
+                write_rows(kept, out / "data" / f"train-{c:05d}.parquet", config.reward_funcs)
+            write_json({"chunk": c, "start": start, "end": end, "generation_seconds": seconds,
+                        "samples": sum(map(len, completions)), "prompts": stats}, _marker(out, c))
+            bar.update(end - start)
+            bar.set_postfix(kept=sum(s["kept"] for s in stats))
+        bar.close()
+    done = sum(_marker(out, c).exists() for c in range(len(ranges)))
+    if done < len(ranges):
+        logger.info("%d of %d chunks done; the last job to finish writes the mix and stats", done, len(ranges))
+        return {"chunks_done": done, "chunks": len(ranges)}
+    return finalize(config, prompts_ds, duplicates)
+
+
+def _marker(out: Path, chunk: int) -> Path:
+    return out / "progress" / f"chunk-{chunk:05d}.json"
+
+
+def _check_manifest(config: RejectionSamplingConfig, out: Path, num_prompts: int) -> None:
+    manifest = {"num_prompts": num_prompts, "config": config.fingerprint()}
+    path = out / "manifest.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != json.loads(json.dumps(manifest)):
+            changed = sorted(k for k in manifest["config"] if old.get("config", {}).get(k) != manifest["config"][k])
+            raise ConfigError(
+                f"output_dir {out} holds a run with other settings ({', '.join(changed) or 'num_prompts'} differ): "
+                "resuming would mix two datasets. Use a new output_dir, or delete that folder to start over.")
+        return
+    write_json(manifest, path)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    import sys
+
+    from r1_recipe.stage import setup_logging
+
+    setup_logging()
+    args = list(sys.argv[1:] if argv is None else argv)
+    # --pass-rate-range spelled the shell way: our strict key check knows the field names
+    args = ["--" + a[2:].split("=")[0].replace("-", "_") + a[2:][len(a[2:].split("=")[0]):]
+            if a.startswith("--") else a for a in args]
+    stats = run(parse_config(RejectionSamplingConfig, args))
+    print(format_summary(stats))  # the command's output; stats.json holds the details
+    return stats
+
+
+if __name__ == "__main__":  # errors a user can fix print one line (see cli.main)
+    import sys
+
+    from r1_recipe.cli import main as cli_main
+
+    sys.exit(cli_main(["rejection_sampling", *sys.argv[1:]]))

@@ -1,0 +1,212 @@
+"""Rejection sampling: the keep rule and each filter on crafted samples, the general mix, the
+pass-rate prompt set, sharding, a real SIGKILL + restart, and SFT training on the output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from datasets import load_dataset
+
+from r1_recipe.configs import ConfigError, parse_config
+from r1_recipe.data import arithmetic
+from r1_recipe.data.loading import write_jsonl
+from r1_recipe.rejection_sampling import RejectionSamplingConfig, main, run
+
+LONG = " ".join(f"w{i}" for i in range(100))  # 100 distinct words: no repetition, but 3-grams to compare
+
+
+def crafted(answer: int) -> list[str]:
+    """One completion per outcome, in a fixed order (index -> expected fate with k=2)."""
+    ok = f"\\boxed{{{answer}}}"
+    return [
+        f"<think>\n{LONG}\n</think>\n{ok}",                                    # 0 kept (first pick)
+        f"<think>\n{LONG}  \n</think>\n {ok}",                                 # 1 exact duplicate of 0
+        f"<think>\nquick sum gives {answer}\n</think>\n{ok}",                  # 2 kept (least like 0)
+        f"<think>\n{LONG}\n</think>\n\\boxed{{{answer + 1}}}",                 # 3 wrong answer
+        f"the answer is {ok}",                                                 # 4 right, no <think>: format
+        f"<think>\n先算个位 然后 十位 the sum is {answer}\n</think>\n{ok}",      # 5 mixed language
+        f"<think>\n```python\nprint({answer})\n```\n</think>\n{ok}",           # 6 code in the reasoning
+        f"<think>\n{'wait let me check again ' * 30}\n</think>\n{ok}",         # 7 heavy repetition
+        f"<think>\n{'digits ' * 600}end\n</think>\n{ok}",                      # 8 one 4,000-char paragraph
+        f"<think>\n{LONG.replace('w50', 'v50')}\n</think>\n{ok}",       # 9 near duplicate of 0
+        f"<think>\n{LONG[:200]} so the total is {answer}\n</think>\n{ok}",     # 10 distinct, over k
+    ]
+
+
+EXPECTED = {"reward:accuracy": 1, "reward:format": 1, "mixed_language": 1, "code_in_reasoning": 1,
+            "repetition": 1, "long_paragraph": 1, "exact_duplicate": 1, "near_duplicate": 1, "over_k": 1}
+
+
+class CraftedSampler:
+    """Stands in for a model: the crafted completions for each prompt's problem; counts calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, prompts, params, *, progress=False):
+        self.calls += 1
+        out = []
+        for p in prompts:
+            a, op, b = re.search(r"(\d+) ([+-]) (\d+)", p[-1]["content"]).groups()
+            out.append(crafted(int(a) + int(b) if op == "+" else int(a) - int(b))[: params.n])
+        return out
+
+
+def _config(tmp_path, **overrides) -> RejectionSamplingConfig:
+    data = tmp_path / "prompts.jsonl"
+    if not data.exists():
+        write_jsonl(arithmetic.generate(12, seed=3), data)
+        write_jsonl(arithmetic.generate_general(50, seed=0), tmp_path / "general.jsonl")
+    options = dict(model_name_or_path="unused", dataset_mixture=[{"path": str(data)}],
+                   output_dir=str(tmp_path / "out"), num_samples=11, max_per_prompt=2, chunk_size=5,
+                   general_mixture=[{"path": str(tmp_path / "general.jsonl")}], reward_kwargs={"accuracy": {"workers": 1}})
+    return RejectionSamplingConfig(**{**options, **overrides})
+
+
+def test_keep_rule_filters_dedup_and_general_mix_on_crafted_samples(tmp_path):
+    config = _config(tmp_path)
+    stats = run(config, sampler=CraftedSampler())
+    prompts = stats["prompts"]
+    duplicates = stats["duplicate_prompts_removed"]
+    assert prompts + duplicates == 12 and prompts >= 8
+    assert stats["dropped"] == {k: v * prompts for k, v in EXPECTED.items()}
+    assert stats["kept_reasoning"] == 2 * prompts
+    assert stats["general"] == round(2 * prompts / 3)  # 3 : 1, the paper's 600k : 200k
+    ds = load_dataset(config.output_dir, split="train")
+    reasoning = ds.filter(lambda r: r["source"] == "reasoning")
+    assert sorted(set(reasoning["sample_index"])) == [0, 2]
+    assert len(set(reasoning["prompt_id"])) == prompts
+    row = reasoning[0]
+    assert row["messages"][-1]["role"] == "assistant" and row["rewards"] == {"accuracy": 1.0, "format": 1.0}
+    assert row["messages"][-1]["content"] == crafted(int(row["reference"]))[row["sample_index"]]
+    general = ds.filter(lambda r: r["source"] == "general")
+    assert general[0]["messages"][-1]["content"].startswith("<think>\n")  # the plan becomes the reasoning
+    rates = [json.loads(line) for line in Path(config.output_dir, "pass_rates.jsonl").read_text().splitlines()]
+    assert [r["prompt_index"] for r in rates] == list(range(prompts))
+    assert all(r["pass_rate"] == 9 / 11 for r in rates)  # all but the wrong answer and the missing tags
+
+
+def test_a_restart_redoes_nothing_and_other_settings_are_refused(tmp_path):
+    config = _config(tmp_path)
+    first = run(config, sampler=CraftedSampler())
+    again = CraftedSampler()
+    assert run(config, sampler=again) == first and again.calls == 0
+    with pytest.raises(ConfigError, match="max_per_prompt"):
+        run(_config(tmp_path, max_per_prompt=3), sampler=CraftedSampler())
+
+
+def test_shards_of_an_array_job_add_up_to_the_single_run(tmp_path):
+    single = _config(tmp_path)
+    run(single, sampler=CraftedSampler())
+    parts = [_config(tmp_path, output_dir=str(tmp_path / "sharded"), num_shards=3, shard_index=i) for i in range(3)]
+    assert run(parts[0], sampler=CraftedSampler()) == {"chunks_done": 1, "chunks": 3}
+    run(parts[2], sampler=CraftedSampler())
+    run(parts[1], sampler=CraftedSampler())  # the last one to finish writes the mix
+    whole = load_dataset(single.output_dir, split="train").to_list()
+    sharded = load_dataset(parts[0].output_dir, split="train").to_list()
+    assert sharded == whole
+
+
+def test_pass_rate_mode_writes_only_the_prompts_worth_rl(tmp_path):
+    # num_samples 4: samples 0..3 of the crafted list, of which 3 pass -> pass rate 0.75 for every prompt
+    config = _config(tmp_path, num_samples=4, write_sft_data=False, pass_rate_range=[0.1, 0.7])
+    stats = run(config, sampler=CraftedSampler())
+    assert stats["rl_prompts"]["kept"] == 0 and not Path(config.output_dir, "data").exists()
+    config = _config(tmp_path, output_dir=str(tmp_path / "b"), num_samples=4, write_sft_data=False,
+                     pass_rate_range=[0.1, 0.9])
+    run(config, sampler=CraftedSampler())
+    rl = load_dataset("parquet", data_files=str(Path(config.output_dir, "rl_prompts.parquet")), split="train")
+    assert len(rl) == stats["prompts"] and set(rl["pass_rate"]) == {0.75}
+    assert {"problem", "solution"} <= set(rl.column_names)  # the original columns, for the GRPO stage
+
+
+def test_config_errors_name_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="add them to reward_funcs"):
+        _config(tmp_path, reward_thresholds={"cosine": 0.5})
+    with pytest.raises(ConfigError, match="shard_index 3"):
+        _config(tmp_path, num_shards=2, shard_index=3)
+    with pytest.raises(ConfigError, match="pass_rate_range"):
+        _config(tmp_path, pass_rate_range=[0.9, 0.1])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": "m", "output_dir": "o", "dataset_mixture": [{"path": "p"}],
+                                      "max_per_promt": 3}))
+    with pytest.raises(ConfigError, match="max_per_prompt"):
+        parse_config(RejectionSamplingConfig, ["--config", str(recipe)])
+
+
+def _kill_recipe(tmp_path, model, data, out) -> str:
+    recipe = {"model_name_or_path": str(model), "output_dir": str(out), "dataset_mixture": [{"path": str(data)}],
+              "num_samples": 4, "max_new_tokens": 12, "temperature": 1.0, "top_p": 1.0, "chunk_size": 4,
+              "reward_funcs": ["format"], "reward_thresholds": {}, "max_per_prompt": 2,
+              "min_language_consistency": None, "max_repetition": None,  # random text: keep enough rows
+              "general_mixture": [{"path": str(data.parent / "general.jsonl")}],
+              "backend": "transformers", "batch_size": 64, "seed": 0}
+    path = tmp_path / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as the killed subprocess gets: same numerics in both, and on a shared
+    2-core box a tiny model runs ~8x faster on one thread than fighting for two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    torch.set_num_threads(before)
+
+
+def test_sigkill_mid_run_then_restart_equals_an_uninterrupted_run(tmp_path, tiny_model_dir, one_thread):
+    data = tmp_path / "prompts.jsonl"
+    write_jsonl(arithmetic.generate(64, seed=5), data)
+    write_jsonl(arithmetic.generate_general(40, seed=0), tmp_path / "general.jsonl")
+    killed = tmp_path / "killed"
+    recipe = _kill_recipe(tmp_path, tiny_model_dir, data, killed)
+    proc = subprocess.Popen([sys.executable, "-m", "r1_recipe.rejection_sampling", "--config", recipe],
+                            env=one_thread, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "progress" / "chunk-00001.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list((killed / "progress").glob("chunk-*.json"))
+    assert 2 <= len(done) < 16 and not (killed / "stats.json").exists()  # killed mid-run
+
+    resumed = main(["--config", recipe])
+    reference = main(["--config", _kill_recipe(tmp_path, tiny_model_dir, data, tmp_path / "reference")])
+    assert resumed == {**reference, "generation_seconds": resumed["generation_seconds"],
+                       "samples_per_second": resumed["samples_per_second"]}
+    assert resumed["prompts"] == 64 - resumed["duplicate_prompts_removed"] and resumed["kept_reasoning"] > 0
+    rows = load_dataset(str(killed), split="train").to_list()
+    assert rows == load_dataset(str(tmp_path / "reference"), split="train").to_list()
+    rates = [json.loads(x) for x in (killed / "pass_rates.jsonl").read_text().splitlines()]
+    assert [r["prompt_index"] for r in rates] == list(range(resumed["prompts"]))  # no gap, no duplicate
+    assert not list(killed.rglob("*.tmp"))
+
+
+def test_the_output_trains_in_the_sft_stage_without_conversion(tmp_path, tiny_model_dir):
+    from r1_recipe.sft import main as sft_main
+
+    config = _config(tmp_path)
+    stats = run(config, sampler=CraftedSampler())
+    recipe = tmp_path / "stage2.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": str(tiny_model_dir), "output_dir": str(tmp_path / "stage2"),
+        "dataset_mixture": [{"path": config.output_dir}], "reasoning_alpha": 0.75, "max_steps": 2,
+        "per_device_train_batch_size": 4, "max_length": 512, "save_strategy": "no", "report_to": "none",
+        "logging_steps": 1}))
+    results = sft_main(["--config", str(recipe)])
+    assert results["global_step"] == 2 and results["train_rows"] == stats["rows"]
+    assert results["last_logged_loss"] > 0
