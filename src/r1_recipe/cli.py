@@ -28,12 +28,10 @@ STAGES = {
     "evaluate": ("r1_recipe.evaluate", "pass@1 over k samples, cons@k, greedy accuracy on benchmarks"),
     "decontaminate": ("r1_recipe.decontaminate", "flag or drop training rows sharing word 8-grams with benchmarks"),
     "rejection_sampling": ("r1_recipe.rejection_sampling", "sample, score, filter, dedup + general mix: the SFT-2 dataset"),
-    "distill": ("r1_recipe.distill", "distillation into a small student: sequence-level SFT or logit-level β·CE + (1−β)·KL"),
 }
 CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
            "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig",
-           "rejection_sampling": "r1_recipe.rejection_sampling:RejectionSamplingConfig",
-           "distill": "r1_recipe.distill:DistillStageConfig"}
+           "rejection_sampling": "r1_recipe.rejection_sampling:RejectionSamplingConfig"}
 
 
 def _usage() -> str:
