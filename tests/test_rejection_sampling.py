@@ -19,7 +19,7 @@ from datasets import load_dataset
 from r1_recipe.configs import ConfigError, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import write_jsonl
-from r1_recipe.rejection_sampling import RejectionSamplingConfig, main, run
+from r1_recipe.rejection_sampling import RejectionSamplingConfig, main, run, underscored
 
 LONG = " ".join(f"w{i}" for i in range(100))  # 100 distinct words: no repetition, but 3-grams to compare
 
@@ -210,3 +210,12 @@ def test_the_output_trains_in_the_sft_stage_without_conversion(tmp_path, tiny_mo
     results = sft_main(["--config", str(recipe)])
     assert results["global_step"] == 2 and results["train_rows"] == stats["rows"]
     assert results["last_logged_loss"] > 0
+
+
+@pytest.mark.parametrize("recipe", sorted(Path(__file__).parents[1].glob("recipes/**/rejection*.yaml"))
+                         + sorted(Path(__file__).parents[1].glob("recipes/*/rejection/*.yaml")), ids=str)
+def test_recipes_parse_and_open_with_their_command(recipe):
+    text = recipe.read_text()
+    assert text.startswith("#") and "make rejection RECIPE=" + str(recipe.relative_to(Path(__file__).parents[1])) in text
+    config = parse_config(RejectionSamplingConfig, underscored(["--config", str(recipe), "--pass-rate-range", "0.2", "0.8"]))
+    assert config.pass_rate_range == [0.2, 0.8] and config.reward_thresholds["accuracy"] == 1.0

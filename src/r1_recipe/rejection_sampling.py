@@ -336,17 +336,29 @@ def _check_manifest(config: RejectionSamplingConfig, out: Path, num_prompts: int
     write_json(manifest, path)
 
 
+def underscored(args: Sequence[str]) -> list[str]:
+    """Option names spelled the shell way (``--pass-rate-range``) as the field names the strict
+    key check knows; values are left alone.
+
+    >>> underscored(["--pass-rate-range", "0.1", "0.9", "--output_dir=a-b", "-x"])
+    ['--pass_rate_range', '0.1', '0.9', '--output_dir=a-b', '-x']
+    """
+    out = []
+    for a in args:
+        if a.startswith("--"):
+            key, eq, value = a[2:].partition("=")
+            a = "--" + key.replace("-", "_") + eq + value
+        out.append(a)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     import sys
 
     from r1_recipe.stage import setup_logging
 
     setup_logging()
-    args = list(sys.argv[1:] if argv is None else argv)
-    # --pass-rate-range spelled the shell way: our strict key check knows the field names
-    args = ["--" + a[2:].split("=")[0].replace("-", "_") + a[2:][len(a[2:].split("=")[0]):]
-            if a.startswith("--") else a for a in args]
-    stats = run(parse_config(RejectionSamplingConfig, args))
+    stats = run(parse_config(RejectionSamplingConfig, underscored(sys.argv[1:] if argv is None else argv)))
     print(format_summary(stats))  # the command's output; stats.json holds the details
     return stats
 
