@@ -100,6 +100,8 @@ def test_a_restart_redoes_nothing_and_other_settings_are_refused(tmp_path):
     first = run(config, sampler=CraftedSampler())
     again = CraftedSampler()
     assert run(config, sampler=again) == first and again.calls == 0
+    results = json.loads(Path(config.output_dir, "results.json").read_text())
+    assert results["stage"] == "rejection_sampling" and results["kept_reasoning"] == first["kept_reasoning"]
     with pytest.raises(ConfigError, match="max_per_prompt"):
         run(_config(tmp_path, max_per_prompt=3), sampler=CraftedSampler())
 
@@ -129,7 +131,11 @@ def test_pass_rate_mode_writes_only_the_prompts_worth_rl(tmp_path):
     assert {"problem", "solution"} <= set(rl.column_names)  # the original columns, for the GRPO stage
 
 
-def test_config_errors_name_the_fix(tmp_path):
+def test_config_errors_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    with pytest.raises(ConfigError, match="not `accelerate launch`"):
+        run(_config(tmp_path), sampler=CraftedSampler())
+    monkeypatch.delenv("WORLD_SIZE")
     with pytest.raises(ConfigError, match="add them to reward_funcs"):
         _config(tmp_path, reward_thresholds={"cosine": 0.5})
     with pytest.raises(ConfigError, match="shard_index 3"):
@@ -196,7 +202,7 @@ def test_sigkill_mid_run_then_restart_equals_an_uninterrupted_run(tmp_path, tiny
     assert not list(killed.rglob("*.tmp"))
 
 
-def test_the_output_trains_in_the_sft_stage_without_conversion(tmp_path, tiny_model_dir):
+def test_the_output_trains_in_the_sft_stage_without_conversion(tmp_path, tiny_model_dir, one_thread):
     from r1_recipe.sft import main as sft_main
 
     config = _config(tmp_path)

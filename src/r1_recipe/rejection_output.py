@@ -131,6 +131,8 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
         _atomic(out / "rl_prompts.parquet", lambda f: subset.to_parquet(f))
         stats["rl_prompts"] = {"range": [lo, hi], "kept": len(chosen), "dropped": len(per_prompt) - len(chosen)}
     write_json(stats, out / "stats.json")
+    write_json({"stage": "rejection_sampling", "model_name_or_path": config.model_name_or_path,
+                "output_dir": str(out), **stats}, out / "results.json")  # every stage's results file
     _atomic(out / "resolved_config.yaml", lambda f: f.write(yaml.safe_dump(dataclasses.asdict(config)).encode()))
     for stale in out.rglob(".*.tmp"):  # temp files of killed writers
         stale.unlink(missing_ok=True)

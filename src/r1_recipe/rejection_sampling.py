@@ -26,7 +26,7 @@ Output folder (``datasets.load_dataset(output_dir)`` and the SFT stage read it a
     data/train-00000.parquet …   messages + prompt_id, prompt_index, source, sample_index,
     data/train-general.parquet   rewards, problem, reference, answer, pass_rate
     progress/chunk-00000.json …  per-chunk markers: per-prompt pass rates and drop reasons
-    pass_rates.jsonl  stats.json  rl_prompts.parquet  manifest.json  resolved_config.yaml
+    pass_rates.jsonl  stats.json (= results.json)  rl_prompts.parquet  manifest.json  resolved_config.yaml
 
 Departures from the paper: DeepSeek also judged some samples with DeepSeek-V3 (generative
 reward) and filtered by hand; here every judgement is a rule. Duplicate prompts are removed
@@ -278,6 +278,10 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
     """
     from tqdm.auto import tqdm
 
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ConfigError("rejection sampling runs as one process per node (vLLM spreads over its GPUs with "
+                          "data_parallel_size/tensor_parallel_size): run `python -m r1_recipe.rejection_sampling`, "
+                          "not `accelerate launch`; for more nodes use num_shards/shard_index (slurm/generate.slurm)")
     out = Path(config.output_dir)
     prompts_ds, ids, duplicates = load_prompts(config)
     ranges = chunk_ranges(len(ids), config.chunk_size)
