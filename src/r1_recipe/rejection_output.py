@@ -13,6 +13,8 @@ import dataclasses
 import json
 import logging
 import os
+import socket
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,10 +32,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+_HOST = socket.gethostname()
+
+
 def _atomic(path: Path, write) -> None:
-    """Write through a hidden temp file (ignored by datasets and by our loaders), fsync, rename."""
+    """Write through a hidden temp file (ignored by datasets and by our loaders), fsync, rename.
+
+    The temp name holds host and pid: array tasks on different nodes share the folder.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         write(f)
         f.flush()
@@ -134,9 +142,25 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
     write_json({"stage": "rejection_sampling", "model_name_or_path": config.model_name_or_path,
                 "output_dir": str(out), **stats}, out / "results.json")  # every stage's results file
     _atomic(out / "resolved_config.yaml", lambda f: f.write(yaml.safe_dump(dataclasses.asdict(config)).encode()))
-    for stale in out.rglob(".*.tmp"):  # temp files of killed writers
-        stale.unlink(missing_ok=True)
+    for tmp in out.rglob(".*.tmp"):
+        if _stale(tmp):
+            tmp.unlink(missing_ok=True)
     return stats
+
+
+def _stale(tmp: Path) -> bool:
+    """A temp file of a killed writer: a dead pid on this host, or an hour old from another host
+    (a live job elsewhere may still be renaming it)."""
+    rest, _, pid = tmp.name.removesuffix(".tmp").rpartition(".")
+    if rest.endswith(f".{_HOST}") and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return time.time() - tmp.stat().st_mtime > 3600
 
 
 def format_summary(stats: dict) -> str:
