@@ -45,6 +45,7 @@ def _usage() -> str:
         "  rewards       list the reward functions of the registry",
         "  report        per-stage results table of a run folder (RUN_DIR)",
         "  print-config  print one resolved recipe value: RECIPE KEY [--stage NAME]",
+        "  check-launch  check a recipe for N processes/nodes before a cluster launch (see --help)",
         "",
         "Run 'r1-recipe <command> --help' for a command's options.",
     ]
@@ -127,7 +128,92 @@ def _print_config(argv: Sequence[str]) -> None:
     print(json.dumps(value) if isinstance(value, (dict, list)) else value)
 
 
-TOOLS = {"tiny": _tiny, "data": _data, "rewards": _rewards, "report": _report, "print-config": _print_config}
+def _config_for_processes(stage: str, argv: Sequence[str], num_processes: int):
+    """``stage``'s config from ``argv`` as ``num_processes`` launched processes would build it.
+
+    The stage's own start-up checks run with that count (unknown keys, GRPO's group sizes via
+    ``check_group_sizes``, TRL's batch checks via ``world_size``), but no process group starts:
+    the subclass only answers ``num_processes`` where the config asks how many processes run.
+    """
+    from r1_recipe.configs import parse_config
+
+    module, name = CONFIGS[stage].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    attrs = {"world_size": property(lambda self: num_processes)}
+    if hasattr(cls, "check_group_sizes"):
+        attrs["check_group_sizes"] = lambda self: cls.check_group_sizes(self, num_processes)
+    return parse_config(type(name, (cls,), attrs), argv)
+
+
+def _uses_vllm_server(recipe: str, overrides: Sequence[str]) -> bool:
+    """Whether a GRPO recipe generates with a `trl vllm-serve` server (use_vllm + vllm_mode: server).
+
+    Read before the config is built, because the process count its checks need depends on it:
+    command line, then recipe, then the config's defaults.
+    """
+    import dataclasses
+
+    from transformers.hf_argparser import string_to_bool
+
+    from r1_recipe.configs import GRPOStageConfig, read_recipe
+
+    values = {f.name: f.default for f in dataclasses.fields(GRPOStageConfig) if f.name in ("use_vllm", "vllm_mode")}
+    values.update({k: v for k, v in read_recipe(recipe).items() if k in values})
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--use_vllm", type=string_to_bool, nargs="?", const=True)
+    p.add_argument("--vllm_mode")
+    known, _ = p.parse_known_args(list(overrides))
+    values.update({k: v for k, v in vars(known).items() if v is not None})
+    return bool(values["use_vllm"]) and values["vllm_mode"] == "server"
+
+
+def _check_launch(argv: Sequence[str]) -> None:
+    from r1_recipe.configs import ConfigError
+
+    p = argparse.ArgumentParser(
+        prog="r1-recipe check-launch",
+        description="Check a recipe for a multi-process launch before queueing it, and print the launch plan as "
+        "key=value lines (num_processes, train_nodes, vllm_server, then the --print keys). With --nodes, a GRPO "
+        "recipe with use_vllm: true and vllm_mode: server gets its last node for `trl vllm-serve`. Arguments after "
+        "the options (e.g. -- --per_device_train_batch_size 2) are the stage's command-line overrides.",
+    )
+    p.add_argument("recipe")
+    p.add_argument("--stage", required=True, choices=sorted(CONFIGS))
+    p.add_argument("--num-processes", type=int, help="training processes in all (instead of --nodes)")
+    p.add_argument("--nodes", type=int, help="nodes of the job, a vLLM server node included")
+    p.add_argument("--gpus-per-node", type=int, default=1, help="processes per training node (default 1)")
+    p.add_argument("--print", nargs="*", default=[], metavar="KEY", help="resolved recipe values to print too")
+    a, overrides = p.parse_known_args(argv)
+    overrides = [o for o in overrides if o != "--"]
+    if (a.num_processes is None) == (a.nodes is None):
+        raise ConfigError("check-launch: give either --num-processes or --nodes (with --gpus-per-node)")
+    nodes = a.nodes or 1
+    if min(nodes, a.gpus_per_node, a.num_processes or 1) < 1:
+        raise ConfigError("check-launch: --nodes, --gpus-per-node and --num-processes must be >= 1")
+    server = a.nodes is not None and a.stage == "grpo" and _uses_vllm_server(a.recipe, overrides)
+    train_nodes = nodes - 1 if server else nodes
+    if server and train_nodes < 1:
+        raise ConfigError(
+            f"{a.recipe}: use_vllm: true with vllm_mode: server needs a node of its own for `trl vllm-serve`: "
+            f"ask for one node more (sbatch --nodes={nodes + 1}), or set vllm_mode: colocate to generate on the "
+            "training GPUs"
+        )
+    processes = a.num_processes if a.num_processes is not None else train_nodes * a.gpus_per_node
+    config = _config_for_processes(a.stage, ["--config", a.recipe, *overrides], processes)
+    lines = {"num_processes": processes, "train_nodes": train_nodes, "vllm_server": str(server).lower()}
+    for key in a.print:
+        if not hasattr(config, key):
+            raise ConfigError(f"{a.recipe}: {key!r} is not an option of the {a.stage} stage")
+        value = getattr(config, key)
+        text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        if "\n" in text:
+            raise ConfigError(f"{a.recipe}: {key} spans several lines; read it with `r1-recipe print-config`")
+        lines[key] = text
+    print("\n".join(f"{k}={v}" for k, v in lines.items()))
+
+
+TOOLS = {"tiny": _tiny, "data": _data, "rewards": _rewards, "report": _report, "print-config": _print_config,
+         "check-launch": _check_launch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

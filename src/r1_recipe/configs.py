@@ -240,7 +240,7 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         self.check_group_sizes()
         super().__post_init__()
 
-    def check_group_sizes(self) -> None:
+    def check_group_sizes(self, num_processes: int | None = None) -> None:
         """Every prompt's group of ``num_generations`` completions must fit in one generation batch.
 
         TRL only says that a number is not divisible; this names the keys and the values that work.
@@ -248,7 +248,8 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         g = self.num_generations
         if g is None or g < 2:
             raise ConfigError(f"num_generations must be >= 2 (GRPO compares completions within a group), got {g}")
-        procs = int(os.environ.get("WORLD_SIZE", "1"))
+        # the launcher's WORLD_SIZE at run time; `r1-recipe check-launch` passes the planned count before launch
+        procs = num_processes or int(os.environ.get("WORLD_SIZE", "1"))
         per_step = self.per_device_train_batch_size * procs
         if self.generation_batch_size is not None:
             total, how = self.generation_batch_size, f"generation_batch_size {self.generation_batch_size}"
