@@ -189,13 +189,11 @@ def shard_chunks(num_chunks: int, num_shards: int, shard_index: int) -> range:
 
 # --- one chunk ----------------------------------------------------------------------------------
 
-def score_chunk(config: RejectionSamplingConfig, rows: list[dict], ids: list[str], start: int,
+def score_chunk(config: RejectionSamplingConfig, rows: list[dict], prompts: list, ids: list[str], start: int,
                 completions: list[list[str]], reward_funcs) -> tuple[list[dict], list[dict]]:
     """Rewards, keep rule, readability, selection for one chunk: (kept rows, per-prompt stats)."""
     from r1_recipe.rewards.base import texts as normalized_texts
 
-    prompts = [prompt_for(r[config.problem_column], template=config.template, system_prompt=config.system_prompt)
-               for r in rows]
     flat = [(i, j) for i, group in enumerate(completions) for j in range(len(group))]
     flat_completions = [completions[i][j] for i, j in flat]
     flat_prompts = [prompts[i] for i, _ in flat]
@@ -297,23 +295,25 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
         total = sum(ranges[c][1] - ranges[c][0] for c in mine)
         bar = tqdm(total=total, initial=total - sum(ranges[c][1] - ranges[c][0] for c in todo),
                    desc="rejection sampling", unit="prompt")
+        kept_so_far = 0
         for c in todo:
             start, end = ranges[c]
             rows = prompts_ds.select(range(start, end)).to_list()
+            prompts = [prompt_for(r[config.problem_column], template=config.template,
+                                  system_prompt=config.system_prompt) for r in rows]
             params = SamplingParams(config.num_samples, config.temperature, config.top_p, config.max_new_tokens,
                                     seed=config.seed + start)  # per-prompt seeds stay distinct across chunks
             t0 = time.perf_counter()
-            completions = sampler.generate(
-                [prompt_for(r[config.problem_column], template=config.template, system_prompt=config.system_prompt)
-                 for r in rows], params)
+            completions = sampler.generate(prompts, params)
             seconds = time.perf_counter() - t0
-            kept, stats = score_chunk(config, rows, ids[start:end], start, completions, reward_funcs)
+            kept, stats = score_chunk(config, rows, prompts, ids[start:end], start, completions, reward_funcs)
             if config.write_sft_data:  # shard first, marker last: a chunk without its marker is redone
                 write_rows(kept, out / "data" / f"train-{c:05d}.parquet", config.reward_funcs)
             write_json({"chunk": c, "start": start, "end": end, "generation_seconds": seconds,
                         "samples": sum(map(len, completions)), "prompts": stats}, _marker(out, c))
             bar.update(end - start)
-            bar.set_postfix(kept=sum(s["kept"] for s in stats))
+            kept_so_far += len(kept)
+            bar.set_postfix(kept=kept_so_far)
         bar.close()
     done = sum(_marker(out, c).exists() for c in range(len(ranges)))
     if done < len(ranges):
