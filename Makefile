@@ -72,10 +72,16 @@ stage2: ; $(call stage,sft,SFT stage 2)
 rl1: ; $(call stage,grpo,GRPO)
 zero: ; $(call stage,grpo,R1-Zero GRPO)
 rl2: ; $(call stage,grpo,GRPO stage 2)
-rejection: ; $(call stage,rejection_sampling,rejection sampling)
+# Rejection sampling spreads over GPUs itself (vLLM data parallel, or Slurm array shards): no accelerate launch.
+rejection:
+	@test -n "$(RECIPE)" || { echo "make rejection: set RECIPE=path/to/recipe.yaml (see recipes/)"; exit 2; }
+	$(PY) -m r1_recipe.rejection_sampling --config $(RECIPE) $(ARGS)
 reward-model: ; $(call stage,reward_model,reward model)
 distill: ; $(call stage,distill,distillation)
-pipeline: ; $(call stage,pipeline,pipeline)
+# The pipeline runs each stage in its own process (launcher chosen in the pipeline recipe).
+pipeline:
+	@test -n "$(RECIPE)" || { echo "make pipeline: set RECIPE=recipes/<model>/pipeline.yaml"; exit 2; }
+	$(PY) -m r1_recipe.pipeline --config $(RECIPE) $(ARGS)
 
 # make evaluate MODEL=runs/demo/stage1 [BENCHMARKS=aime24,math_500] [OUT=folder] [ARGS="--num_samples 8"]
 MODEL ?=

@@ -15,15 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
 
 
+FOLDER_STAGES = {  # recipes/<model>/<folder>/x.yaml or recipes/demo/<file>.yaml -> stage config
+    "stage1": "sft", "stage2": "sft", "rl1": "grpo", "rl2": "grpo", "zero": "grpo", "distill": "distill",
+    "rejection": "rejection_sampling", "reward_model": "reward_model", "evaluate": "evaluate", "pretrain": "sft",
+}
+
+
 def _config_class(recipe: Path):
-    """The stage a recipe belongs to, from its folder or file name (stage1/ → sft, …)."""
-    parts = set(recipe.parts) | {recipe.stem}
-    for names, stage in (({"stage1", "stage2", "distill"}, "sft"), ({"evaluate"}, "evaluate"),
-                         ({"rl1", "rl2", "zero"}, "grpo")):
-        if parts & names and stage in CONFIGS:
-            module, cls = CONFIGS[stage].split(":")
-            return getattr(importlib.import_module(module), cls)
-    return None
+    """The stage a recipe belongs to, from its folder (recipes/<model>/<stage>/) or demo file name."""
+    key = recipe.stem if recipe.parent.name == "demo" else recipe.parent.name
+    stage = next((v for k, v in FOLDER_STAGES.items() if key == k or key.startswith(k + "_")), None)
+    if stage is None or stage not in CONFIGS:
+        return None
+    module, cls = CONFIGS[stage].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def test_recipes_exist():

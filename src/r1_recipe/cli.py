@@ -28,10 +28,15 @@ STAGES = {
     "evaluate": ("r1_recipe.evaluate", "pass@1 over k samples, cons@k, greedy accuracy on benchmarks"),
     "decontaminate": ("r1_recipe.decontaminate", "flag or drop training rows sharing word 8-grams with benchmarks"),
     "rejection_sampling": ("r1_recipe.rejection_sampling", "sample, score, filter, dedup + general mix: the SFT-2 dataset"),
+    "pipeline": ("r1_recipe.pipeline", "the whole pipeline from one recipe: chained stages, lineage, resume, --status"),
+    "distill": ("r1_recipe.distill", "distillation into a small student: sequence-level SFT or logit-level β·CE + (1−β)·KL"),
+    "reward_model": ("r1_recipe.reward_model", "train a helpfulness/harmlessness reward model; `score` a policy with them"),
 }
 CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
            "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig",
-           "rejection_sampling": "r1_recipe.rejection_sampling:RejectionSamplingConfig"}
+           "rejection_sampling": "r1_recipe.rejection_sampling:RejectionSamplingConfig",
+           "distill": "r1_recipe.distill:DistillStageConfig",
+           "reward_model": "r1_recipe.reward_model:RewardModelStageConfig"}
 
 
 def _usage() -> str:
@@ -101,9 +106,15 @@ def _rewards(argv: Sequence[str]) -> None:
 def _report(argv: Sequence[str]) -> None:
     from r1_recipe.report import write_report
 
-    p = argparse.ArgumentParser(prog="r1-recipe report", description="Per-stage results table of a run folder.")
+    p = argparse.ArgumentParser(prog="r1-recipe report", description="Per-stage results (table + plots) of a run folder.")
     p.add_argument("run_dir")
-    print(write_report(p.parse_args(argv).run_dir))
+    p.add_argument("--output", help="also write index.md and PNG plots to this folder")
+    a = p.parse_args(argv)
+    print(write_report(a.run_dir))
+    if a.output:
+        from r1_recipe.report import write_full_report
+
+        print(f"report: {write_full_report(a.run_dir, a.output)}")
 
 
 def _print_config(argv: Sequence[str]) -> None:
@@ -227,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     try:
         if command in STAGES:
-            importlib.import_module(STAGES[command][0]).main(rest)
+            code = importlib.import_module(STAGES[command][0]).main(rest)
+            return code if isinstance(code, int) else 0
         elif command in TOOLS:
             TOOLS[command](rest)
         else:

@@ -1,9 +1,11 @@
-"""Tables of what each stage of a run folder achieved, for the demo and the pipeline.
+"""Tables and plots of what each stage of a run folder achieved, for the demo and the pipeline.
 
-    r1-recipe report runs/demo
+    r1-recipe report runs/demo --output report
 
-Reads every ``<stage>/eval_*.json`` the evaluator wrote under the run folder and prints (and
-saves as ``report.md``) one row per stage, in pipeline order.
+Reads every ``<stage>/eval_*.json`` the evaluator wrote under the run folder (one table row per
+stage, in pipeline order), the GRPO stages' ``aha_metrics.jsonl`` (reward, accuracy, completion
+length, self-correction over steps), rejection sampling's ``stats.json`` and distillation's
+teacher/student pair, and writes ``<output>/index.md`` with PNG plots beside it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-STAGE_ORDER = ["base", "stage1", "rl1", "rejection", "stage2", "rl2", "distill", "zero"]
+STAGE_ORDER = ["base", "pretrained", "zero", "stage1", "rl1", "rejection", "stage2", "reward_model", "rl2", "student", "distill"]
 
 
 def collect(run_dir: str | Path) -> list[dict]:
@@ -78,3 +80,84 @@ def update_readme(readme: str | Path = "README.md", run_dir: str | Path | None =
     if run_dir is not None and collect(run_dir):
         text = replace_block(text, "demo-table", markdown_table(collect(run_dir)))
     path.write_text(text)
+
+
+def _curves(folder: Path) -> list[dict]:
+    path = folder / "aha_metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def plot_accuracy(rows: list[dict], out: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if "pass@1" in r]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    x = range(len(rows))
+    ax.bar(x, [r["pass@1"] for r in rows], yerr=[r.get("pass@1_stderr", 0) for r in rows], capsize=3,
+           label=f"pass@1 (k={rows[0].get('samples_per_problem')}, T={rows[0].get('temperature')})")
+    ax.plot(x, [r.get("greedy_accuracy", float("nan")) for r in rows], "o", color="black", label="greedy")
+    ax.set_xticks(list(x), [r["stage"] for r in rows])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("held-out accuracy")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = out / "accuracy.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_rl(folder: Path, out: Path) -> Path | None:
+    """Reward, accuracy reward, completion length and self-correction rate over GRPO steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = _curves(folder)
+    if not curves:
+        return None
+    panels = [("reward", "reward (weighted sum)"), ("rewards/accuracy/mean", "accuracy reward"),
+              ("completions/mean_length", "completion length (tokens)"), ("aha/self_correction", "self-correction share")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(12, 2.6))
+    steps = [c["step"] for c in curves]
+    for ax, (key, title) in zip(axes, panels):
+        ax.plot(steps, [c.get(key, float("nan")) for c in curves], marker=".")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+    fig.suptitle(f"{folder.name}: GRPO", fontsize=10)
+    fig.tight_layout()
+    path = out / f"{folder.name}_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_full_report(run_dir: str | Path, output: str | Path) -> Path:
+    """index.md + PNGs: the whole R1 story of one run on one page."""
+    run_dir, out = Path(run_dir), Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = collect(run_dir)
+    lines = [f"# {run_dir.name}: the R1 pipeline, stage by stage", "", "## Held-out accuracy after each stage", "",
+             markdown_table(rows), ""]
+    if plot_accuracy(rows, out):
+        lines += ["![accuracy per stage](accuracy.png)", ""]
+    for folder in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        if plot_rl(folder, out):
+            last = _curves(folder)[-1]
+            lines += [f"## {folder.name}: GRPO curves", "",
+                      f"Last logged step {last['step']}: reward {last.get('reward', float('nan')):.3f}, "
+                      f"completion length {last.get('completions/mean_length', float('nan')):.1f}, "
+                      f"self-correction share {last.get('aha/self_correction', float('nan')):.3f}.", "",
+                      f"![{folder.name} curves]({folder.name}_curves.png)", ""]
+        stats = folder / "stats.json"
+        if stats.exists():
+            data = json.loads(stats.read_text())
+            lines += [f"## {folder.name}: rejection sampling", "", "```json", json.dumps(data, indent=1)[:3000], "```", ""]
+    (out / "index.md").write_text("\n".join(lines) + "\n")
+    return out / "index.md"

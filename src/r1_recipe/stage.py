@@ -31,7 +31,14 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def load_tokenizer(config: RecipeArgs) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path, revision=config.model_revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path, revision=config.model_revision)
+    except OSError as e:  # transformers' message is long and names neither the recipe key nor the fix
+        raise ConfigError(
+            f"model_name_or_path: cannot load {config.model_name_or_path!r}: not a local model folder, and not "
+            f"reachable on the Hugging Face Hub ({str(e).splitlines()[0]}). Check the path, or the previous stage's "
+            "output_dir."
+        ) from e
     if config.chat_template:
         template = Path(config.chat_template)
         tokenizer.chat_template = template.read_text() if template.suffix == ".jinja" else config.chat_template
@@ -70,6 +77,7 @@ def configure_tracking(config: RecipeArgs) -> None:
 def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict | None = None) -> dict:
     """Save weights + tokenizer + resolved config + results.json; return the results."""
     trainer.save_model(config.output_dir)
+    trainer.save_state()  # trainer_state.json: the log history the report plots
     trainer.processing_class.save_pretrained(config.output_dir)
     save_resolved(config, config.output_dir)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
