@@ -22,7 +22,7 @@ from r1_recipe.rewards import language as _language
 from r1_recipe.rewards import length as _length
 from r1_recipe.rewards import math_answer as _math
 from r1_recipe.rewards import model as _model
-from r1_recipe.rewards.base import RewardFunc
+from r1_recipe.rewards.base import RewardFunc, named
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
 
 REWARDS: dict[str, Callable[..., RewardFunc]] = {
@@ -41,7 +41,7 @@ REWARDS: dict[str, Callable[..., RewardFunc]] = {
     "reward_model": _model.reward_model,
 }
 
-__all__ = ["REWARDS", "get_reward_funcs", "rewards_table", "extract_answer", "split_reasoning"]
+__all__ = ["REWARDS", "base_name", "get_reward_funcs", "rewards_table", "extract_answer", "split_reasoning"]
 
 
 def _unknown(kind: str, name: str, valid: list[str]) -> ValueError:
@@ -57,17 +57,26 @@ def get_reward_funcs(names: list[str], **options: dict[str, Any]) -> list[Reward
     Unknown reward names, options for a reward not in ``names``, and unknown option keys all
     raise ValueError naming the valid choices: a typo must not silently train on defaults.
 
+    ``name:alias`` builds registry reward ``name`` once more under its own name and options, e.g.
+    two reward models (RL stage 2: ``reward_model:helpful`` on the answer, ``reward_model:harmless``
+    on the whole response); TRL then logs ``rewards/reward_model:helpful/mean`` separately.
+
     >>> [f.__name__ for f in get_reward_funcs(["format", "tag_count"])]
     ['format', 'tag_count']
+    >>> [f.__name__ for f in get_reward_funcs(["format", "format:zero"], **{"format:zero": {"template": "r1_zero"}})]
+    ['format', 'format:zero']
     >>> get_reward_funcs(["acuracy"])
     Traceback (most recent call last):
     ...
     ValueError: unknown reward 'acuracy'. Did you mean 'accuracy'? Valid: accuracy, ...
     """
     valid = list(REWARDS)
+    if len(set(names)) != len(names):
+        raise ValueError(f"reward names {names} repeat a name: give each instance its own alias, "
+                         "e.g. reward_model:helpful and reward_model:harmless")
     for name in names:
-        if name not in REWARDS:
-            raise _unknown("reward", name, valid)
+        if base_name(name) not in REWARDS:
+            raise _unknown("reward", base_name(name), valid)
     for name in options:
         if name not in names:
             raise ValueError(f"options given for reward {name!r}, which is not in the reward "
@@ -75,12 +84,26 @@ def get_reward_funcs(names: list[str], **options: dict[str, Any]) -> list[Reward
     funcs = []
     for name in names:
         kwargs = dict(options.get(name) or {})
-        params = list(inspect.signature(REWARDS[name]).parameters)
+        factory = REWARDS[base_name(name)]
+        params = list(inspect.signature(factory).parameters)
         for key in kwargs:
+            if not isinstance(key, str):  # YAML 1.1 reads an unquoted `on:` key as True
+                raise ValueError(f"option {key!r} of reward {name!r} is not a name: YAML reads unquoted on/off/yes/no "
+                                 'keys as booleans; quote the key, e.g. "on": answer')
             if key not in params:
                 raise _unknown(f"option of reward {name!r}", key, params)
-        funcs.append(REWARDS[name](**kwargs))
+        fn = factory(**kwargs)
+        funcs.append(named(fn, name) if name != base_name(name) else fn)
     return funcs
+
+
+def base_name(name: str) -> str:
+    """The registry name of ``name:alias`` (``name`` itself without an alias).
+
+    >>> base_name("reward_model:helpful"), base_name("accuracy")
+    ('reward_model', 'accuracy')
+    """
+    return name.split(":", 1)[0]
 
 
 def _help(factory: Callable[..., Any]) -> str:
