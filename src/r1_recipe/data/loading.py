@@ -10,7 +10,9 @@ A *source* is a dict, written in the recipe under ``dataset_mixture``::
 
 ``weight`` is relative: with ``mixture_size`` rows in total, a source with weight w gets
 ``round(size · w / Σw)`` rows (sampled with the mixture seed). ``columns`` renames the source's
-columns to the ones the stage reads (``{ours: theirs}``).
+columns to the ones the stage reads (``{ours: theirs}``). ``source`` and ``reward_type`` set that
+column to one value for every row of the source (RL stage 2 tags reasoning and general prompts
+with ``reward_type: reasoning | general``, which routes them to rule rewards or reward models).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from r1_recipe.data.templates import format_response, prompt_for
 
 logger = logging.getLogger(__name__)
 
-SOURCE_KEYS = {"path", "name", "split", "weight", "columns", "source", "data_dir"}
+SOURCE_KEYS = {"path", "name", "split", "weight", "columns", "source", "reward_type", "data_dir"}
+CONSTANT_COLUMNS = ("source", "reward_type")  # source keys that set a column of the same name
 _FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -63,9 +66,10 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
             if ours in ds.column_names:
                 ds = ds.remove_columns(ours)
             ds = ds.rename_column(theirs, ours)
-    if "source" in spec:
-        ds = ds.remove_columns([c for c in ["source"] if c in ds.column_names])
-        ds = ds.add_column("source", [spec["source"]] * len(ds))
+    for key in CONSTANT_COLUMNS:
+        if key in spec:
+            ds = ds.remove_columns([c for c in [key] if c in ds.column_names])
+            ds = ds.add_column(key, [spec[key]] * len(ds))
     return ds
 
 
