@@ -1,0 +1,149 @@
+"""A tiny "pretraining" step for the demo's R1-Zero run: plain language modelling on text that
+is *not* in the R1 output format.
+
+    python -m r1_recipe.pretrain corpus --output runs/demo/data/pretrain.jsonl
+    python -m r1_recipe.pretrain --config recipes/demo/pretrain.yaml
+
+Why it exists: R1-Zero is RL straight from a *pretrained* base model, which can already write
+text and has seen tags like ``<think>`` or ``<answer>`` here and there on the web; RL then
+makes the format a habit. The demo's tiny model is random-init, and RL from random weights
+cannot discover a format it never samples. So the demo pretrains it briefly (about a minute
+on 2 cores) on generated documents — dialogues and worked sums in several plain-text layouts,
+in which the reasoning tags turn up only incidentally: most think blocks end in a plain "The
+answer is X." or in an answer tag followed by chatter, and only ``exact_share`` of the
+documents happen to match the R1-Zero format. The base model thus samples the format rarely
+(its format reward starts near 0) but not never, which is the situation R1-Zero starts from.
+
+Departs from real pretraining in the obvious ways: one small synthetic domain, minutes not
+months; nothing here is used outside the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+
+from datasets import Dataset
+from trl import SFTTrainer
+
+from r1_recipe.configs import ConfigError, SFTStageConfig, parse_config
+from r1_recipe.data import arithmetic
+from r1_recipe.data.loading import require_columns, write_jsonl
+from r1_recipe.data.templates import R1_ZERO_PROMPT
+from r1_recipe.stage import (
+    checkpoint_to_resume,
+    configure_tracking,
+    finish,
+    load_model,
+    load_tokenizer,
+    load_train_data,
+    setup_logging,
+)
+
+logger = logging.getLogger(__name__)
+
+PREAMBLE = R1_ZERO_PROMPT.split("\nUser:", 1)[0]
+CHATTER = ("I hope this helps.", "Let me know if you need more.", "Thanks!", "Done.")
+
+
+def _document(problem: arithmetic.Problem, rng: random.Random, exact_share: float) -> str:
+    style = rng.choice(arithmetic.STYLES)
+    reasoning, reached = arithmetic.trace(problem, style)
+    q, x = problem.text, reached
+    if rng.random() < exact_share:  # the format, incidentally
+        body = f"<think>\n{reasoning}\n</think>\n<answer>{x}</answer>"
+    else:
+        body = rng.choices(
+            [
+                f"{reasoning}\nThe answer is {x}.",
+                f"<think>\n{reasoning}\n</think>\nThe answer is {x}.",
+                f"<think>\n{reasoning}\n</think>\n<answer>{x}</answer> {rng.choice(CHATTER)}",
+                f"The answer is <answer>{x}</answer>.",
+                f"{reasoning}\n<answer>{x}</answer>",
+                f"{problem.a} {problem.op} {problem.b} = {x}.",
+            ],
+            weights=[30, 25, 12, 10, 8, 15],
+        )[0]
+    return f"User: {q}\nAssistant: {body}"
+
+
+def corpus(
+    n: int, *, seed: int = 0, exact_share: float = 0.03, preamble_share: float = 0.25, max_turns: int = 1
+) -> Iterator[dict]:
+    """Yield ``n`` documents ``{"text": ...}`` of 1..``max_turns`` dialogues on training problems.
+
+    ``preamble_share`` of them open with the R1-Zero prompt's preamble (the paragraph that
+    describes the tags) followed by a dialogue that mostly does *not* follow it, as instructions
+    and practice disagree on the web. Without it the tiny model has never read 180 tokens of
+    prose before a question and answers that prompt with noise.
+
+    >>> docs = [d["text"] for d in corpus(200, seed=0)]
+    >>> sum(d.startswith("User: Compute") for d in docs) > 100 and sum(d.startswith(PREAMBLE) for d in docs) > 20
+    True
+    """
+    rng = random.Random(seed)
+    pool = [p for p in arithmetic.all_problems() if not p.held_out]
+    for _ in range(n):
+        turns = rng.randint(1, max_turns)
+        text = "\n".join(_document(rng.choice(pool), rng, exact_share) for _ in range(turns))
+        if rng.random() < preamble_share:
+            text = f"{PREAMBLE}\n{text}"
+        yield {"text": text}
+
+
+def build_dataset(config: SFTStageConfig) -> Dataset:
+    ds = load_train_data(config)
+    require_columns(ds, ["text"], where=f"dataset_mixture of {config.output_dir} (pretraining reads plain text)")
+    if config.max_train_samples:
+        ds = ds.select(range(min(config.max_train_samples, len(ds))))
+    return ds.select_columns(["text"])
+
+
+def train(config: SFTStageConfig) -> dict:
+    """Language modelling on the ``text`` column; returns the results written to ``results.json``."""
+    started = time.time()
+    configure_tracking(config)
+    if config.completion_only_loss:
+        raise ConfigError("pretraining learns every token: set completion_only_loss: false")
+    tokenizer = load_tokenizer(config)
+    dataset = build_dataset(config)
+    logger.info("pretraining on %d documents from %s", len(dataset), config.model_name_or_path)
+    trainer = SFTTrainer(model=load_model(config), args=config, train_dataset=dataset, processing_class=tokenizer)
+    resume = checkpoint_to_resume(config)
+    trainer.train(resume_from_checkpoint=resume)
+    return finish(trainer, config, "pretrain", started, {"train_rows": len(dataset), "resumed_from": resume})
+
+
+def main(argv: Sequence[str] | None = None) -> dict | int:
+    setup_logging()
+    argv = list(argv or [])
+    if argv[:1] == ["corpus"]:
+        import argparse
+
+        p = argparse.ArgumentParser(prog="python -m r1_recipe.pretrain corpus", description="Write the corpus.")
+        p.add_argument("--output", required=True)
+        p.add_argument("--n", type=int, default=20000)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--exact-share", type=float, default=0.03, help="documents that happen to be in the format")
+        p.add_argument("--preamble-share", type=float, default=0.25, help="documents opening with the R1-Zero preamble")
+        a = p.parse_args(argv[1:])
+        count = write_jsonl(corpus(a.n, seed=a.seed, exact_share=a.exact_share, preamble_share=a.preamble_share),
+                            a.output)
+        logger.info("wrote %d documents to %s", count, a.output)
+        return count
+    return train(parse_config(SFTStageConfig, argv))
+
+
+if __name__ == "__main__":
+    import sys
+
+    from r1_recipe.configs import ConfigError as _ConfigError
+    from r1_recipe.data.loading import DataError
+
+    try:
+        main(sys.argv[1:])
+    except (_ConfigError, DataError) as e:
+        print(f"r1_recipe.pretrain: error: {e}", file=sys.stderr)
+        sys.exit(2)
