@@ -126,3 +126,33 @@ def test_mixed_run_logs_every_reward_by_name(tmp_path, tiny_model_dir, prompt_fi
     for name in RULES + MODELS:
         assert not math.isnan(logged[f"rewards/{name}/mean"]), name  # each saw rows of its own kind
     assert results["reward_funcs"] == RULES + MODELS
+
+
+@pytest.mark.parametrize("recipe, stage", [
+    ("recipes/demo/stage2.yaml", "sft"), ("recipes/demo/rl2.yaml", "grpo"),
+    ("recipes/demo/reward_model_helpful.yaml", "reward_model"), ("recipes/demo/reward_model_harmless.yaml", "reward_model"),
+    ("recipes/Qwen2.5-7B/stage2/config_node.yaml", "sft"), ("recipes/Qwen2.5-7B/rl2/config_node.yaml", "grpo"),
+    ("recipes/Qwen2.5-7B/reward_model/helpful.yaml", "reward_model"), ("recipes/demo/score_general.yaml", "score"),
+])
+def test_stage2_recipes_parse_and_name_real_rewards(recipe, stage):
+    import importlib
+    import inspect
+    from pathlib import Path
+
+    from r1_recipe.cli import CONFIGS
+    from r1_recipe.rewards import REWARDS, base_name
+
+    if stage == "score":
+        from r1_recipe.reward_model import GeneralScoreConfig as cls
+        argv = ["--model_name_or_path", "m", "--output_dir", "o"]
+    else:
+        module, name = CONFIGS[stage].split(":")
+        cls, argv = getattr(importlib.import_module(module), name), []
+    root = Path(__file__).resolve().parents[1]
+    config = parse_config(cls, ["--config", str(root / recipe), *argv])
+    for name in getattr(config, "reward_funcs", []):
+        params = inspect.signature(REWARDS[base_name(name)]).parameters
+        assert set((config.reward_kwargs or {}).get(name, {})) <= set(params), name
+    if "reward_model:helpful" in getattr(config, "reward_funcs", []):
+        assert config.reward_kwargs["reward_model:helpful"]["on"] == "answer"
+        assert config.reward_kwargs["reward_model:harmless"]["on"] == "full"
