@@ -90,7 +90,8 @@ def test_cli_writes_the_demo_datasets(tmp_path, capsys):
     from r1_recipe.cli import main
 
     assert main(["data", "--output", str(tmp_path), "--cold-start", "40", "--rl-prompts", "10", "--general", "5",
-                 "--test", "20"]) == 0
+                 "--test", "20", "--pretrain", "30", "--pairs", "10", "--general-sft", "10"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts[str(tmp_path / "cold_start.jsonl")] == 40
     assert sum(1 for _ in open(tmp_path / "test.jsonl")) == 20
+    assert counts[str(tmp_path / "pretrain.jsonl")] == 30 and counts[str(tmp_path / "prefs_helpful_train.jsonl")] == 10

@@ -27,7 +27,7 @@ def _pipeline(tmp_path, sft_steps: int = 3, save_steps: int = 500) -> str:
         "name": "mini", "run_dir": str(tmp_path / "run"),
         "steps": [
             {"name": "base", "tool": "tiny", "args": ["--hidden-size", "32", "--layers", "1", "--intermediate-size", "64"]},
-            {"name": "data", "tool": "data", "args": ["--cold-start", "64", "--rl-prompts", "8", "--general", "8", "--test", "8"]},
+            {"name": "data", "tool": "data", "args": ["--cold-start", "64", "--rl-prompts", "8", "--general", "8", "--test", "8", "--pretrain", "0", "--pairs", "0"]},
             {"name": "cold", "stage": "sft", "recipe": str(sft), "from": "base",
              "set": {"dataset_mixture": [{"path": "{data}/cold_start.jsonl"}]}},
             {"name": "again", "stage": "sft", "recipe": str(sft), "from": "cold",

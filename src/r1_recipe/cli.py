@@ -85,8 +85,20 @@ def _data(argv: Sequence[str]) -> None:
     p.add_argument("--rl-prompts", type=int, default=4000)
     p.add_argument("--general", type=int, default=1000)
     p.add_argument("--test", type=int, default=500, help="held-out problems")
+    p.add_argument("--pretrain", type=int, default=20000, help="plain-text documents for the R1-Zero base (0: none)")
+    p.add_argument("--general-sft", type=int, default=1000, help="general SFT rows (good/lazy/rude 50/25/25)")
+    p.add_argument("--pairs", type=int, default=2000, help="preference pairs per reward model (0: no RL-2 data)")
     a = p.parse_args(argv)
     out = Path(a.output)
+    extra = {}
+    if a.pretrain:
+        from r1_recipe.pretrain import corpus
+
+        extra["pretrain.jsonl"] = write_jsonl(corpus(a.pretrain, seed=a.seed), out / "pretrain.jsonl")
+    if a.pairs:
+        from r1_recipe.data.preferences import write_demo_files
+
+        extra.update(write_demo_files(out, seed=a.seed, sft=a.general_sft, pairs=a.pairs) or {})
     styles = {"careful": 1 - a.sloppy, "sloppy": a.sloppy}
     counts = {
         "cold_start.jsonl": write_jsonl(arithmetic.generate(a.cold_start, seed=a.seed, style_weights=styles), out / "cold_start.jsonl"),
@@ -94,6 +106,7 @@ def _data(argv: Sequence[str]) -> None:
         "general.jsonl": write_jsonl(arithmetic.generate_general(a.general, seed=a.seed), out / "general.jsonl"),
         "test.jsonl": write_jsonl(arithmetic.generate(a.test, split="test", seed=a.seed), out / "test.jsonl"),
     }
+    counts.update(extra)
     print(json.dumps({str(out / k): v for k, v in counts.items()}, indent=1))
 
 

@@ -9,7 +9,8 @@ A pipeline recipe names a run folder and an ordered list of steps. Each step is 
 tool (``tiny``, ``data``). Its folder is ``<run_dir>/<name>``, and ``from: <step>`` makes the
 previous step's folder its ``model_name_or_path`` — no hand-copied paths. ``set:`` overrides
 recipe keys; in strings, ``{<step>}`` is replaced by that step's folder and ``{run_dir}`` by the
-run folder. ``evaluate: true`` runs the pipeline's evaluation recipe on the step's output.
+run folder. ``evaluate: true`` runs the pipeline's evaluation recipe on the step's output;
+``score: {recipe, set}`` also scores it with reward models on held-out general prompts.
 
 Each step runs in its own process (``python -m r1_recipe.<stage>`` or, with ``launcher:
 accelerate``, ``accelerate launch``), its log in ``<folder>/stage.log``. A finished step writes
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 STAGE_MODULES = {"sft", "grpo", "rejection_sampling", "reward_model", "distill"}
 TOOLS = {"tiny", "data"}
-STEP_KEYS = {"name", "stage", "tool", "recipe", "from", "set", "args", "evaluate"}
+STEP_KEYS = {"name", "stage", "tool", "recipe", "from", "set", "args", "evaluate", "score"}
 PIPELINE_KEYS = {"name", "run_dir", "evaluation", "launcher", "accelerate_config", "steps", "env"}
 LINEAGE = "lineage.json"
 
@@ -59,6 +60,7 @@ class Step:
     set: dict = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
     evaluate: bool = False
+    score: dict | None = None  # {recipe, set}: reward-model score on held-out general prompts
 
     @property
     def kind(self) -> str:
@@ -99,7 +101,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
             raise ConfigError(f"{where} ({raw['name']}): unknown key(s) {sorted(bad)}; valid: {sorted(STEP_KEYS)}")
         step = Step(name=raw["name"], stage=raw.get("stage"), tool=raw.get("tool"), recipe=raw.get("recipe"),
                     parent=raw.get("from"), set=raw.get("set") or {}, args=[str(a) for a in raw.get("args") or []],
-                    evaluate=bool(raw.get("evaluate", False)))
+                    evaluate=bool(raw.get("evaluate", False)),
+                    score={"recipe": raw["score"]} if isinstance(raw.get("score"), str) else raw.get("score"))
         if step.name in names:
             raise ConfigError(f"{where}: step name {step.name!r} is used twice")
         if (step.stage is None) == (step.tool is None):
@@ -112,6 +115,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
             raise ConfigError(f"{where} ({step.name}): a stage step needs 'recipe'")
         if step.recipe and not Path(step.recipe).exists():
             raise ConfigError(f"{where} ({step.name}): recipe {step.recipe} does not exist")
+        if step.score and not Path(step.score.get("recipe", "")).exists():
+            raise ConfigError(f"{where} ({step.name}): score needs an existing 'recipe' (and optional 'set'), got {step.score}")
         if step.parent and step.parent not in names:
             raise ConfigError(f"{where} ({step.name}): 'from: {step.parent}' must name an earlier step ({sorted(names)})")
         names.add(step.name)
@@ -211,6 +216,14 @@ def run_step(pipeline: Pipeline, step: Step, env: dict) -> dict:
     _run(step_command(pipeline, step, recipe_file), log, env, step)
     if step.evaluate and pipeline.evaluation:
         cmd = [sys.executable, "-m", "r1_recipe.evaluate", "--config", pipeline.evaluation,
+               "--model_name_or_path", str(folder), "--output_dir", str(folder)]
+        _run(cmd, log, env, step)
+    if step.score:
+        score_recipe = read_recipe(step.score["recipe"])
+        score_recipe.update(_substitute(step.score.get("set") or {}, pipeline))
+        score_file = folder / "score_recipe.yaml"
+        score_file.write_text(yaml.safe_dump(score_recipe, sort_keys=False))
+        cmd = [sys.executable, "-m", "r1_recipe.reward_model", "score", "--config", str(score_file),
                "--model_name_or_path", str(folder), "--output_dir", str(folder)]
         _run(cmd, log, env, step)
     results_path = folder / "results.json"
