@@ -25,12 +25,12 @@ from pathlib import Path
 STAGES = {
     "sft": ("r1_recipe.sft", "cold-start SFT (stage 1) and SFT stage 2 (weighted reasoning/general loss)"),
     "grpo": ("r1_recipe.grpo", "GRPO: RL stage 1 / stage 2 from a cold start, R1-Zero from a base model"),
+    "rejection_sampling": ("r1_recipe.rejection_sampling", "sample, score, filter, dedup + general mix: the SFT-2 dataset"),
+    "reward_model": ("r1_recipe.reward_model", "train a helpfulness/harmlessness reward model; `score` a policy with them"),
+    "distill": ("r1_recipe.distill", "distillation into a small student: sequence-level SFT or logit-level β·CE + (1−β)·KL"),
     "evaluate": ("r1_recipe.evaluate", "pass@1 over k samples, cons@k, greedy accuracy on benchmarks"),
     "decontaminate": ("r1_recipe.decontaminate", "flag or drop training rows sharing word 8-grams with benchmarks"),
-    "rejection_sampling": ("r1_recipe.rejection_sampling", "sample, score, filter, dedup + general mix: the SFT-2 dataset"),
     "pipeline": ("r1_recipe.pipeline", "the whole pipeline from one recipe: chained stages, lineage, resume, --status"),
-    "distill": ("r1_recipe.distill", "distillation into a small student: sequence-level SFT or logit-level β·CE + (1−β)·KL"),
-    "reward_model": ("r1_recipe.reward_model", "train a helpfulness/harmlessness reward model; `score` a policy with them"),
 }
 CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
            "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig",
@@ -41,16 +41,16 @@ CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs
 
 def _usage() -> str:
     lines = ["usage: r1-recipe <command> [options]", "", "stages:"]
-    lines += [f"  {name:<14}{help_}" for name, (_, help_) in STAGES.items()]
+    lines += [f"  {name:<20}{help_}" for name, (_, help_) in STAGES.items()]
     lines += [
         "",
         "tools:",
-        "  tiny          build the tiny local base model + tokenizer (--output DIR --seed N)",
-        "  data          generate the demo datasets as JSONL (--output DIR, see --help)",
-        "  rewards       list the reward functions of the registry",
-        "  report        per-stage results table of a run folder (RUN_DIR)",
-        "  print-config  print one resolved recipe value: RECIPE KEY [--stage NAME]",
-        "  check-launch  check a recipe for N processes/nodes before a cluster launch (see --help)",
+        "  tiny                build the tiny local base model + tokenizer (--output DIR --seed N)",
+        "  data                generate the demo datasets as JSONL (--output DIR, see --help)",
+        "  rewards             list the reward functions of the registry",
+        "  report              per-stage results table of a run folder (RUN_DIR)",
+        "  print-config        print one resolved recipe value: RECIPE KEY [--stage NAME]",
+        "  check-launch        check a recipe for N processes/nodes before a cluster launch (see --help)",
         "",
         "Run 'r1-recipe <command> --help' for a command's options.",
     ]
