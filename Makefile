@@ -53,6 +53,7 @@ test-slow: $(VENV)/.installed
 demo: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m r1_recipe.pipeline --config recipes/demo/pipeline.yaml
 	$(VENV)/bin/r1-recipe report $(DEMO) --output report
+	$(PY) -c "from r1_recipe.report import update_readme; update_readme('README.md', '$(DEMO)')"
 
 # Regenerate the README's tables (rewards from the registry, results from the last demo run).
 readme: $(VENV)/.installed

@@ -265,8 +265,13 @@ def test_train_slurm_starts_training_only_after_the_vllm_server_answers(tmp_path
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "trained").read_text().strip() == "up"
     assert "vLLM server up after" in result.stdout and time.time() - started >= 2
-    with socket.socket() as s:  # the job stopped the server when training ended
-        assert s.connect_ex(("127.0.0.1", port)) != 0
+    deadline = time.time() + 10  # the job stopped the server when training ended (the kill lands asynchronously)
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        assert time.time() < deadline, "the vLLM server stub still answers 10 s after the job ended"
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("trl_body, message", [
