@@ -24,6 +24,8 @@ def collect(run_dir: str | Path) -> list[dict]:
         if path.name.endswith("_samples.json"):
             continue
         summary = json.loads(path.read_text())
+        if "benchmark" not in summary:  # e.g. eval_general_rm.json: see reward_model_rows
+            continue
         rows.append({"stage": path.parent.name, **{k: v for k, v in summary.items() if k != "config"}})
     order = {name: i for i, name in enumerate(STAGE_ORDER)}
     return sorted(rows, key=lambda r: (order.get(r["stage"], len(order)), r["stage"], r["benchmark"]))
@@ -78,7 +80,8 @@ def update_readme(readme: str | Path = "README.md", run_dir: str | Path | None =
     path = Path(readme)
     text = replace_block(path.read_text(), "rewards-table", rewards_table(markdown=True))
     if run_dir is not None and collect(run_dir):
-        text = replace_block(text, "demo-table", markdown_table(collect(run_dir)))
+        tables = [markdown_table(collect(run_dir)), reward_model_rows(run_dir)]
+        text = replace_block(text, "demo-table", "\n\n".join(t for t in tables if t))
     path.write_text(text)
 
 
@@ -138,6 +141,19 @@ def plot_rl(folder: Path, out: Path) -> Path | None:
     return path
 
 
+def reward_model_rows(run_dir: str | Path) -> str:
+    """Mean reward-model score on held-out general prompts per stage (RL stage 2's measure)."""
+    lines = ["| stage | reward-model total (mean ± se) | good / lazy / rude answers |", "|---|---|---|"]
+    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    paths = sorted(Path(run_dir).glob("*/eval_general_rm.json"), key=lambda p: order.get(p.parent.name, 99))
+    for path in paths:
+        d = json.loads(path.read_text())
+        share = d.get("style_share", {})
+        lines.append(f"| {path.parent.name} | {d['total']['mean']:.2f} ± {d['total']['stderr']:.2f} | "
+                     f"{share.get('good', 0):.2f} / {share.get('lazy', 0):.2f} / {share.get('rude', 0):.2f} |")
+    return "\n".join(lines) if paths else ""
+
+
 def write_full_report(run_dir: str | Path, output: str | Path) -> Path:
     """index.md + PNGs: the whole R1 story of one run on one page."""
     run_dir, out = Path(run_dir), Path(output)
@@ -147,6 +163,9 @@ def write_full_report(run_dir: str | Path, output: str | Path) -> Path:
              markdown_table(rows), ""]
     if plot_accuracy(rows, out):
         lines += ["![accuracy per stage](accuracy.png)", ""]
+    rm_table = reward_model_rows(run_dir)
+    if rm_table:
+        lines += ["## Reward-model score on held-out general prompts", "", rm_table, ""]
     for folder in sorted(p for p in run_dir.iterdir() if p.is_dir()):
         if plot_rl(folder, out):
             last = _curves(folder)[-1]

@@ -1,0 +1,37 @@
+"""The run report: one table row per evaluated stage in pipeline order, RM scores, plots."""
+
+from __future__ import annotations
+
+import json
+
+from r1_recipe.report import collect, update_readme, write_full_report
+
+
+def _eval(folder, pass1, greedy):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval_arithmetic.json").write_text(json.dumps({
+        "benchmark": "arithmetic", "problems": 200, "greedy_accuracy": greedy, "pass@1": pass1,
+        "pass@1_stderr": 0.02, "samples_per_problem": 4, "temperature": 0.7}))
+
+
+def test_report_orders_stages_and_draws_the_plots(tmp_path):
+    run = tmp_path / "run"
+    _eval(run / "rl1", 0.91, 0.95)
+    _eval(run / "stage1", 0.78, 0.96)
+    (run / "rl1" / "eval_general_rm.json").write_text(json.dumps(
+        {"total": {"mean": 4.3, "stderr": 0.4}, "style_share": {"good": 0.87, "lazy": 0.02, "rude": 0.01}}))
+    (run / "rl1" / "aha_metrics.jsonl").write_text("".join(json.dumps(
+        {"step": s, "reward": 0.9 + s / 100, "rewards/accuracy/mean": 0.8, "completions/mean_length": 40,
+         "aha/self_correction": 0.0}) + "\n" for s in (4, 8)))
+    assert [r["stage"] for r in collect(run)] == ["stage1", "rl1"]  # pipeline order, not alphabetical
+    index = write_full_report(run, tmp_path / "report").read_text()
+    assert "| rl1 | arithmetic | 200 | 0.950 | 0.910 ± 0.020 (4, 0.7) |" in index
+    assert "| rl1 | 4.30 ± 0.40 | 0.87 / 0.02 / 0.01 |" in index
+    for png in ("accuracy.png", "rl1_curves.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 1000
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- rewards-table:start -->\n<!-- rewards-table:end -->\n"
+                      "<!-- demo-table:start -->\nold\n<!-- demo-table:end -->\n")
+    update_readme(readme, run)
+    text = readme.read_text()
+    assert "old" not in text and "| stage1 | arithmetic |" in text and "| `accuracy` |" in text
