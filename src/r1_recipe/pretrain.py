@@ -7,7 +7,7 @@ is *not* in the R1 output format.
 Why it exists: R1-Zero is RL straight from a *pretrained* base model, which can already write
 text and has seen tags like ``<think>`` or ``<answer>`` here and there on the web; RL then
 makes the format a habit. The demo's tiny model is random-init, and RL from random weights
-cannot discover a format it never samples. So the demo pretrains it briefly (about a minute
+cannot discover a format it never samples. So the demo pretrains it briefly (about 3.5 minutes
 on 2 cores) on generated documents — dialogues and worked sums in several plain-text layouts,
 in which the reasoning tags turn up only incidentally: most think blocks end in a plain "The
 answer is X." or in an answer tag followed by chatter, and only ``exact_share`` of the
