@@ -152,9 +152,7 @@ def resolved_recipe(pipeline: Pipeline, step: Step) -> dict:
     if step.parent:
         recipe["model_name_or_path"] = str(pipeline.folder(step.parent))
     recipe["output_dir"] = str(pipeline.folder(step))
-    if pipeline.name:
-        recipe.setdefault("wandb_group", pipeline.name)
-    return recipe
+    return recipe  # the W&B run group comes from WANDB_RUN_GROUP, set for every step by run()
 
 
 def _git_commit() -> str | None:
