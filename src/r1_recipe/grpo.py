@@ -32,7 +32,6 @@ DAPO/Dr. GRPO), not the paper's per-step reference resets.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import re
@@ -47,7 +46,6 @@ from trl import GRPOTrainer
 
 from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
 from r1_recipe.data.loading import to_prompts
-from r1_recipe.rewards import REWARDS, get_reward_funcs
 from r1_recipe.rewards.base import texts
 from r1_recipe.rewards.extract import split_reasoning
 from r1_recipe.rewards.language import language_share
@@ -58,6 +56,7 @@ from r1_recipe.stage import (
     load_model,
     load_tokenizer,
     load_train_data,
+    reward_funcs_for,
     setup_logging,
 )
 
@@ -212,16 +211,8 @@ class AhaGRPOTrainer(GRPOTrainer):
 
 
 def build_reward_funcs(config: GRPOStageConfig) -> list:
-    """The recipe's rewards; ``accuracy``-style rewards read the recipe's ``answer_column``."""
-    options = {name: dict(opts or {}) for name, opts in (config.reward_kwargs or {}).items()}
-    for name in config.reward_funcs:
-        factory = REWARDS.get(name)
-        if factory is not None and "solution_column" in inspect.signature(factory).parameters:
-            options.setdefault(name, {}).setdefault("solution_column", config.answer_column)
-    try:
-        return get_reward_funcs(list(config.reward_funcs), **options)
-    except ValueError as e:
-        raise ConfigError(f"reward_funcs / reward_kwargs: {e}") from e
+    """The recipe's rewards (see :func:`r1_recipe.stage.reward_funcs_for`)."""
+    return reward_funcs_for(config)
 
 
 def build_dataset(config: GRPOStageConfig) -> Dataset:

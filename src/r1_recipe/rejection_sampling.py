@@ -252,19 +252,9 @@ def _sampler(config: RejectionSamplingConfig):
 
 
 def _reward_funcs(config: RejectionSamplingConfig):
-    import inspect
+    from r1_recipe.stage import reward_funcs_for
 
-    from r1_recipe.rewards import REWARDS, get_reward_funcs
-
-    options = {k: dict(v or {}) for k, v in (config.reward_kwargs or {}).items()}
-    for name in config.reward_funcs:
-        factory = REWARDS.get(name)
-        if factory is not None and "solution_column" in inspect.signature(factory).parameters:
-            options.setdefault(name, {}).setdefault("solution_column", config.answer_column)
-    try:
-        return get_reward_funcs(list(config.reward_funcs), **options)
-    except ValueError as e:
-        raise ConfigError(f"reward_funcs / reward_kwargs: {e}") from e
+    return reward_funcs_for(config)
 
 
 # --- the run ------------------------------------------------------------------------------------

@@ -67,6 +67,27 @@ def checkpoint_to_resume(config: RecipeArgs) -> str | None:
     return last
 
 
+def reward_funcs_for(config) -> list:
+    """The recipe's ``reward_funcs`` with their ``reward_kwargs`` (GRPO and rejection sampling).
+
+    Rewards that read a reference answer (``solution_column``) default to the recipe's
+    ``answer_column``, aliases (``accuracy:strict``) included.
+    """
+    import inspect
+
+    from r1_recipe.rewards import REWARDS, base_name, get_reward_funcs
+
+    options = {name: dict(opts or {}) for name, opts in (config.reward_kwargs or {}).items()}
+    for name in config.reward_funcs:
+        factory = REWARDS.get(base_name(name))
+        if factory is not None and "solution_column" in inspect.signature(factory).parameters:
+            options.setdefault(name, {}).setdefault("solution_column", config.answer_column)
+    try:
+        return get_reward_funcs(list(config.reward_funcs), **options)
+    except ValueError as e:
+        raise ConfigError(f"reward_funcs / reward_kwargs: {e}") from e
+
+
 def configure_tracking(config: RecipeArgs) -> None:
     if config.wandb_project:
         os.environ.setdefault("WANDB_PROJECT", config.wandb_project)
