@@ -44,7 +44,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
+from r1_recipe.configs import GRPOStageConfig, parse_config
 from r1_recipe.data.loading import to_prompts
 from r1_recipe.rewards.base import texts
 from r1_recipe.rewards.extract import split_reasoning
