@@ -121,6 +121,10 @@ def load_mixture(
         shuffled = ds.select(idx).shuffle(seed=seed + i)
         parts.append(shuffled.select(range(n)))
     common = set.intersection(*(set(p.column_names) for p in parts))
+    dropped = sorted(set().union(*(set(p.column_names) for p in parts)) - common)
+    if dropped:  # concatenation needs one schema; say what goes rather than dropping it silently
+        logger.warning("%s: columns %s are not in every source and are dropped from the mixture "
+                       "(map them with `columns:` or add them to every source to keep them)", where, dropped)
     parts = [p.select_columns(sorted(common)) for p in parts]
     return concatenate_datasets(parts).shuffle(seed=seed)
 
