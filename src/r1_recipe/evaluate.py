@@ -40,7 +40,7 @@ from r1_recipe import eval_suites
 from r1_recipe.configs import ConfigError, PromptArgs, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.templates import prompt_for
-from r1_recipe.sampling import BACKENDS, SamplingParams, make_sampler
+from r1_recipe.sampling import BACKENDS, SamplingParams, sampler_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -171,23 +171,7 @@ def score(answers: list[list[str | None]], verdicts: list[list[bool]], ks: Seque
 # --- the run --------------------------------------------------------------------------------
 
 def _sampler_for(config: EvalConfig):
-    tokenizer = None
-    if config.chat_template:  # the same override the training stages apply
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)
-        template = Path(config.chat_template)
-        tokenizer.chat_template = template.read_text() if template.suffix == ".jinja" else config.chat_template
-    try:
-        return make_sampler(
-            config.backend, config.model_name_or_path, tokenizer, batch_size=config.batch_size,
-            tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
-            gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
-            seed=config.seed,
-        )
-    except OSError as e:  # transformers' message names neither the option nor the fix
-        raise ConfigError(f"model_name_or_path {config.model_name_or_path!r}: not a model folder here and not "
-                          f"loadable from the Hub ({str(e).splitlines()[0]})") from e
+    return sampler_from_config(config)
 
 
 def load(config: EvalConfig) -> tuple[str, eval_suites.Benchmark, Dataset]:

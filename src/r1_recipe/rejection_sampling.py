@@ -50,7 +50,7 @@ from r1_recipe.data.loading import DataError, load_mixture
 from r1_recipe.data.templates import prompt_for
 from r1_recipe.rejection_filters import Readability, answer_key, prompt_id, reward_failure, select
 from r1_recipe.rejection_output import finalize, format_summary, write_json, write_rows
-from r1_recipe.sampling import BACKENDS, SamplingParams, make_sampler
+from r1_recipe.sampling import BACKENDS, SamplingParams, sampler_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -236,19 +236,7 @@ def score_chunk(config: RejectionSamplingConfig, rows: list[dict], prompts: list
 
 
 def _sampler(config: RejectionSamplingConfig):
-    tokenizer = None
-    if config.chat_template:  # the same override the training stages apply
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)
-        template = Path(config.chat_template)
-        tokenizer.chat_template = template.read_text() if template.suffix == ".jinja" else config.chat_template
-    return make_sampler(
-        config.backend, config.model_name_or_path, tokenizer, batch_size=config.batch_size,
-        tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
-        gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
-        seed=config.seed, enable_prefix_caching=True,  # the n samples of a prompt share its prefix
-    )
+    return sampler_from_config(config, enable_prefix_caching=True)  # the n samples of a prompt share its prefix
 
 
 def _reward_funcs(config: RejectionSamplingConfig):

@@ -162,3 +162,31 @@ def make_sampler(backend: str, model: str, tokenizer=None, *, batch_size: int = 
     if backend == "vllm":
         return VLLMSampler(model, tokenizer, **vllm_options)
     return TransformersSampler(model, tokenizer, batch_size=batch_size)
+
+
+def sampler_from_config(config, **extra):
+    """The sampler a config asks for (evaluation, rejection sampling share these fields):
+    backend, model, batch size, vLLM parallelism and memory, seed, and the chat-template override
+    the training stages apply. ``extra`` goes to the vLLM engine (e.g. ``enable_prefix_caching``).
+    """
+    from r1_recipe.configs import ConfigError
+
+    try:
+        tokenizer = None
+        if config.chat_template:
+            from pathlib import Path
+
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)
+            template = Path(config.chat_template)
+            tokenizer.chat_template = template.read_text() if template.suffix == ".jinja" else config.chat_template
+        return make_sampler(
+            config.backend, config.model_name_or_path, tokenizer, batch_size=config.batch_size,
+            tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
+            gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
+            seed=config.seed, **extra,
+        )
+    except OSError as e:  # transformers' message names neither the option nor the fix
+        raise ConfigError(f"model_name_or_path {config.model_name_or_path!r}: not a model folder here and not "
+                          f"loadable from the Hub ({str(e).splitlines()[0]})") from e
