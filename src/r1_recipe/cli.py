@@ -24,6 +24,7 @@ from pathlib import Path
 # command -> (module with main(argv), one-line help); the stage configs are looked up by name
 STAGES = {
     "sft": ("r1_recipe.sft", "cold-start SFT (stage 1) and SFT stage 2 (weighted reasoning/general loss)"),
+    "pretrain": ("r1_recipe.pretrain", "plain language modelling (the demo's stand-in for a pretrained R1-Zero base)"),
     "grpo": ("r1_recipe.grpo", "GRPO: RL stage 1 / stage 2 from a cold start, R1-Zero from a base model"),
     "rejection_sampling": ("r1_recipe.rejection_sampling", "sample, score, filter, dedup + general mix: the SFT-2 dataset"),
     "reward_model": ("r1_recipe.reward_model", "train a helpfulness/harmlessness reward model; `score` a policy with them"),
@@ -32,7 +33,7 @@ STAGES = {
     "decontaminate": ("r1_recipe.decontaminate", "flag or drop training rows sharing word 8-grams with benchmarks"),
     "pipeline": ("r1_recipe.pipeline", "the whole pipeline from one recipe: chained stages, lineage, resume, --status"),
 }
-CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
+CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "pretrain": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
            "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig",
            "rejection_sampling": "r1_recipe.rejection_sampling:RejectionSamplingConfig",
            "distill": "r1_recipe.distill:DistillStageConfig",

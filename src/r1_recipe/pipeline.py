@@ -39,7 +39,7 @@ from r1_recipe.configs import ConfigError, read_recipe
 
 logger = logging.getLogger(__name__)
 
-STAGE_MODULES = {"sft", "grpo", "rejection_sampling", "reward_model", "distill"}
+STAGE_MODULES = {"sft", "pretrain", "grpo", "rejection_sampling", "reward_model", "distill"}
 TOOLS = {"tiny", "data"}
 STEP_KEYS = {"name", "stage", "tool", "recipe", "from", "set", "args", "evaluate", "score"}
 PIPELINE_KEYS = {"name", "run_dir", "evaluation", "launcher", "accelerate_config", "steps", "env"}

@@ -1,7 +1,7 @@
 """A tiny "pretraining" step for the demo's R1-Zero run: plain language modelling on text that
 is *not* in the R1 output format.
 
-    python -m r1_recipe.pretrain corpus --output runs/demo/data/pretrain.jsonl
+    r1-recipe data --output runs/demo/data          # writes pretrain.jsonl among the demo data
     python -m r1_recipe.pretrain --config recipes/demo/pretrain.yaml
 
 Why it exists: R1-Zero is RL straight from a *pretrained* base model, which can already write
@@ -30,7 +30,7 @@ from trl import SFTTrainer
 
 from r1_recipe.configs import ConfigError, SFTStageConfig, parse_config
 from r1_recipe.data import arithmetic
-from r1_recipe.data.loading import require_columns, write_jsonl
+from r1_recipe.data.loading import require_columns
 from r1_recipe.data.templates import R1_ZERO_PROMPT
 from r1_recipe.stage import (
     checkpoint_to_resume,
@@ -116,34 +116,14 @@ def train(config: SFTStageConfig) -> dict:
     return finish(trainer, config, "pretrain", started, {"train_rows": len(dataset), "resumed_from": resume})
 
 
-def main(argv: Sequence[str] | None = None) -> dict | int:
+def main(argv: Sequence[str] | None = None) -> dict:
     setup_logging()
-    argv = list(argv or [])
-    if argv[:1] == ["corpus"]:
-        import argparse
-
-        p = argparse.ArgumentParser(prog="python -m r1_recipe.pretrain corpus", description="Write the corpus.")
-        p.add_argument("--output", required=True)
-        p.add_argument("--n", type=int, default=20000)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--exact-share", type=float, default=0.03, help="documents that happen to be in the format")
-        p.add_argument("--preamble-share", type=float, default=0.25, help="documents opening with the R1-Zero preamble")
-        a = p.parse_args(argv[1:])
-        count = write_jsonl(corpus(a.n, seed=a.seed, exact_share=a.exact_share, preamble_share=a.preamble_share),
-                            a.output)
-        logger.info("wrote %d documents to %s", count, a.output)
-        return count
     return train(parse_config(SFTStageConfig, argv))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # errors a user can fix print one line (see cli.main)
     import sys
 
-    from r1_recipe.configs import ConfigError as _ConfigError
-    from r1_recipe.data.loading import DataError
+    from r1_recipe.cli import main as cli_main
 
-    try:
-        main(sys.argv[1:])
-    except (_ConfigError, DataError) as e:
-        print(f"r1_recipe.pretrain: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(cli_main(["pretrain", *sys.argv[1:]]))
