@@ -40,13 +40,13 @@ from r1_recipe import eval_suites
 from r1_recipe.configs import ConfigError, PromptArgs, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.templates import prompt_for
-from r1_recipe.sampling import BACKENDS, SamplingParams, sampler_from_config
+from r1_recipe.sampling import SamplerArgs, SamplingParams, sampler_from_config
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalConfig(PromptArgs):
+class EvalConfig(SamplerArgs, PromptArgs):
     model_name_or_path: str | None = field(default=None, metadata={"help": "Model folder or Hub id to evaluate."})
     benchmark: str = field(default="arithmetic", metadata={
         "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic; NAME=PATH for a local copy "
@@ -62,12 +62,6 @@ class EvalConfig(PromptArgs):
         "help": "Generation budget per sample (None: the benchmark's default, 32768 for Hub suites)."})
     pass_at_k: list[int] = field(default_factory=list, metadata={
         "help": "Also report unbiased pass@k for these k (each ≤ num_samples)."})
-    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
-    batch_size: int = field(default=256, metadata={"help": "Sequences per generate call (transformers)."})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs per model replica."})
-    data_parallel_size: int = field(default=1, metadata={"help": "vLLM: model replicas."})
-    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM: share of GPU memory it may take."})
-    max_model_len: int | None = field(default=None, metadata={"help": "vLLM: context length (None: the model's)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed: same seed, same numbers."})
     shuffle_seed: int = field(default=0, metadata={"help": "Seed of the GPQA option order (fixed across runs)."})
     instruction: str | None = field(default=None, metadata={
@@ -81,8 +75,6 @@ class EvalConfig(PromptArgs):
         super().__post_init__()
         if not self.model_name_or_path:
             raise ConfigError("model_name_or_path is required: the model folder or Hub id to evaluate")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
         if self.samples_format not in ("jsonl", "parquet"):
             raise ConfigError(f"samples_format: {self.samples_format!r}; use jsonl or parquet")
         if self.num_samples is not None and self.num_samples < 1:

@@ -50,13 +50,13 @@ from r1_recipe.data.loading import DataError, load_mixture
 from r1_recipe.data.templates import prompt_for
 from r1_recipe.rejection_filters import Readability, answer_key, prompt_id, reward_failure, select
 from r1_recipe.rejection_output import finalize, format_summary, write_json, write_rows
-from r1_recipe.sampling import BACKENDS, SamplingParams, sampler_from_config
+from r1_recipe.sampling import SamplerArgs, SamplingParams, sampler_from_config
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class RejectionSamplingConfig(PromptArgs):
+class RejectionSamplingConfig(SamplerArgs, PromptArgs):
     model_name_or_path: str | None = field(default=None, metadata={"help": "The RL-stage-1 model folder or Hub id."})
     dataset_mixture: list[dict] | None = field(default=None, metadata={
         "help": "Reasoning prompts: list of {path, name, split, weight, columns} sources (see data/loading.py)."})
@@ -98,12 +98,6 @@ class RejectionSamplingConfig(PromptArgs):
         "help": "Jobs splitting the chunks by index range (None: SLURM_ARRAY_TASK_COUNT, else 1)."})
     shard_index: int | None = field(default=None, metadata={
         "help": "This job's shard, 0-based (None: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else 0)."})
-    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
-    batch_size: int = field(default=256, metadata={"help": "Sequences per generate call (transformers)."})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs per model replica."})
-    data_parallel_size: int = field(default=1, metadata={"help": "vLLM: model replicas."})
-    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM: share of GPU memory it may take."})
-    max_model_len: int | None = field(default=None, metadata={"help": "vLLM: context length (None: the model's)."})
     seed: int = field(default=0, metadata={"help": "Seed of the prompt order, the sampling and the general mix."})
 
     def __post_init__(self):
@@ -113,8 +107,6 @@ class RejectionSamplingConfig(PromptArgs):
                 raise ConfigError(f"{key} is required (see recipes/demo/rejection.yaml)")
         if self.template != "r1":
             raise ConfigError("template: rejection sampling writes chat `messages` for SFT stage 2; use template r1")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [self.reward_funcs]
         missing = [name for name in self.reward_thresholds if name not in self.reward_funcs]

@@ -15,7 +15,7 @@ scored here is the text scored during RL. ``make_sampler`` picks a backend by na
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -162,6 +162,27 @@ def make_sampler(backend: str, model: str, tokenizer=None, *, batch_size: int = 
     if backend == "vllm":
         return VLLMSampler(model, tokenizer, **vllm_options)
     return TransformersSampler(model, tokenizer, batch_size=batch_size)
+
+
+@dataclass
+class SamplerArgs:
+    """Generation-backend options shared by every config that samples (evaluation, rejection sampling)."""
+
+    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
+    batch_size: int = field(default=256, metadata={"help": "Sequences per generate call (transformers)."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs per model replica."})
+    data_parallel_size: int = field(default=1, metadata={"help": "vLLM: model replicas."})
+    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM: share of GPU memory it may take."})
+    max_model_len: int | None = field(default=None, metadata={"help": "vLLM: context length (None: the model's)."})
+
+    def __post_init__(self):
+        from r1_recipe.configs import ConfigError
+
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
 
 
 def sampler_from_config(config, **extra):
