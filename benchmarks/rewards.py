@@ -11,10 +11,11 @@ Batches are realistic GRPO groups: 64 samples per prompt whose answers repeat (m
 agree on a few answers, some write the right answer in another form, a few are unique).
 
 Answer types (``--mix``): ``math`` (default) is our estimate of a MATH/GSM8K-like mix, not a
-measured one: mostly integers, some fractions, surds and polynomials, and 20% answers outside
-the exact fast path's grammar (multiples of pi, intervals, ordered pairs) that math-verify must
-decide in the workers. ``uniform`` is the earlier benchmark: the four fast-path kinds equally
-often, so every distinct pair is settled by the fast path and the pool is never exercised.
+measured one: mostly integers, some fractions, surds and their sums, polynomials, multiples of
+pi, intervals, ordered pairs and sets (all in the exact fast path's grammar), and 10% answers
+outside it (degrees ``30^\circ``, lettered choices ``\text{(C)}``, rational functions) that
+math-verify must decide in the workers.
+``uniform`` is the earliest benchmark: the four first fast-path kinds equally often.
 The time to start the worker pool (~1-2 s, once per run) is printed and not counted.
 """
 
@@ -31,8 +32,9 @@ from r1_recipe.rewards.verify import get_verifier, verify_pair, warm_up
 
 
 MIXES = {  # answer kind -> weight
-    "math": {"int": 0.45, "frac": 0.15, "sqrt": 0.1, "expr": 0.1, "pi": 0.08, "interval": 0.06,
-             "pair": 0.06},
+    "math": {"int": 0.40, "frac": 0.13, "sqrt": 0.07, "expr": 0.07, "pi": 0.06, "interval": 0.04,
+             "pair": 0.04, "surd_sum": 0.05, "set": 0.04,  # the fast path's grammar
+             "degrees": 0.04, "choice": 0.03, "rational": 0.03},  # math-verify in the workers
     "uniform": {"int": 1, "frac": 1, "sqrt": 1, "expr": 1},
 }
 
@@ -47,6 +49,25 @@ def make_problem(rng: random.Random, mix: str = "math") -> tuple[str, list[str],
         a, b = rng.choice([(1, 2), (3, 4), (2, 3), (5, 6), (1, 6), (7, 4)])
         return f"\\frac{{{a}\\pi}}{{{b}}}", [f"\\frac{{{a}\\pi}}{{{b}}}", f"{a}\\pi/{b}"], [
             f"\\frac{{{b}\\pi}}{{{a}}}", f"{a}\\pi", f"\\frac{{{a + 1}\\pi}}{{{b}}}"]
+    if kind == "degrees":
+        a = rng.choice([15, 30, 45, 60, 75, 120, 135, 150])
+        return f"{a}^\\circ", [f"{a}^\\circ", f"{a}^{{\\circ}}", str(a)], [
+            f"{180 - a}^\\circ", f"{a + 15}^\\circ", str(a // 3)]
+    if kind == "choice":
+        a, b = rng.sample("ABCDE", 2)
+        return f"\\text{{({a})}}", [f"\\text{{({a})}}", f"({a})", a], [f"\\text{{({b})}}", b, f"({b})"]
+    if kind == "rational":
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        return f"\\frac{{x+{a}}}{{x-{b}}}", [f"\\frac{{x+{a}}}{{x-{b}}}", f"\\frac{{{a}+x}}{{x-{b}}}"], [
+            f"\\frac{{x-{a}}}{{x+{b}}}", f"\\frac{{x+{b}}}{{x-{a}}}", f"x+{a}"]
+    if kind == "surd_sum":
+        a, b = rng.randint(1, 9), rng.choice([2, 3, 5, 7])
+        return f"{a}+\\sqrt{{{b}}}", [f"{a}+\\sqrt{{{b}}}", f"\\sqrt{{{b}}}+{a}"], [
+            f"{a}-\\sqrt{{{b}}}", f"{a + 1}+\\sqrt{{{b}}}", str(a)]
+    if kind == "set":
+        a, b = rng.randint(-9, 0), rng.randint(1, 9)
+        return f"\\{{{a}, {b}\\}}", [f"\\{{{a}, {b}\\}}", f"\\{{{b}, {a}\\}}"], [
+            f"\\{{{a}\\}}", f"\\{{{a}, {b + 1}\\}}", str(b)]
     if kind == "interval":
         a = rng.randint(-9, 9)
         return f"(-\\infty, {a}]", [f"(-\\infty, {a}]", f"(-\\infty,{a}]"], [

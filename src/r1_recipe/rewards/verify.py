@@ -4,9 +4,10 @@ Why processes: math-verify bounds its work with ``signal.alarm``, which raises i
 cannot interrupt C code (``9^{9^{9^{9}}}`` hangs inside a big-integer power). Each worker
 runs one pair at a time; the parent kills a worker that overruns its deadline, respawns it
 and scores the pair 0.0. Why it is fast: verdicts are cached per (answer, reference) pair
-(GRPO samples 16-64 completions per prompt, most answers repeat); pairs of plain numbers,
-fractions, surds and one-variable polynomials are decided in the parent by an exact fast path
-tested against math-verify (:mod:`r1_recipe.rewards.exact`); only the rest reach the workers,
+(GRPO samples 16-64 completions per prompt, most answers repeat); pairs of numbers (integers,
+decimals, fractions, surds, multiples of pi and their sums), one-variable polynomials, and
+intervals, tuples and sets of numbers are decided in the parent by an exact fast path tested
+against math-verify (:mod:`r1_recipe.rewards.exact`); only the rest reach the workers,
 which parse each reference once (pairs go to a worker that has parsed their reference).
 """
 
