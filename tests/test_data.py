@@ -95,3 +95,42 @@ def test_cli_writes_the_demo_datasets(tmp_path, capsys):
     assert counts[str(tmp_path / "cold_start.jsonl")] == 40
     assert sum(1 for _ in open(tmp_path / "test.jsonl")) == 20
     assert counts[str(tmp_path / "pretrain.jsonl")] == 30 and counts[str(tmp_path / "prefs_helpful_train.jsonl")] == 10
+
+
+def test_mixture_keeps_columns_a_source_lacks_as_none(tmp_path):
+    write_jsonl(({"problem": f"a{i}", "solution": str(i)} for i in range(6)), tmp_path / "a.jsonl")
+    write_jsonl(({"problem": f"b{i}", "messages": [{"role": "user", "content": "hi"}]} for i in range(2)),
+                tmp_path / "b.jsonl")
+    ds = load_mixture([{"path": str(tmp_path / "a.jsonl"), "weight": 3}, {"path": str(tmp_path / "b.jsonl")}],
+                      seed=0)
+    rows = {r["problem"]: r for r in ds}
+    assert len(rows) == 8 and set(ds.column_names) >= {"problem", "solution", "messages"}
+    assert rows["a3"]["solution"] == "3" and rows["a3"]["messages"] is None
+    assert rows["b1"]["solution"] is None and rows["b1"]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_mixture_with_conflicting_column_types_names_the_column(tmp_path):
+    write_jsonl([{"problem": "a", "solution": "1"}], tmp_path / "a.jsonl")
+    write_jsonl([{"problem": "b", "solution": 2}], tmp_path / "b.jsonl")
+    with pytest.raises(DataError, match=r"column 'solution' is .*source 0.*source 1"):
+        load_mixture([{"path": str(tmp_path / "a.jsonl")}, {"path": str(tmp_path / "b.jsonl")}],
+                     where="recipe.yaml: dataset_mixture")
+
+
+def test_sft_mixture_of_message_rows_and_column_rows(tmp_path):
+    """Rejection output (messages) mixed with plain rows: each row is built its own way."""
+    chat = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "<think>\nadd\n</think>\n4"}]
+    write_jsonl([{"messages": chat, "source": "reasoning"}], tmp_path / "a.jsonl")
+    write_jsonl([{"problem": "3+3?", "reasoning": "add", "solution": "6", "source": "general"}], tmp_path / "b.jsonl")
+    ds = to_sft(load_mixture([{"path": str(tmp_path / "a.jsonl")}, {"path": str(tmp_path / "b.jsonl")}]))
+    by_source = {r["source"]: r for r in ds}
+    assert by_source["reasoning"]["completion"] == [chat[1]]
+    assert "6" in by_source["general"]["completion"][0]["content"]
+    assert by_source["general"]["prompt"][-1]["content"].endswith("3+3?")
+    write_jsonl([{"problem": "3+3?", "source": "general"}], tmp_path / "c.jsonl")
+    with pytest.raises(DataError, match=r"stage2.yaml: missing column\(s\) \['reasoning', 'solution'\]"):
+        to_sft(load_mixture([{"path": str(tmp_path / f"{n}.jsonl")} for n in "ac"]), where="stage2.yaml")
+    with pytest.raises(DataError, match=r"stage2.yaml: row \d has no \['reasoning', 'solution'\].*columns:"):
+        to_sft(load_mixture([{"path": str(tmp_path / f"{n}.jsonl")} for n in "abc"]), where="stage2.yaml")
+    with pytest.raises(DataError, match=r"rl.yaml: row \d has no 'problem'.*columns:"):
+        to_prompts(load_mixture([{"path": str(tmp_path / f"{n}.jsonl")} for n in "ab"]), where="rl.yaml")

@@ -120,13 +120,30 @@ def load_mixture(
         idx = [j for _ in range(reps) for j in range(len(ds))]
         shuffled = ds.select(idx).shuffle(seed=seed + i)
         parts.append(shuffled.select(range(n)))
-    common = set.intersection(*(set(p.column_names) for p in parts))
-    dropped = sorted(set().union(*(set(p.column_names) for p in parts)) - common)
-    if dropped:  # concatenation needs one schema; say what goes rather than dropping it silently
-        logger.warning("%s: columns %s are not in every source and are dropped from the mixture "
-                       "(map them with `columns:` or add them to every source to keep them)", where, dropped)
-    parts = [p.select_columns(sorted(common)) for p in parts]
-    return concatenate_datasets(parts).shuffle(seed=seed)
+    return concatenate_datasets(_one_schema(parts, where)).shuffle(seed=seed)
+
+
+def _one_schema(parts: list[Dataset], where: str) -> list[Dataset]:
+    """Give every source every column: a column a source lacks is filled with None there
+    (a general prompt has no ``solution``; rewards return None for it), so nothing is dropped.
+    Two sources with one column name but different types is an error that names both."""
+    features: dict[str, tuple[int, object]] = {}
+    for i, part in enumerate(parts):
+        for name, feature in part.features.items():
+            first, known = features.setdefault(name, (i, feature))
+            if known != feature:
+                raise DataError(
+                    f"{where}: column {name!r} is {known} in source {first} but {feature} in "
+                    f"source {i}; rename one with `columns:` or convert it so the types agree")
+    out = []
+    for part in parts:
+        missing = [name for name in features if name not in part.column_names]
+        if missing:
+            logger.info("%s: filling columns %s with None for a source that lacks them", where, missing)
+        for name in missing:
+            part = part.add_column(name, [None] * len(part), feature=features[name][1])
+        out.append(part.select_columns(list(features)))
+    return out
 
 
 def to_sft(
@@ -145,22 +162,27 @@ def to_sft(
     assistant turn; other rows are built from the problem, reasoning and answer columns.
     """
     keep = [c for c in ("source",) if c in ds.column_names]
-    if "messages" in ds.column_names:
+    has_messages = "messages" in ds.column_names
+    if not has_messages or None in ds["messages"]:  # a mixture may hold both kinds of rows
+        require_columns(ds, [problem_column, reasoning_column, answer_column], where=where)
 
-        def split(row):
-            msgs = row["messages"]
-            last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
-            if last is None:
-                raise DataError(f"{where}: a row's messages have no assistant turn: {msgs}")
-            prompt = msgs[:last]
-            if system_prompt and not any(m["role"] == "system" for m in prompt):
-                prompt = [{"role": "system", "content": system_prompt}] + prompt
-            return {"prompt": prompt, "completion": [msgs[last]]}
+    def split(row):
+        msgs = row["messages"]
+        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+        if last is None:
+            raise DataError(f"{where}: a row's messages have no assistant turn: {msgs}")
+        prompt = msgs[:last]
+        if system_prompt and not any(m["role"] == "system" for m in prompt):
+            prompt = [{"role": "system", "content": system_prompt}] + prompt
+        return {"prompt": prompt, "completion": [msgs[last]]}
 
-        return ds.map(split, remove_columns=[c for c in ds.column_names if c not in keep])
-    require_columns(ds, [problem_column, reasoning_column, answer_column], where=where)
-
-    def build(row):
+    def build(row, index):
+        if has_messages and row["messages"] is not None:
+            return split(row)
+        missing = [c for c in (problem_column, reasoning_column, answer_column) if row[c] is None]
+        if missing:
+            raise DataError(f"{where}: row {index} has no {missing} (its source lacks the column); "
+                            "map one with `columns:` in that source")
         prompt = prompt_for(row[problem_column], template=template, system_prompt=system_prompt)
         boxed = row.get("source", "reasoning") != "general"
         answer = row.get("reasoning_answer") or row[answer_column]
@@ -169,7 +191,7 @@ def to_sft(
             return {"prompt": prompt, "completion": response}
         return {"prompt": prompt, "completion": [{"role": "assistant", "content": response}]}
 
-    return ds.map(build, remove_columns=[c for c in ds.column_names if c not in keep])
+    return ds.map(build, with_indices=True, remove_columns=[c for c in ds.column_names if c not in keep])
 
 
 def to_prompts(
@@ -182,6 +204,10 @@ def to_prompts(
 ) -> Dataset:
     """Rows -> a ``prompt`` column for RL and evaluation; every other column is kept for rewards."""
     require_columns(ds, [problem_column], where=where)
+    if None in ds[problem_column]:
+        row = ds[problem_column].index(None)
+        raise DataError(f"{where}: row {row} has no {problem_column!r} (its source lacks the column); "
+                        "map one with `columns:` in that source")
     return ds.map(lambda row: {"prompt": prompt_for(row[problem_column], template=template, system_prompt=system_prompt)})
 
 
