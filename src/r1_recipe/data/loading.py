@@ -58,7 +58,9 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
         except Exception as e:  # the Hub's errors name neither the recipe nor the fix
             raise DataError(
                 f"{where}: could not load {path!r} (split {split!r}) from the Hugging Face Hub: {e}. "
-                "Use an existing Hub dataset id, or a local .jsonl/.parquet file or folder."
+                "Use an existing Hub dataset id, or a local .jsonl/.parquet file or folder; a gated "
+                "dataset (e.g. Idavidrein/gpqa) needs its terms accepted on the Hub and a login "
+                "(`huggingface-cli login` or HF_TOKEN)."
             ) from e
     for ours, theirs in (spec.get("columns") or {}).items():
         require_columns(ds, [theirs], where=f"{where} source {path}")
