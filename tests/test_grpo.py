@@ -204,3 +204,22 @@ def test_aha_log_drops_rows_after_the_resumed_step(tmp_path):
     state.global_step = 2
     AhaLogFile(path).on_train_begin(None, state, TrainerControl())
     assert [r["step"] for r in read_aha_log(path)] == [1, 2]
+
+
+def test_a_tokenizer_that_hides_the_tags_is_refused_before_training(tmp_path, tiny_model_dir, prompts_file):
+    """Tags registered as special tokens vanish in decoding (skip_special_tokens=True): every
+    reward would read 0. The stage says so instead of training on a blind reward."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    model_dir = tmp_path / "special_tags"
+    shutil.copytree(tiny_model_dir, model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]})
+    tok.save_pretrained(model_dir)
+    config = parse_config(GRPOStageConfig, _recipe(tmp_path, model_dir, prompts_file, reward_funcs=["format"],
+                                                   reward_weights=[1.0]))
+    with pytest.raises(ConfigError, match=r"registers \['<think>', '</think>'\] as special tokens.*special=False"):
+        train(config)
+    assert not (tmp_path / "rl").exists()
