@@ -134,3 +134,26 @@ def test_sft_mixture_of_message_rows_and_column_rows(tmp_path):
         to_sft(load_mixture([{"path": str(tmp_path / f"{n}.jsonl")} for n in "abc"]), where="stage2.yaml")
     with pytest.raises(DataError, match=r"rl.yaml: row \d has no 'problem'.*columns:"):
         to_prompts(load_mixture([{"path": str(tmp_path / f"{n}.jsonl")} for n in "ab"]), where="rl.yaml")
+
+
+def test_checked_traces_fail_exactly_when_wrong_and_retries_reach_the_answer():
+    """The aha demo's data: the check is the true inverse operation, it fails iff the trace's
+    answer is wrong, and a retry (and only a retry) turns a failed check into the right answer."""
+    rows = list(arithmetic.generate(3000, seed=0, style_weights={"careful": 0.3, "sloppy": 0.7},
+                                    checks=True, retry_rate=0.5))
+    failed = [r for r in rows if " bad" in r["reasoning"]]
+    for r in rows:
+        check = r["reasoning"].split("\ncheck ")[1].split("\n")[0]  # e.g. "87-49=38 bad"
+        expr, verdict = check.split(" ")
+        left, value = expr.split("=")
+        assert eval(left) == int(value)  # noqa: S307 - generated digits and one operator
+        assert (verdict == "bad") == ("\nretry " in r["reasoning"] or r["reasoning_answer"] != r["solution"])
+        assert r["retried"] == ("\nretry " in r["reasoning"])
+        assert (r["reasoning_answer"] == r["solution"]) == (verdict == "ok" or r["retried"])
+    assert all(r["style"] == "sloppy" for r in failed)  # careful traces never fail their check
+    assert 0.45 < sum(r["retried"] for r in failed) / len(failed) < 0.55
+    stats = arithmetic.check_stats([r["reasoning"] for r in rows])
+    assert stats["check_failed"] == len(failed) / len(rows)
+    assert abs(stats["retry_after_failed_check"] - sum(r["retried"] for r in failed) / len(failed)) < 1e-12
+    plain = next(arithmetic.generate(1, seed=0))
+    assert "check" not in plain["reasoning"] and "retried" not in plain

@@ -83,6 +83,10 @@ def _data(argv: Sequence[str]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cold-start", type=int, default=4000, help="cold-start SFT traces")
     p.add_argument("--sloppy", type=float, default=0.5, help="share of cold-start traces in the sloppy style")
+    p.add_argument("--checks", action="store_true",
+                   help="end every cold-start trace with an inverse check; after a failed one, --retry-rate "
+                        "of the traces redo the sum carefully ('retry'): the aha-moment demo")
+    p.add_argument("--retry-rate", type=float, default=0.5, help="with --checks: share of failed checks that retry")
     p.add_argument("--rl-prompts", type=int, default=4000)
     p.add_argument("--general", type=int, default=1000)
     p.add_argument("--test", type=int, default=500, help="held-out problems")
@@ -102,7 +106,9 @@ def _data(argv: Sequence[str]) -> None:
         extra.update(write_demo_files(out, seed=a.seed, sft=a.general_sft, pairs=a.pairs) or {})
     styles = {"careful": 1 - a.sloppy, "sloppy": a.sloppy}
     counts = {
-        "cold_start.jsonl": write_jsonl(arithmetic.generate(a.cold_start, seed=a.seed, style_weights=styles), out / "cold_start.jsonl"),
+        "cold_start.jsonl": write_jsonl(arithmetic.generate(a.cold_start, seed=a.seed, style_weights=styles,
+                                                            checks=a.checks, retry_rate=a.retry_rate),
+                                        out / "cold_start.jsonl"),
         "rl_prompts.jsonl": write_jsonl(arithmetic.generate(a.rl_prompts, seed=a.seed + 1), out / "rl_prompts.jsonl"),
         "general.jsonl": write_jsonl(arithmetic.generate_general(a.general, seed=a.seed), out / "general.jsonl"),
         "test.jsonl": write_jsonl(arithmetic.generate(a.test, split="test", seed=a.seed), out / "test.jsonl"),

@@ -227,6 +227,8 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
         if label == "arithmetic":  # which way of thinking the model picks (greedy hides it)
             styles = Counter(arithmetic.style_of(text) or "other" for _, _, text in flat)
             summary["style_share"] = {s: c / len(flat) for s, c in sorted(styles.items())}
+            if checks := arithmetic.check_stats([text for _, _, text in flat]):  # the aha demo's traces
+                summary.update(checks)
     summary["seconds"] = time.perf_counter() - started
     if config.output_dir:
         write_outputs(config, label, summary, records)
@@ -266,6 +268,9 @@ def format_summary(summary: dict) -> str:
         )
     if "cons@k" in summary:
         parts.append(f"cons@{summary['samples_per_problem']} {summary['cons@k']:.3f}")
+    if "retry_after_failed_check" in summary:
+        parts.append(f"failed checks {summary['check_failed']:.3f}, "
+                     f"retried after one {summary['retry_after_failed_check']:.3f}")
     return " | ".join(parts)
 
 

@@ -18,6 +18,7 @@ the problem), so no seed or sample size can leak an evaluation problem into trai
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,18 +100,65 @@ def trace(problem: Problem, style: str) -> tuple[str, int]:
     return f"{first}\n{second}\nanswer {result}", result
 
 
+def checked_trace(problem: Problem, style: str, *, retry: bool) -> tuple[str, int]:
+    """``trace`` followed by an inverse-operation check; after a failed check (``bad``) the trace
+    either stops at its wrong answer or, with ``retry``, redoes the sum carefully — the demo's
+    "aha moment": RL can learn to retry after a failed check.
+
+    >>> print(checked_trace(Problem(48, "+", 49), "sloppy", retry=True)[0])
+    quick 8+9=17 write 7
+    quick 4+4=8 write 8
+    answer 87
+    check 87-49=38 bad
+    retry units 8+9=17 write 7 carry 1
+    tens 4+4+1=9 write 9
+    answer 97
+    >>> checked_trace(Problem(48, "+", 49), "careful", retry=True)[0].splitlines()[-1]
+    'check 97-49=48 ok'
+    """
+    text, reached = trace(problem, style)
+    back = reached - problem.b if problem.op == "+" else reached + problem.b
+    inverse = "-" if problem.op == "+" else "+"
+    ok = back == problem.a
+    text += f"\ncheck {reached}{inverse}{problem.b}={back} {'ok' if ok else 'bad'}"
+    if ok or not retry:
+        return text, reached
+    again, reached = trace(problem, "careful")
+    return f"{text}\nretry {again}", reached
+
+
+def check_stats(completions: list[str]) -> dict[str, float] | None:
+    """For traces with checks: the share of samples whose check failed (``bad``) and, of those,
+    the share that retried; ``None`` when no sample holds a check.
+
+    >>> check_stats(["answer 87\\ncheck 87-49=38 bad\\nretry units", "check 87-49=38 bad", "check 9-4=5 ok"])
+    {'check_failed': 0.6666666666666666, 'retry_after_failed_check': 0.5}
+    """
+    checked = [c for c in completions if "\ncheck " in c or c.startswith("check ")]
+    if not checked:
+        return None
+    bad = [c for c in checked if re.search(r"check \S+ bad\b", c)]
+    retried = [c for c in bad if re.search(r"\bbad\s+retry\b", c)]
+    return {"check_failed": len(bad) / len(completions),
+            "retry_after_failed_check": len(retried) / len(bad) if bad else 0.0}
+
+
 def generate(
     n: int,
     *,
     split: str = "train",
     seed: int = 0,
     style_weights: dict[str, float] | None = None,
+    checks: bool = False,
+    retry_rate: float = 0.5,
 ) -> Iterator[dict]:
     """Yield ``n`` rows of the ``split`` ("train" or "test") as plain dicts.
 
     Columns: ``problem`` (the question), ``solution`` (the gold final answer), ``reasoning`` (a
     trace in the sampled style), ``reasoning_answer`` (what that trace concludes; differs from
     ``solution`` for sloppy traces that needed a carry), ``style``, ``source`` and ``task``.
+    With ``checks`` every trace ends with an inverse check (:func:`checked_trace`), and a share
+    ``retry_rate`` of the failed checks retries (column ``retried``).
     Train rows are drawn with replacement from the training slice; test rows without
     replacement from the held-out slice.
     """
@@ -131,7 +179,13 @@ def generate(
     names, probs = list(weights), list(weights.values())
     for problem in chosen:
         style = rng.choices(names, probs)[0]
-        reasoning, reached = trace(problem, style)
+        extra = {}
+        if checks:  # the extra draw only with checks: the plain stream stays as it was
+            retry = rng.random() < retry_rate
+            reasoning, reached = checked_trace(problem, style, retry=retry)
+            extra["retried"] = "\nretry " in reasoning
+        else:
+            reasoning, reached = trace(problem, style)
         yield {
             "problem": problem.text,
             "solution": str(problem.answer),
@@ -140,6 +194,7 @@ def generate(
             "style": style,
             "source": "reasoning",
             "task": "arithmetic",
+            **extra,
         }
 
 
