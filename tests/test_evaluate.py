@@ -332,3 +332,24 @@ def test_trained_tiny_model_in_the_expected_range_and_reproducible(tmp_path, tin
     assert 0.0 < first["pass@1"] <= 1.0 and 0.0 < first["greedy_accuracy"] <= 1.0
     assert first["pass@4"] >= first["pass@1"] and 0.0 < first["cons@k"] <= 1.0
     assert _summary_numbers(first) == _summary_numbers(second)
+
+
+def test_a_sampler_warns_when_the_tokenizer_hides_the_tags(tiny_model_dir, tmp_path, caplog):
+    """Evaluation and rejection sampling decode with skip_special_tokens=True too: say so."""
+    import logging
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from r1_recipe.sampling import make_sampler
+
+    model_dir = tmp_path / "special_tags"
+    shutil.copytree(tiny_model_dir, model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.add_special_tokens({"additional_special_tokens": ["</think>"]})
+    tok.save_pretrained(model_dir)
+    with caplog.at_level(logging.WARNING, logger="r1_recipe.sampling"):
+        make_sampler("transformers", str(tiny_model_dir))
+        assert "special tokens" not in caplog.text
+        make_sampler("transformers", str(model_dir))
+    assert "registers ['</think>'] as special tokens" in caplog.text

@@ -21,6 +21,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from r1_recipe.data.templates import hidden_tags, hidden_tags_message
+
 logger = logging.getLogger(__name__)
 
 
@@ -160,8 +162,12 @@ def make_sampler(backend: str, model: str, tokenizer=None, *, batch_size: int = 
         backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "transformers"
     logger.info("sampling backend: %s", backend)
     if backend == "vllm":
-        return VLLMSampler(model, tokenizer, **vllm_options)
-    return TransformersSampler(model, tokenizer, batch_size=batch_size)
+        sampler = VLLMSampler(model, tokenizer, **vllm_options)
+    else:
+        sampler = TransformersSampler(model, tokenizer, batch_size=batch_size)
+    if hidden := hidden_tags(sampler.tokenizer):  # samples lose them: format checks and rewards fail
+        logger.warning(hidden_tags_message(hidden, str(model)))
+    return sampler
 
 
 @dataclass
