@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from r1_recipe.configs import ConfigError
 from r1_recipe.pipeline import load_pipeline, main, status_table
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pipeline(tmp_path, sft_steps: int = 3, save_steps: int = 500) -> str:
@@ -98,3 +101,22 @@ def test_failing_stage_stops_with_its_name_and_log(tmp_path, capsys, tiny_model_
     err = capsys.readouterr().err
     assert "'broken'" in err and str(tmp_path / "run" / "broken" / "stage.log") in err
     assert "missing.jsonl" in (tmp_path / "run" / "broken" / "stage.log").read_text()
+
+
+@pytest.mark.slow
+def test_aha_demo_learns_to_retry_after_a_failed_check(tmp_path, monkeypatch):
+    """recipes/demo/pipeline_aha.yaml as the README runs it (about 8 minutes): GRPO rewarded for
+    the answer alone turns "retry after a failed check" from a coin flip into the habit."""
+    recipe = yaml.safe_load((ROOT / "recipes/demo/pipeline_aha.yaml").read_text())
+    recipe["run_dir"] = str(tmp_path / "aha")
+    path = tmp_path / "pipeline_aha.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    monkeypatch.chdir(ROOT)  # the recipe names its stage recipes relative to the repository
+    assert main(["--config", str(path)]) == 0
+    cold, rl = (json.loads((tmp_path / "aha" / s / "eval_arithmetic.json").read_text()) for s in ("stage1", "rl1"))
+    assert 0.35 < cold["retry_after_failed_check"] < 0.65
+    assert rl["retry_after_failed_check"] > 0.85
+    assert rl["pass@1"] - cold["pass@1"] > 0.08
+    aha = [json.loads(line) for line in (tmp_path / "aha" / "rl1" / "aha_metrics.jsonl").read_text().splitlines()]
+    assert aha[-1]["aha/self_correction"] > aha[0]["aha/self_correction"] + 0.08
+    assert aha[-1]["aha/completion_length"] > aha[0]["aha/completion_length"]
