@@ -46,7 +46,7 @@ from trl import GRPOTrainer
 
 from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
 from r1_recipe.data.loading import to_prompts
-from r1_recipe.data.templates import hidden_tags, hidden_tags_message
+from r1_recipe.data.templates import hidden_tags_problem
 from r1_recipe.rewards.base import texts
 from r1_recipe.rewards.extract import split_reasoning
 from r1_recipe.rewards.language import language_share
@@ -233,8 +233,8 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
     """Everything up to ``train()``: tokenizer, prompts, rewards, model, callbacks."""
     configure_tracking(config)
     tokenizer = load_tokenizer(config)
-    if hidden := hidden_tags(tokenizer):
-        raise ConfigError(hidden_tags_message(hidden, config.model_name_or_path))
+    if problem := hidden_tags_problem(tokenizer, config.model_name_or_path):
+        raise ConfigError(problem)
     dataset = build_dataset(config)
     trainer = AhaGRPOTrainer(
         model=load_model(config),

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from r1_recipe.data.templates import hidden_tags, hidden_tags_message
+from r1_recipe.data.templates import hidden_tags_problem
 
 logger = logging.getLogger(__name__)
 
@@ -165,8 +165,8 @@ def make_sampler(backend: str, model: str, tokenizer=None, *, batch_size: int = 
         sampler = VLLMSampler(model, tokenizer, **vllm_options)
     else:
         sampler = TransformersSampler(model, tokenizer, batch_size=batch_size)
-    if hidden := hidden_tags(sampler.tokenizer):  # samples lose them: format checks and rewards fail
-        logger.warning(hidden_tags_message(hidden, str(model)))
+    if problem := hidden_tags_problem(sampler.tokenizer, str(model)):  # format checks and rewards fail
+        logger.warning(problem)
     return sampler
 
 

@@ -28,7 +28,7 @@ from trl import SFTTrainer
 
 from r1_recipe.configs import SFTStageConfig, parse_config
 from r1_recipe.data.loading import to_sft
-from r1_recipe.data.templates import hidden_tags, hidden_tags_message
+from r1_recipe.data.templates import hidden_tags_problem
 from r1_recipe.stage import (
     checkpoint_to_resume,
     configure_tracking,
@@ -119,8 +119,8 @@ def train(config: SFTStageConfig) -> dict:
     started = time.time()
     configure_tracking(config)
     tokenizer = load_tokenizer(config)
-    if hidden := hidden_tags(tokenizer):  # SFT itself trains fine; the RL stage after it would not
-        logger.warning(hidden_tags_message(hidden, config.model_name_or_path))
+    if problem := hidden_tags_problem(tokenizer, config.model_name_or_path):  # RL after SFT would fail
+        logger.warning(problem)
     dataset = build_dataset(config)
     logger.info("SFT on %d rows from %s", len(dataset), config.model_name_or_path)
     trainer = WeightedSFTTrainer(

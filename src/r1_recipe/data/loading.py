@@ -164,9 +164,10 @@ def to_sft(
     assistant turn; other rows are built from the problem, reasoning and answer columns.
     """
     keep = [c for c in ("source",) if c in ds.column_names]
-    has_messages = "messages" in ds.column_names
-    if not has_messages or None in ds["messages"]:  # a mixture may hold both kinds of rows
-        require_columns(ds, [problem_column, reasoning_column, answer_column], where=where)
+    has_messages = "messages" in ds.column_names  # a mixture may hold both kinds of rows
+    columns = [problem_column, reasoning_column, answer_column]
+    if not has_messages:
+        require_columns(ds, columns, where=where)
 
     def split(row):
         msgs = row["messages"]
@@ -181,7 +182,8 @@ def to_sft(
     def build(row, index):
         if has_messages and row["messages"] is not None:
             return split(row)
-        missing = [c for c in (problem_column, reasoning_column, answer_column) if row[c] is None]
+        require_columns(ds, columns, where=where)  # a row without messages needs them
+        missing = [c for c in columns if row[c] is None]
         if missing:
             raise DataError(f"{where}: row {index} has no {missing} (its source lacks the column); "
                             "map one with `columns:` in that source")
@@ -206,11 +208,14 @@ def to_prompts(
 ) -> Dataset:
     """Rows -> a ``prompt`` column for RL and evaluation; every other column is kept for rewards."""
     require_columns(ds, [problem_column], where=where)
-    if None in ds[problem_column]:
-        row = ds[problem_column].index(None)
-        raise DataError(f"{where}: row {row} has no {problem_column!r} (its source lacks the column); "
-                        "map one with `columns:` in that source")
-    return ds.map(lambda row: {"prompt": prompt_for(row[problem_column], template=template, system_prompt=system_prompt)})
+
+    def build(row, index):
+        if row[problem_column] is None:
+            raise DataError(f"{where}: row {index} has no {problem_column!r} (its source lacks the column); "
+                            "map one with `columns:` in that source")
+        return {"prompt": prompt_for(row[problem_column], template=template, system_prompt=system_prompt)}
+
+    return ds.map(build, with_indices=True)
 
 
 def write_jsonl(rows, path: str | Path) -> int:

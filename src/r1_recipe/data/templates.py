@@ -29,20 +29,18 @@ R1_ZERO_PROMPT = (
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
-def hidden_tags(tokenizer) -> list[str]:
-    """The tags that vanish when text is decoded with ``skip_special_tokens=True`` (as TRL's
+def hidden_tags_problem(tokenizer, model: str) -> str | None:
+    """What is wrong when tags vanish in decoding with ``skip_special_tokens=True`` (as TRL's
     GRPOTrainer and our samplers decode): a tokenizer that registers them as *special* tokens
-    hides them from every reward, which then reads 0 for every sample."""
+    hides them from every reward, which then reads 0 for every sample. ``None``: all visible."""
     hidden = []
     for tag in TAGS:
         ids = tokenizer(f"a{tag}b", add_special_tokens=False)["input_ids"]
         if tag not in tokenizer.decode(ids, skip_special_tokens=True):
             hidden.append(tag)
-    return hidden
-
-
-def hidden_tags_message(tags: list[str], model: str) -> str:
-    return (f"the tokenizer of {model} registers {tags} as special tokens; generations are decoded "
+    if not hidden:
+        return None
+    return (f"the tokenizer of {model} registers {hidden} as special tokens; generations are decoded "
             "with skip_special_tokens=True, so the rewards would never see them. Re-save the "
             "tokenizer with the tags as normal added tokens (tokenizer.add_tokens([AddedToken(tag, "
             "special=False)])) or use a tokenizer that keeps them as text.")

@@ -106,8 +106,8 @@ def _sum(text: str, depth: int = 0) -> dict[Basis, Fraction] | None:
     total: dict[Basis, Fraction] = {}
     for part in parts:
         sign = -1 if part[0] == "-" else 1
-        value = _term(part.lstrip("+-") if part[0] in "+-" else part, depth)
-        if value is None or part[1:2] in ("+", "-"):
+        value = _term(part[1:] if part[0] in "+-" else part, depth)  # one sign at most: see _split_terms
+        if value is None:
             return None
         for basis, c in value.items():
             total[basis] = total.get(basis, Fraction(0)) + sign * c
