@@ -112,3 +112,21 @@ def test_alpha_one_half_equals_the_plain_mean_loss(tmp_path, tiny_model_dir):
     plain_batch = trainer.data_collator.inner([{k: v for k, v in r.items() if k != "loss_weight"} for r in rows])
     plain = WeightedSFTTrainer.compute_loss(trainer, trainer.model, plain_batch).item()
     assert weighted == pytest.approx(plain, rel=1e-5)
+
+
+def test_resume_skips_a_checkpoint_torn_by_a_kill_while_saving(tmp_path):
+    """transformers writes trainer_state.json last: a newer folder without it (or with it cut
+    short) is a save that was killed, and resuming from it would fail."""
+    from types import SimpleNamespace
+
+    from r1_recipe.stage import checkpoint_to_resume
+
+    for step, state in ((5, '{"global_step": 5}'), (10, None), (15, '{"global_st')):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    config = SimpleNamespace(resume=True, output_dir=str(tmp_path))
+    assert checkpoint_to_resume(config) == str(tmp_path / "checkpoint-5")
+    assert checkpoint_to_resume(SimpleNamespace(resume=False, output_dir=str(tmp_path))) is None

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
-from transformers.trainer_utils import get_last_checkpoint
 
 from r1_recipe.configs import ConfigError, RecipeArgs, save_resolved
 from r1_recipe.data.loading import load_mixture
@@ -58,13 +58,27 @@ def load_train_data(config: RecipeArgs) -> Dataset:
 
 
 def checkpoint_to_resume(config: RecipeArgs) -> str | None:
-    """The last ``checkpoint-N`` in ``output_dir`` when resuming is on (the default)."""
+    """The newest *complete* ``checkpoint-N`` in ``output_dir`` when resuming is on (the default).
+
+    transformers writes ``trainer_state.json`` last; a run killed while saving leaves a newer
+    folder without it (or with it torn), which transformers' own ``get_last_checkpoint`` would
+    pick and then fail to load. Such folders are skipped, with a warning.
+    """
     if not config.resume or not os.path.isdir(config.output_dir):
         return None
-    last = get_last_checkpoint(config.output_dir)
-    if last:
-        logger.info("resuming from %s", last)
-    return last
+    found = [(int(m.group(1)), m.group(0)) for name in os.listdir(config.output_dir)
+             if (m := re.fullmatch(r"checkpoint-(\d+)", name))
+             and os.path.isdir(os.path.join(config.output_dir, name))]
+    for _, name in sorted(found, reverse=True):
+        path = os.path.join(config.output_dir, name)
+        try:
+            json.loads(Path(path, "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            logger.warning("skipping %s: incomplete (the run stopped while saving it)", path)
+            continue
+        logger.info("resuming from %s", path)
+        return path
+    return None
 
 
 def reward_funcs_for(config) -> list:
