@@ -61,13 +61,15 @@ def test_each_stage_reads_the_folder_the_previous_one_wrote(tmp_path, capsys):
 
 
 def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path):
-    recipe = _pipeline(tmp_path, sft_steps=30, save_steps=5)
+    # 200 steps, a checkpoint every 5: the kill lands long before the end (a run killed after its
+    # last checkpoint resumes into transformers' one step past max_steps, which is not this test)
+    recipe = _pipeline(tmp_path, sft_steps=200, save_steps=5)
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "r1_recipe.pipeline", "--config", recipe],
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and not list((run / "cold").glob("checkpoint-*/trainer_state.json")):
-        time.sleep(0.5)
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)  # the pipeline and its stage process, mid-stage
     proc.wait()
     assert list((run / "cold").glob("checkpoint-*")), "the stage never saved a checkpoint before the deadline"
@@ -77,7 +79,7 @@ def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path):
     assert main(["--config", recipe]) == 0
     assert json.loads((run / "base" / "lineage.json").read_text())["started"] == base_started  # not redone
     cold = json.loads((run / "cold" / "results.json").read_text())
-    assert cold["global_step"] == 30 and "checkpoint-" in cold["resumed_from"]
+    assert cold["global_step"] == 200 and "checkpoint-" in cold["resumed_from"]
 
 
 def test_bad_pipeline_recipes_name_the_step(tmp_path):
