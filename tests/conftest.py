@@ -14,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+from r1_recipe.assets import asset_dir  # noqa: E402
 from r1_recipe.data import arithmetic  # noqa: E402
 from r1_recipe.data.loading import write_jsonl  # noqa: E402
 from r1_recipe.tiny import build_tiny_model  # noqa: E402
@@ -33,3 +34,16 @@ def demo_data_dir(tmp_path_factory):
     write_jsonl(arithmetic.generate_general(200, seed=0), out / "general.jsonl")
     write_jsonl(arithmetic.generate(200, split="test", seed=0), out / "test.jsonl")
     return out
+
+
+@pytest.fixture(scope="session")
+def require_asset():
+    """``require_asset("qwen3-tokenizer")`` -> the asset's folder, or skip when `make assets` has not run."""
+
+    def get(name: str):
+        path = asset_dir(name)
+        if path is None:
+            pytest.skip(f"real asset {name!r} not fetched: run `make assets`")
+        return path
+
+    return get
