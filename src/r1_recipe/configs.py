@@ -117,8 +117,8 @@ class SFTStageConfig(RecipeArgs, SFTConfig):
     reasoning_alpha: float | None = field(
         default=None,
         metadata={
-            "help": "Weighted loss L = α·L_reasoning + (1−α)·L_general by the `source` column; "
-            "per-example weights 2α and 2(1−α), so 0.5 equals the plain mean. None = unweighted."
+            "help": "Weighted loss L = α·L_reasoning + (1−α)·L_general by the `source` column, each L the "
+            "token mean of its kind over the optimizer step (see r1_recipe.sft). None = unweighted."
         },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
@@ -130,6 +130,9 @@ class SFTStageConfig(RecipeArgs, SFTConfig):
                 raise ConfigError(f"reasoning_alpha must be in [0, 1], got {self.reasoning_alpha}")
             if self.packing:
                 raise ConfigError("reasoning_alpha needs per-example losses: set packing: false")
+            if self.padding_free:
+                raise ConfigError("reasoning_alpha needs per-example losses (padding-free flattens the batch "
+                                  "into one row): set padding_free: false")
 
 
 def _field_names(cls: type) -> list[str]:
