@@ -81,7 +81,8 @@ class _StepGrads(TrainerCallback):
 def _mixed_rows():
     """Two long reasoning traces and two short general answers: the kinds' token counts differ a lot."""
     reasoning = [{**r, "source": "reasoning"} for r in arithmetic.generate(2, seed=0)]
-    general = [{**r, "reasoning": "", "solution": r["solution"].split()[0]} for r in arithmetic.generate_general(2, seed=0)]
+    general = [{**r, "reasoning": "", "solution": r["solution"].split()[0]}
+               for r in arithmetic.generate_general(2, seed=0)]
     return reasoning, general
 
 
@@ -162,8 +163,9 @@ def _sft_config(tmp_path, model_dir, rows, **overrides) -> SFTStageConfig:
 def test_an_unknown_source_is_an_error_naming_the_row_and_value(tmp_path, tiny_model_dir, value):
     reasoning, general = _mixed_rows()
     bad = {**general[0], "source": value, "problem": "Spell cat backwards."}
-    config = _sft_config(tmp_path, tiny_model_dir, [*reasoning, bad], reasoning_alpha=0.5, shuffle_dataset=False)
-    expected = rf"row \d+ \(problem 'Spell cat backwards\.'\) has source {re.escape(repr(value))}.*'reasoning' or 'general'"
+    config = _sft_config(tmp_path, tiny_model_dir, [*reasoning, bad], reasoning_alpha=0.5)
+    expected = (rf"row \d+ \(problem 'Spell cat backwards\.'\) has source {re.escape(repr(value))}"
+                ".*'reasoning' or 'general'")
     with pytest.raises(DataError, match=expected):
         build_dataset(config)
 
