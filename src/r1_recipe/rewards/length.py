@@ -51,7 +51,7 @@ def length(
 
     def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
         correct = correctness(completions, kwargs, solution_column=solution_column,
-                              timeout=timeout, workers=workers)
+                              timeout=timeout, workers=workers, name=fn.__name__)
         keys = group_keys(len(completions), kwargs.get("prompts"))
         return kimi_length(_lengths(completions, kwargs), correct, keys)
 
@@ -92,7 +92,7 @@ def cosine(
 
     def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
         correct = correctness(completions, kwargs, solution_column=solution_column,
-                              timeout=timeout, workers=workers)
+                              timeout=timeout, workers=workers, name=fn.__name__)
         return [
             None if c is None else cosine_scaled(n, c == 1.0, **values)
             for n, c in zip(_lengths(completions, kwargs), correct)
