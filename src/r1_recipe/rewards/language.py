@@ -21,7 +21,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, named, texts
+from r1_recipe.rewards.base import RewardFunc, applies, named, row_texts
 from r1_recipe.rewards.extract import split_reasoning
 
 # Target language -> the scripts its words are written in.
@@ -139,7 +139,7 @@ def language_consistency(language: str = "en") -> RewardFunc:
         ok = applies(len(completions), kwargs.get("reward_type"))
         return [
             language_share(split_reasoning(t)[0], language) if ok[i] else None
-            for i, t in enumerate(texts(completions, kwargs.get("prompts")))
+            for i, t in enumerate(row_texts(completions, kwargs))
         ]
 
     return named(fn, "language_consistency")

@@ -9,7 +9,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, group_keys, named, texts
+from r1_recipe.rewards.base import RewardFunc, applies, group_keys, named, row_texts, texts
 from r1_recipe.rewards.math_answer import correctness
 
 
@@ -155,7 +155,7 @@ def repetition(ngram_size: int = 3, max_penalty: float = -1.0) -> RewardFunc:
         ok = applies(len(completions), kwargs.get("reward_type"))
         return [
             repetition_penalty(t, ngram_size, max_penalty) if ok[i] else None
-            for i, t in enumerate(texts(completions, kwargs.get("prompts")))
+            for i, t in enumerate(row_texts(completions, kwargs))
         ]
 
     return named(fn, "repetition")

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, column, named, texts
-from r1_recipe.rewards.extract import extract_answer
+from r1_recipe.rewards.base import PREFILL_COLUMN, RewardFunc, applies, column, final_answer, named
 from r1_recipe.rewards.verify import get_verifier
 
 
@@ -32,7 +31,8 @@ def correctness(
     n = len(completions)
     refs = column(kwargs, solution_column, n)
     ok = applies(n, kwargs.get("reward_type"))
-    answers = [extract_answer(t) for t in texts(completions, kwargs.get("prompts"))]
+    prompts, prefilled = kwargs.get("prompts") or [None] * n, kwargs.get(PREFILL_COLUMN) or [None] * n
+    answers = [final_answer(c, p, f) for c, p, f in zip(completions, prompts, prefilled)]
     idx = [i for i in range(n) if ok[i] and refs[i] is not None and str(refs[i]).strip()]
     verifier = get_verifier(workers, timeout)
     before = verifier.timeouts
