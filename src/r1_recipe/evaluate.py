@@ -17,6 +17,11 @@ Per benchmark, ``output_dir`` gets ``eval_<name>.json`` (summary + resolved conf
 ``eval_<name>_samples.jsonl`` (or ``.parquet``: every sample's prompt, completion, extracted
 answer and verdict); the command prints one table row per benchmark.
 
+Answers are read exactly as the rewards read them (:func:`r1_recipe.rewards.base.final_answer`):
+where the rendered prompt already opened ``<think>`` (R1-Zero's plain prompt, DeepSeek-R1-Distill's
+chat template) the tag is restored first, so a completion cut off before ``</think>`` has no
+answer and scores 0 in evaluation as in training, whatever ``\\boxed{}`` its reasoning holds.
+
 Where this departs from the paper: cons@k ties go to the answer seen first among the samples
 (the paper does not say); answers vote together when they match after removing spacing and
 ``\\left``/``\\right``, not by mathematical equivalence.
@@ -40,7 +45,9 @@ from r1_recipe import eval_suites
 from r1_recipe.configs import ConfigError, PromptArgs, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.templates import prompt_for
-from r1_recipe.sampling import SamplerArgs, SamplingParams, sampler_from_config
+from r1_recipe.rewards.base import final_answer
+from r1_recipe.rewards.extract import opens_think
+from r1_recipe.sampling import SamplerArgs, SamplingParams, render, sampler_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +173,16 @@ def _sampler_for(config: EvalConfig):
     return sampler_from_config(config)
 
 
+def opened_by_prompt(sampler, prompts: Sequence[list[dict] | str]) -> list[bool]:
+    """Whether each prompt, rendered as the sampler renders it, ends inside ``<think>``.
+
+    Plain-text prompts are their own rendering; chat prompts go through the sampler's tokenizer
+    (a sampler without one, e.g. a scripted test sampler, renders no template: False)."""
+    tokenizer = getattr(sampler, "tokenizer", None)
+    return [opens_think(p) if isinstance(p, str) else tokenizer is not None and opens_think(render(tokenizer, p))
+            for p in prompts]
+
+
 def load(config: EvalConfig) -> tuple[str, eval_suites.Benchmark, Dataset]:
     """The one benchmark of ``config`` as (label, benchmark, rows)."""
     if len(config.benchmarks) != 1:
@@ -189,6 +206,10 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
     prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
     references = [str(a) for a in problems["answer"]]
     sampler = sampler or _sampler_for(config)
+    opened = opened_by_prompt(sampler, prompts)
+
+    def extract(text: str) -> str | None:
+        return eval_suites.extract(text, bench.verifier)
 
     summary: dict = {"model": config.model_name_or_path, "benchmark": label, "problems": len(problems)}
     records: list[dict] = []
@@ -203,7 +224,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
         completions = sampler.generate(prompts, params, progress=True)
         gen_seconds = time.perf_counter() - t0
         flat = [(i, j, text) for i, group in enumerate(completions) for j, text in enumerate(group)]
-        flat_answers = [eval_suites.extract(text, bench.verifier) for _, _, text in flat]
+        flat_answers = [final_answer(text, prompts[i], opened[i], extract=extract) for i, _, text in flat]
         flat_ok = eval_suites.verify(flat_answers, [references[i] for i, _, _ in flat], bench.verifier,
                                      workers=config.verify_workers, timeout=config.verify_timeout)
         answers = [[] for _ in completions]
