@@ -219,33 +219,47 @@ def to_sft(
     if not has_messages:
         require_columns(ds, columns, where=where)
 
-    def split(row):
-        msgs = row["messages"]
+    def split(msgs):
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
         if last is None:
             raise DataError(f"{where}: a row's messages have no assistant turn: {msgs}")
         prompt = msgs[:last]
         if system_prompt and not any(m["role"] == "system" for m in prompt):
             prompt = [{"role": "system", "content": system_prompt}] + prompt
-        return {"prompt": prompt, "completion": [msgs[last]]}
+        return prompt, [msgs[last]]
 
-    def build(row, index):
-        if has_messages and row["messages"] is not None:
-            return split(row)
-        require_columns(ds, columns, where=where)  # a row without messages needs them
-        missing = [c for c in columns if row[c] is None]
-        if missing:
-            raise DataError(f"{where}: row {index} has no {missing} (its source lacks the column); "
-                            "map one with `columns:` in that source")
-        prompt = prompt_for(row[problem_column], template=template, system_prompt=system_prompt)
-        boxed = row.get("source", "reasoning") != "general"
-        answer = row.get("reasoning_answer") or row[answer_column]
-        response = format_response(row[reasoning_column], answer, template=template, boxed=boxed)
-        if template == "r1_zero":
-            return {"prompt": prompt, "completion": response}
-        return {"prompt": prompt, "completion": [{"role": "assistant", "content": response}]}
+    # Batched, reading only the columns used: the per-row path converted every column of every
+    # row (OpenR1's generations are long) into a Python dict, which dominated the conversion.
+    present = set(ds.column_names)
+    inputs = [c for c in ("messages", *columns, "source", "reasoning_answer") if c in present]
+    inputs = list(dict.fromkeys(inputs))
 
-    return ds.map(build, with_indices=True, remove_columns=[c for c in ds.column_names if c not in keep])
+    def build(batch, indices):
+        prompts, completions = [], []
+        for k, index in enumerate(indices):
+            if has_messages and batch["messages"][k] is not None:
+                prompt, completion = split(batch["messages"][k])
+                prompts.append(prompt)
+                completions.append(completion)
+                continue
+            require_columns(ds, columns, where=where)  # a row without messages needs them
+            missing = [c for c in columns if batch[c][k] is None]
+            if missing:
+                raise DataError(f"{where}: row {index} has no {missing} (its source lacks the column); "
+                                "map one with `columns:` in that source")
+            prompts.append(prompt_for(batch[problem_column][k], template=template, system_prompt=system_prompt))
+            boxed = ("source" not in batch or batch["source"][k] or "reasoning") != "general"
+            answer = ("reasoning_answer" in batch and batch["reasoning_answer"][k]) or batch[answer_column][k]
+            response = format_response(batch[reasoning_column][k], answer, template=template, boxed=boxed)
+            completions.append(response if template == "r1_zero" else [{"role": "assistant", "content": response}])
+        return {"prompt": prompts, "completion": completions}
+
+    def call(*args):
+        *cols, indices = args
+        return build(dict(zip(inputs, cols)), indices)
+
+    return ds.map(call, batched=True, with_indices=True, input_columns=inputs,
+                  remove_columns=[c for c in ds.column_names if c not in keep])
 
 
 def to_prompts(
@@ -256,16 +270,19 @@ def to_prompts(
     problem_column: str = "problem",
     where: str = "dataset",
 ) -> Dataset:
-    """Rows -> a ``prompt`` column for RL and evaluation; every other column is kept for rewards."""
+    """Rows -> a ``prompt`` column for RL and evaluation; every other column is kept for rewards.
+
+    Batched over the problem column only: the other columns are never converted to Python."""
     require_columns(ds, [problem_column], where=where)
 
-    def build(row, index):
-        if row[problem_column] is None:
-            raise DataError(f"{where}: row {index} has no {problem_column!r} (its source lacks the column); "
-                            "map one with `columns:` in that source")
-        return {"prompt": prompt_for(row[problem_column], template=template, system_prompt=system_prompt)}
+    def build(problems, indices):
+        for problem, index in zip(problems, indices):
+            if problem is None:
+                raise DataError(f"{where}: row {index} has no {problem_column!r} (its source lacks the column); "
+                                "map one with `columns:` in that source")
+        return {"prompt": [prompt_for(p, template=template, system_prompt=system_prompt) for p in problems]}
 
-    return ds.map(build, with_indices=True)
+    return ds.map(build, batched=True, with_indices=True, input_columns=[problem_column])
 
 
 def write_jsonl(rows, path: str | Path) -> int:
