@@ -128,6 +128,22 @@ def build_index(config: DecontaminateConfig) -> NgramIndex:
     return index
 
 
+def flag_rows(ds: Dataset, index: NgramIndex, columns: Sequence[str], *, num_proc: int | None = None) -> Dataset:
+    """``ds`` with ``contaminated`` and ``contaminated_by`` (sorted benchmark names) columns."""
+
+    def flag(batch):
+        hits = [set().union(*(index.matches(_text(batch[c][i])) for c in columns))
+                for i in range(len(batch[columns[0]]))]
+        return {"contaminated": [bool(h) for h in hits], "contaminated_by": [sorted(h) for h in hits]}
+
+    # Declared, not inferred from the first write batch: with rare contamination those rows are all
+    # clean and `contaminated_by` would be typed as a list of nulls, failing at the first hit.
+    features = ds.features.copy()
+    features["contaminated"] = Value("bool")
+    features["contaminated_by"] = List(Value("string"))
+    return ds.map(flag, batched=True, features=features, num_proc=num_proc, desc="decontaminating")
+
+
 def flag_counts(flagged: Dataset) -> tuple[int, dict[str, int]]:
     """Flagged rows, and rows per benchmark, counted by Arrow over the whole columns (the output
     of ``map``, which holds no indices mapping)."""
@@ -142,18 +158,7 @@ def decontaminate(config: DecontaminateConfig) -> dict:
     index = build_index(config)
     ds = load_source({"path": config.dataset, "split": config.split}, where=f"dataset {config.dataset}")
     require_columns(ds, config.columns, where=f"dataset {config.dataset}")
-
-    def flag(batch):
-        hits = [set().union(*(index.matches(_text(batch[c][i])) for c in config.columns))
-                for i in range(len(batch[config.columns[0]]))]
-        return {"contaminated": [bool(h) for h in hits], "contaminated_by": [sorted(h) for h in hits]}
-
-    # Declared, not inferred from the first write batch: with rare contamination those rows are all
-    # clean and `contaminated_by` would be typed as a list of nulls, failing at the first hit.
-    features = ds.features.copy()
-    features["contaminated"] = Value("bool")
-    features["contaminated_by"] = List(Value("string"))
-    flagged = ds.map(flag, batched=True, features=features, num_proc=config.num_proc, desc="decontaminating")
+    flagged = flag_rows(ds, index, config.columns, num_proc=config.num_proc)
     hits, by_benchmark = flag_counts(flagged)
     result = flagged
     if config.mode == "drop":
