@@ -202,7 +202,8 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
     if too_big:
         raise ConfigError(f"pass_at_k {too_big} exceed num_samples={k}: raise num_samples or drop them")
     instruction = bench.instruction if config.instruction is None else config.instruction
-    texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problems["problem"]]
+    problem_texts = problems["problem"]  # one column read: indexing the dataset per sample rebuilds it each time
+    texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problem_texts]
     prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
     references = [str(a) for a in problems["answer"]]
     sampler = sampler or _sampler_for(config)
@@ -232,7 +233,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
         for (i, j, text), answer, ok in zip(flat, flat_answers, flat_ok):
             answers[i].append(answer)
             verdicts[i].append(ok)
-            records.append({"mode": mode, "problem_index": i, "sample": j, "problem": problems["problem"][i],
+            records.append({"mode": mode, "problem_index": i, "sample": j, "problem": problem_texts[i],
                             "prompt": prompts[i], "reference": references[i], "completion": text,
                             "answer": answer, "correct": ok})
         if mode == "greedy":
