@@ -213,6 +213,11 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         metadata={"help": "Options per reward: {reward name: {option: value}}; `accuracy` reads answer_column by default."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the prompt set (debugging)."})
+    eos_token: str | None = field(
+        default=None,
+        metadata={"help": "Token ending a completion (as SFT's eos_token); None: the chat template's end of turn "
+                          "for chat prompts, else the tokenizer's EOS."},
+    )
     max_train_seconds: float | None = field(
         default=None,
         metadata={"help": "Stop after this many seconds of training (a checkpoint is saved), even before max_steps."},
