@@ -13,6 +13,10 @@ fine-tuned model's saved EOS is a token it was never trained to emit after an an
 ``eos_token`` does, the new id goes first in ``generation_config.eos_token_id`` and the old ones
 stay (any of them halts generation). ``eos_token`` (TRL's SFT/reward option) overrides the
 derived token; plain-text stages (R1-Zero, pretraining) keep the model's EOS.
+
+Token budgets: every stage's ``max_length`` / ``max_completion_length`` is checked against the
+model's positions from its config alone, before any weights load
+(:func:`r1_recipe.configs.check_context_length`).
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from trl.data_utils import is_conversational
 
-from r1_recipe.configs import ConfigError, RecipeArgs, save_resolved
+from r1_recipe.configs import ConfigError, RecipeArgs, check_context_length, save_resolved
 from r1_recipe.data.end_of_turn import end_of_turn_token
 from r1_recipe.data.loading import load_mixture
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
+TOKEN_BUDGET_KEYS = ("max_length", "max_completion_length")  # SFT, distill, reward model, pretrain; GRPO
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -43,6 +48,12 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def load_tokenizer(config: RecipeArgs) -> PreTrainedTokenizerBase:
+    """The model's tokenizer with the recipe's chat template and a pad token.
+
+    Every stage loads it first, so this is also where the stage's token budgets are checked
+    against the model's positions (its config only: a refused budget costs no weight loading).
+    """
+    check_context_length(config, [k for k in TOKEN_BUDGET_KEYS if hasattr(config, k)])
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path, revision=config.model_revision)
     except OSError as e:  # transformers' message is long and names neither the recipe key nor the fix
