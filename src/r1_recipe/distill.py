@@ -59,7 +59,15 @@ from trl.trainer.utils import maybe_gather_lm_head_ctx
 
 from r1_recipe.configs import ConfigError, SFTStageConfig, parse_config
 from r1_recipe.sft import STEP_TOKENS, WeightedSFTTrainer, build_dataset
-from r1_recipe.stage import checkpoint_to_resume, configure_tracking, finish, load_model, load_tokenizer, setup_logging
+from r1_recipe.stage import (
+    checkpoint_to_resume,
+    configure_tracking,
+    finish,
+    load_model,
+    load_tokenizer,
+    setup_logging,
+    use_end_of_turn_as_eos,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -333,6 +341,7 @@ def train(config: DistillStageConfig) -> dict:
     tokenizer = load_tokenizer(config)
     dataset = build_dataset(config)
     student = load_model(config)
+    use_end_of_turn_as_eos(tokenizer, student, dataset, eos_token=config.eos_token)  # the student stops at the end of its answer
     extra = {"distill_mode": config.distill_mode, "teacher": config.teacher_model_name_or_path,
              "student_parameters": sum(p.numel() for p in student.parameters()), "train_rows": len(dataset)}
     common = dict(model=student, args=config, train_dataset=dataset, processing_class=tokenizer)

@@ -42,7 +42,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from r1_recipe import eval_suites
-from r1_recipe.configs import ConfigError, PromptArgs, parse_config
+from r1_recipe.configs import ConfigError, PromptArgs, check_generation_budget, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.templates import prompt_for
 from r1_recipe.rewards.base import final_answer
@@ -169,7 +169,11 @@ def score(answers: list[list[str | None]], verdicts: list[list[bool]], ks: Seque
 
 # --- the run --------------------------------------------------------------------------------
 
-def _sampler_for(config: EvalConfig):
+def _sampler_for(config: EvalConfig, benchmarks: Sequence[tuple[str, eval_suites.Benchmark]]):
+    """The sampler, once every benchmark's generation budget fits the model (read from its config)."""
+    check_generation_budget(config.model_name_or_path, "max_new_tokens", [
+        (config.max_new_tokens, "") if config.max_new_tokens else (bench.max_new_tokens, f"the {label} default")
+        for label, bench in benchmarks])
     return sampler_from_config(config)
 
 
@@ -206,7 +210,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
     texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problem_texts]
     prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
     references = [str(a) for a in problems["answer"]]
-    sampler = sampler or _sampler_for(config)
+    sampler = sampler or _sampler_for(config, [(label, bench)])
     opened = opened_by_prompt(sampler, prompts)
 
     def extract(text: str) -> str | None:
@@ -262,7 +266,7 @@ def evaluate_all(config: EvalConfig, sampler=None) -> list[dict]:
     """Every benchmark of ``config.benchmark`` with one loaded model."""
     configs = [dataclasses.replace(config, benchmark=b) for b in config.benchmarks]
     loaded = [load(c) for c in configs]  # a missing file or column fails before the model loads
-    sampler = sampler or _sampler_for(config)
+    sampler = sampler or _sampler_for(config, [(label, bench) for label, bench, _ in loaded])
     return [evaluate(c, sampler, loaded=data) for c, data in zip(configs, loaded)]
 
 

@@ -10,7 +10,8 @@ A thin wrapper over TRL's ``SFTTrainer``. Features and the recipe keys that turn
 - weighted loss L = α·L_reasoning + (1−α)·L_general over the ``source`` column:
   ``reasoning_alpha: α`` (see "The weighted loss" below);
 - auto-resume from the last ``checkpoint-N`` in ``output_dir``: ``resume: true`` (default);
-- the R1 or R1-Zero template: ``template: r1 | r1_zero``.
+- the R1 or R1-Zero template: ``template: r1 | r1_zero``;
+- the chat template's end of turn as the saved EOS (chat rows): always, or TRL's ``eos_token``.
 
 Writes the model, tokenizer, ``resolved_config.yaml`` and ``results.json`` to ``output_dir``.
 
@@ -64,6 +65,7 @@ from r1_recipe.stage import (
     load_tokenizer,
     load_train_data,
     setup_logging,
+    use_end_of_turn_as_eos,
 )
 
 logger = logging.getLogger(__name__)
@@ -229,9 +231,9 @@ def train(config: SFTStageConfig) -> dict:
         logger.warning(problem)
     dataset = build_dataset(config)
     logger.info("SFT on %d rows from %s", len(dataset), config.model_name_or_path)
-    trainer = WeightedSFTTrainer(
-        model=load_model(config), args=config, train_dataset=dataset, processing_class=tokenizer
-    )
+    model = load_model(config)
+    use_end_of_turn_as_eos(tokenizer, model, dataset, eos_token=config.eos_token)  # stop at the end of the answer
+    trainer = WeightedSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     resume = checkpoint_to_resume(config)
     trainer.train(resume_from_checkpoint=resume)
     return finish(trainer, config, "sft", started, {"train_rows": len(dataset), "resumed_from": resume})
