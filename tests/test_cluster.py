@@ -91,6 +91,9 @@ def test_sft_on_two_cpu_ranks_ends_with_identical_weights(tmp_path, tiny_model_d
               "logging_steps": 1, "save_strategy": "no", "report_to": "none", "seed": 0, "dataloader_num_workers": 0}
     ranks = _launch_two_ranks("sft", recipe, tmp_path)
     _assert_in_sync(ranks, tiny_model_dir, tmp_path / "sft", steps=3)
+    # one writer of the tokenizer and the resolved config, not one per rank (issue 20, item 11)
+    writes = {r: json.loads(p.read_text()) for r in range(2) if (p := tmp_path / "digests" / f"writes-rank{r}.json").exists()}
+    assert set(writes) == {0} and "tokenizer" in writes[0] and "resolved_config" in writes[0], writes
 
 
 def test_grpo_on_two_cpu_ranks_ends_with_identical_weights(tmp_path, tiny_model_dir, demo_data_dir):
