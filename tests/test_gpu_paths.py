@@ -85,3 +85,70 @@ def test_deepspeed_extra_asks_for_at_least_what_trl_requires():
     source = (ROOT / "setup.py").read_text()
     (ours,) = re.findall(r'"deepspeed":\s*\[\s*"(deepspeed[^"]*)"', source)
     assert _minimum(ours) >= _minimum(trl_needs[0]), (ours, trl_needs[0])
+
+
+# --- item 3: reward models under ZeRO-3 --------------------------------------------------------
+
+
+class _Zero3Config:
+    """What TrainingArguments registers with transformers under a ZeRO-3 accelerate config (the
+    real HfTrainerDeepSpeedConfig needs deepspeed installed): from_pretrained asks it ``is_zero3()``."""
+
+    config = {"zero_optimization": {"stage": 3}}
+
+    def is_zero3(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def zero3_live():
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    live = _Zero3Config()
+    hf_deepspeed.set_hf_deepspeed_config(live)
+    try:
+        yield live
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tmp_path_factory, tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("rm") / "rm"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path), model.eval()
+
+
+def test_reward_model_loads_full_weights_while_a_zero3_config_is_live(tiny_rm, zero3_live):
+    """Built after the GRPO config exists (as RL stage 2 builds its rewards), the scorer must not go
+    through zero.Init: it loads every weight, scores like a plain load, and leaves ZeRO-3 on for the policy."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from r1_recipe.rewards.model import RewardModelScorer
+
+    path, saved = tiny_rm  # loaded before the ZeRO-3 config went live
+    scorer = RewardModelScorer(path, device="cpu")
+    assert is_deepspeed_zero3_enabled(), "the policy's ZeRO-3 switch was not restored"
+    for (name, p), q in zip(scorer.model.named_parameters(), saved.parameters()):
+        assert p.numel() == q.numel() > 0 and torch.equal(p, q), name
+    texts = ["What is 2+2?\n4", "Name a colour.\nblue"]
+    batch = scorer.tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = saved(**batch).logits[:, 0].tolist()
+    assert scorer.score(texts) == pytest.approx(expected, abs=1e-5)
+
+
+def test_reward_model_goes_on_this_processs_gpu():
+    from r1_recipe.rewards.model import default_device
+
+    with mock.patch("torch.cuda.is_available", return_value=True), mock.patch.dict(os.environ, {"LOCAL_RANK": "3"}):
+        assert default_device() == "cuda:3"
+    with mock.patch("torch.cuda.is_available", return_value=False):
+        assert default_device() == "cpu"
