@@ -65,6 +65,7 @@ from r1_recipe.stage import (
     finish,
     load_model,
     load_tokenizer,
+    parameter_count,
     setup_logging,
     use_end_of_turn_as_eos,
 )
@@ -343,7 +344,7 @@ def train(config: DistillStageConfig) -> dict:
     student = load_model(config)
     use_end_of_turn_as_eos(tokenizer, student, dataset, eos_token=config.eos_token)  # the student stops at the end of its answer
     extra = {"distill_mode": config.distill_mode, "teacher": config.teacher_model_name_or_path,
-             "student_parameters": sum(p.numel() for p in student.parameters()), "train_rows": len(dataset)}
+             "student_parameters": parameter_count(student), "train_rows": len(dataset)}
     common = dict(model=student, args=config, train_dataset=dataset, processing_class=tokenizer)
     if config.distill_mode == "sequence":
         trainer = WeightedSFTTrainer(**common)
@@ -351,7 +352,7 @@ def train(config: DistillStageConfig) -> dict:
         teacher_tok = AutoTokenizer.from_pretrained(config.teacher_model_name_or_path)
         check_vocabularies(teacher_tok, tokenizer, where=f"{config.teacher_model_name_or_path} vs {config.model_name_or_path}: ")
         teacher = AutoModelForCausalLM.from_pretrained(config.teacher_model_name_or_path, **config.model_kwargs())
-        extra["teacher_parameters"] = sum(p.numel() for p in teacher.parameters())
+        extra["teacher_parameters"] = parameter_count(teacher)  # ZeRO-3 partitions it at load
         trainer = LogitDistillationTrainer(**common, teacher=teacher, kd_beta=config.kd_beta,
                                            kd_temperature=config.kd_temperature, vocab_size=len(tokenizer))
     logger.info("%s-level distillation of %s into %s (%d parameters)", config.distill_mode,

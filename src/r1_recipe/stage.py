@@ -17,6 +17,12 @@ derived token; plain-text stages (R1-Zero, pretraining) keep the model's EOS.
 Token budgets: every stage's ``max_length`` / ``max_completion_length`` is checked against the
 model's positions from its config alone, before any weights load
 (:func:`r1_recipe.configs.check_context_length`).
+
+Under FSDP the final save is always one full state dict (``checkpoint-N`` folders keep the
+launcher config's type): with ``SHARDED_STATE_DICT`` ``Trainer.save_model`` writes no model at all,
+and the next stage would find nothing. Files every rank could write (tokenizer, resolved config,
+results) come from the main process only; the weights' save is collective under ZeRO-3/FSDP, so
+every rank calls it.
 """
 
 from __future__ import annotations
@@ -165,12 +171,33 @@ def configure_tracking(config: RecipeArgs) -> None:
         os.environ.setdefault("WANDB_RUN_GROUP", config.wandb_group)
 
 
+def parameter_count(model) -> int:
+    """Parameters of ``model``, including those ZeRO-3 has partitioned away (``ds_numel``: a
+    partitioned parameter's own ``numel()`` is 0 on every rank)."""
+    return sum(getattr(p, "ds_numel", 0) or p.numel() for p in model.parameters())
+
+
+def full_state_dict_for_final_save(trainer) -> None:
+    """Make FSDP's next ``save_model`` write one full state dict (accelerate's plugin keeps the type)."""
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return
+    plugin = trainer.accelerator.state.fsdp_plugin
+    if "FULL_STATE_DICT" in str(plugin.state_dict_type):
+        return
+    logger.info("FSDP: saving the stage's model as a full state dict (was %s)", plugin.state_dict_type)
+    plugin.state_dict_config = plugin.optim_state_dict_config = None  # rebuilt for the full type
+    plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
 def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict | None = None) -> dict:
     """Save weights + tokenizer + resolved config + results.json; return the results."""
-    trainer.save_model(config.output_dir)
-    trainer.save_state()  # trainer_state.json: the log history the report plots
-    trainer.processing_class.save_pretrained(config.output_dir)
-    save_resolved(config, config.output_dir)
+    full_state_dict_for_final_save(trainer)
+    trainer.save_model(config.output_dir)  # every rank: gathers shards under ZeRO-3 / FSDP
+    trainer.save_state()  # trainer_state.json: the log history the report plots (world process zero only)
+    main = trainer.accelerator.is_main_process
+    if main:
+        trainer.processing_class.save_pretrained(config.output_dir)
+        save_resolved(config, config.output_dir)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     results = {
         "stage": stage,
@@ -182,6 +209,6 @@ def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict 
         "wall_seconds": round(time.time() - started, 1),
         **(extra or {}),
     }
-    if trainer.accelerator.is_main_process:
+    if main:
         Path(config.output_dir, RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results
