@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"r1-recipe: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
             return 2
     except (ConfigError, DataError) as e:  # the user's to fix: one line, no traceback
-        print(f"r1-recipe {command}: error: {e}", file=sys.stderr)
+        print(f"r1-recipe {command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return 0
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 
+from r1_recipe.data.checks import DataError, check_text_columns, reading
 from r1_recipe.data.templates import format_response, prompt_for
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,6 @@ logger = logging.getLogger(__name__)
 SOURCE_KEYS = {"path", "name", "split", "weight", "columns", "source", "reward_type", "data_dir"}
 CONSTANT_COLUMNS = ("source", "reward_type")  # source keys that set a column of the same name
 _FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-class DataError(ValueError):
-    """A dataset, source spec or column problem the user can fix in the recipe or the data."""
 
 
 def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
@@ -46,22 +43,23 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
         raise DataError(f"{where}: every source needs a 'path' (Hub id, file or folder); got {spec}")
     path, split = str(spec["path"]), spec.get("split", "train")
     local = Path(path)
-    if local.suffix in _FILE_TYPES:
-        if not local.exists():
-            raise DataError(f"{where}: data file {path} does not exist (generate it or fix 'path')")
-        ds = load_dataset(_FILE_TYPES[local.suffix], data_files=str(local), split="train")
-    elif local.is_dir():
-        ds = _load_folder(local, split, where)
-    else:
-        try:
-            ds = load_dataset(path, spec.get("name"), split=split, data_dir=spec.get("data_dir"))
-        except Exception as e:  # the Hub's errors name neither the recipe nor the fix
-            raise DataError(
-                f"{where}: could not load {path!r} (split {split!r}) from the Hugging Face Hub: {e}. "
-                "Use an existing Hub dataset id, or a local .jsonl/.parquet file or folder; a gated "
-                "dataset (e.g. Idavidrein/gpqa) needs its terms accepted on the Hub and a login "
-                "(`huggingface-cli login` or HF_TOKEN)."
-            ) from e
+    with reading(local, where=where):  # checks the files first; datasets' own errors become one line naming them
+        if local.suffix in _FILE_TYPES:
+            if not local.exists():
+                raise DataError(f"{where}: data file {path} does not exist (generate it or fix 'path')")
+            ds = load_dataset(_FILE_TYPES[local.suffix], data_files=str(local), split="train")
+        elif local.is_dir():
+            ds = _load_folder(local, split, where)
+        else:
+            try:
+                ds = load_dataset(path, spec.get("name"), split=split, data_dir=spec.get("data_dir"))
+            except Exception as e:  # the Hub's errors name neither the recipe nor the fix
+                raise DataError(
+                    f"{where}: could not load {path!r} (split {split!r}) from the Hugging Face Hub: {e}. "
+                    "Use an existing Hub dataset id, or a local .jsonl/.parquet file or folder; a gated "
+                    "dataset (e.g. Idavidrein/gpqa) needs its terms accepted on the Hub and a login "
+                    "(`huggingface-cli login` or HF_TOKEN)."
+                ) from e
     for ours, theirs in (spec.get("columns") or {}).items():
         require_columns(ds, [theirs], where=f"{where} source {path}")
         if ours != theirs:
@@ -168,6 +166,8 @@ def to_sft(
     columns = [problem_column, reasoning_column, answer_column]
     if not has_messages:
         require_columns(ds, columns, where=where)
+    check_text_columns(ds, {problem_column: "problem_column", reasoning_column: "reasoning_column",
+                            answer_column: "answer_column"}, where=where)
 
     def split(row):
         msgs = row["messages"]
@@ -208,6 +208,7 @@ def to_prompts(
 ) -> Dataset:
     """Rows -> a ``prompt`` column for RL and evaluation; every other column is kept for rewards."""
     require_columns(ds, [problem_column], where=where)
+    check_text_columns(ds, {problem_column: "problem_column"}, where=where)
 
     def build(row, index):
         if row[problem_column] is None:
