@@ -21,9 +21,10 @@ The scan is one pass of ``json.loads`` over each local JSONL file (about a secon
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import inspect
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from datasets import Dataset, Value
@@ -38,21 +39,32 @@ FOLDER_SUFFIXES = (".parquet", ".jsonl")  # what a folder of shards may hold (se
 TEXT_TYPES = ("string", "large_string")
 
 
-@contextlib.contextmanager
-def reading(path: Path, *, where: str) -> Iterator[None]:
-    """Around the loading of one source: :func:`check_local` first, and any error of the loader
-    itself (``datasets``, ``pyarrow``) re-raised as one :class:`DataError` line naming the source."""
-    check_local(path, where=where)
-    try:
-        yield
-    except DataError:
-        raise
-    except Exception as e:
-        cause = e
-        while cause.__cause__ is not None or cause.__context__ is not None:  # datasets wraps the reader's error
-            cause = cause.__cause__ or cause.__context__
-        message = " ".join(str(cause).split())[:300] or type(cause).__name__
-        raise DataError(f"{where}: cannot load {path}: {message}") from e
+def checked_source(load: Callable[..., Dataset]) -> Callable[..., Dataset]:
+    """Wrap a source loader ``load(spec, *, where=...)``: :func:`check_local` on the source's path
+    first, and any error of the loader itself (``datasets``, ``pyarrow``) re-raised as one
+    :class:`DataError` line naming the source."""
+    signature = inspect.signature(load)
+
+    @functools.wraps(load)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        spec, where = bound.arguments["spec"], bound.arguments["where"]
+        path = spec.get("path") if isinstance(spec, dict) else spec
+        if isinstance(path, (str, Path)):
+            check_local(Path(path), where=where)
+        try:
+            return load(*args, **kwargs)
+        except DataError:
+            raise
+        except Exception as e:
+            cause = e
+            while cause.__cause__ is not None or cause.__context__ is not None:  # datasets wraps the reader's error
+                cause = cause.__cause__ or cause.__context__
+            message = " ".join(str(cause).split())[:300] or type(cause).__name__
+            raise DataError(f"{where}: cannot load {path}: {message}") from e
+
+    return wrapper
 
 
 def check_local(path: Path, *, where: str) -> None:
@@ -174,8 +186,13 @@ def check_rows(rows: Iterable[tuple[str, object]], *, path: Path | str, where: s
             if value is None:
                 continue
             kind = _kind(value)
-            first = kinds.setdefault(column, (kind, label))
-            if first[0] != kind:
+            if isinstance(value, list):  # a list's items must agree with earlier lists' items too
+                item = next((_kind(v) for v in value if v is not None), None)
+                kind = f"a list of {item.split(' ', 1)[1]}s" if item else kind
+            first = kinds.get(column)
+            if first is None or (first[0] == "a list" and kind.startswith("a list")):
+                kinds[column] = first = (kind, label)
+            if first[0] != kind and not (kind == "a list" and first[0].startswith("a list")):
                 raise DataError(f"{at}: column {column!r} is {kind} here but {first[0]} on {first[1]}: one column, "
                                 "one type (the loader would coerce or fail); fix the row")
             if column == "messages":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 
-from r1_recipe.data.checks import DataError, check_text_columns, reading
+from r1_recipe.data.checks import DataError, check_text_columns, checked_source
 from r1_recipe.data.templates import format_response, prompt_for
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ CONSTANT_COLUMNS = ("source", "reward_type")  # source keys that set a column of
 _FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
+@checked_source  # files checked first, datasets' own errors as one line naming the source (data/checks.py)
 def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
     """Load one source: a local file, a local folder of shards, or a Hub dataset id."""
     if isinstance(spec, str):
@@ -43,23 +44,22 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
         raise DataError(f"{where}: every source needs a 'path' (Hub id, file or folder); got {spec}")
     path, split = str(spec["path"]), spec.get("split", "train")
     local = Path(path)
-    with reading(local, where=where):  # checks the files first; datasets' own errors become one line naming them
-        if local.suffix in _FILE_TYPES:
-            if not local.exists():
-                raise DataError(f"{where}: data file {path} does not exist (generate it or fix 'path')")
-            ds = load_dataset(_FILE_TYPES[local.suffix], data_files=str(local), split="train")
-        elif local.is_dir():
-            ds = _load_folder(local, split, where)
-        else:
-            try:
-                ds = load_dataset(path, spec.get("name"), split=split, data_dir=spec.get("data_dir"))
-            except Exception as e:  # the Hub's errors name neither the recipe nor the fix
-                raise DataError(
-                    f"{where}: could not load {path!r} (split {split!r}) from the Hugging Face Hub: {e}. "
-                    "Use an existing Hub dataset id, or a local .jsonl/.parquet file or folder; a gated "
-                    "dataset (e.g. Idavidrein/gpqa) needs its terms accepted on the Hub and a login "
-                    "(`huggingface-cli login` or HF_TOKEN)."
-                ) from e
+    if local.suffix in _FILE_TYPES:
+        if not local.exists():
+            raise DataError(f"{where}: data file {path} does not exist (generate it or fix 'path')")
+        ds = load_dataset(_FILE_TYPES[local.suffix], data_files=str(local), split="train")
+    elif local.is_dir():
+        ds = _load_folder(local, split, where)
+    else:
+        try:
+            ds = load_dataset(path, spec.get("name"), split=split, data_dir=spec.get("data_dir"))
+        except Exception as e:  # the Hub's errors name neither the recipe nor the fix
+            raise DataError(
+                f"{where}: could not load {path!r} (split {split!r}) from the Hugging Face Hub: {e}. "
+                "Use an existing Hub dataset id, or a local .jsonl/.parquet file or folder; a gated "
+                "dataset (e.g. Idavidrein/gpqa) needs its terms accepted on the Hub and a login "
+                "(`huggingface-cli login` or HF_TOKEN)."
+            ) from e
     for ours, theirs in (spec.get("columns") or {}).items():
         require_columns(ds, [theirs], where=f"{where} source {path}")
         if ours != theirs:
