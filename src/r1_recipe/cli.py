@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from r1_recipe.config_checks import ArgParser
+from r1_recipe.config_checks import STAGE_CONFIGS, ArgParser
 
 # command -> (module with main(argv), one-line help); the stage configs are looked up by name
 STAGES = {
@@ -34,11 +34,7 @@ STAGES = {
     "decontaminate": ("r1_recipe.decontaminate", "flag or drop training rows sharing word 8-grams with benchmarks"),
     "pipeline": ("r1_recipe.pipeline", "the whole pipeline from one recipe: chained stages, lineage, resume, --status"),
 }
-CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "pretrain": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
-           "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig",
-           "rejection_sampling": "r1_recipe.rejection_sampling:RejectionSamplingConfig",
-           "distill": "r1_recipe.distill:DistillStageConfig",
-           "reward_model": "r1_recipe.reward_model:RewardModelStageConfig"}
+CONFIGS = {k: v for k, v in STAGE_CONFIGS.items() if k != "score"}  # `--stage` choices of the tools
 
 
 def _usage() -> str:

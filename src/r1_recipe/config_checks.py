@@ -377,11 +377,41 @@ def from_command_line(cls: type, name: str, tokens: list[str]):
 # --- building the config -------------------------------------------------------------------------
 
 
+# stage name -> its config class, "module:Class" (imported on demand: stage modules load TRL)
+STAGE_CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "pretrain": "r1_recipe.configs:SFTStageConfig",
+                 "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
+                 "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig",
+                 "rejection_sampling": "r1_recipe.rejection_sampling:RejectionSamplingConfig",
+                 "distill": "r1_recipe.distill:DistillStageConfig",
+                 "reward_model": "r1_recipe.reward_model:RewardModelStageConfig",
+                 "score": "r1_recipe.reward_model:GeneralScoreConfig"}
+
+
+def config_class(stage: str) -> type:
+    import importlib
+
+    module, name = STAGE_CONFIGS[stage].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_values(cls: type, values: Mapping, origins: Mapping[str, str]) -> dict:
+    """Every value type- and range-checked (no config built): unknown keys are errors too."""
+    import difflib
+
+    valid = init_fields(cls)
+    for key in values:
+        if key not in valid:
+            close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"{origins.get(key, 'recipe')}: unknown key {key!r} for {cls.__name__}.{hint}")
+    return {k: check_value(cls, k, v, origins.get(k, "recipe")) for k, v in values.items()}
+
+
 def build_config(cls: type, values: Mapping, origins: Mapping[str, str]):
     """``cls(**values)`` after checking every value; ``origins[key]`` says where each was set
     (a recipe path or ``command line``). Errors of the config's own ``__post_init__`` (ours, TRL's
     and transformers') come back as one :class:`ConfigError` naming where the values came from."""
-    checked = {k: check_value(cls, k, v, origins.get(k, "recipe")) for k, v in values.items()}
+    checked = check_values(cls, values, origins)
     sources = ", ".join(dict.fromkeys(origins.values())) or "command line"
     required = [f.name for f in init_fields(cls).values() if f.default is dataclasses.MISSING
                 and f.default_factory is dataclasses.MISSING and f.name not in checked]
