@@ -9,6 +9,10 @@ Unlike TRL's and open-r1's parsers, an unknown key is an error that names the fi
 the closest valid keys: a misspelled ``learnig_rate`` would otherwise train with the default.
 On a machine without CUDA the configs switch themselves to CPU (``use_cpu``, no bf16, no
 gradient checkpointing); TRL's defaults ask for bf16 and fail there.
+
+Every value is checked before the config is built (:mod:`r1_recipe.config_checks`): a wrong
+type, an out-of-range number or a pair of keys TRL would reject deep inside gets one line naming
+the file and the key. TRL's argparse parser is only used for ``--help``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,15 +32,12 @@ import yaml
 from transformers import AutoConfig
 from trl import SFTConfig, TrlParser
 
+from r1_recipe.config_checks import ConfigError, build_config, from_command_line, split_command_line
 from r1_recipe.data.templates import TEMPLATES
 
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C")
-
-
-class ConfigError(ValueError):
-    """A recipe problem the user fixes in the YAML or on the command line."""
 
 
 @dataclass
@@ -237,17 +239,30 @@ def read_recipe(path: str | Path) -> dict:
 
 
 def parse_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
-    """Build a stage config from ``--config recipe.yaml`` and ``--key value`` overrides."""
+    """Build a stage config from ``--config recipe.yaml`` and ``--key value`` overrides.
+
+    The command line wins over the recipe; list and dict options take JSON or YAML there. A
+    recipe's ``env: {NAME: value}`` sets environment variables, as TRL's parser does.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--config" in args:
-        i = args.index("--config")
-        if i + 1 >= len(args):
-            raise ConfigError("--config needs a recipe path")
-        check_keys(cls, list(read_recipe(args[i + 1])), where=args[i + 1])
-    overrides = [a[2:].split("=")[0] for a in args if a.startswith("--") and a not in ("--config", "--help")]
-    check_keys(cls, overrides, where="command line")
-    (config,) = TrlParser([cls]).parse_args_and_config(args)
-    return config
+    if "--help" in args or "-h" in args:
+        TrlParser([cls]).parse_args(["--help"])  # prints every option and exits
+    recipe, overrides = split_command_line(args)
+    values, origins = {}, {}
+    if recipe is not None:
+        data = read_recipe(recipe)
+        check_keys(cls, list(data), where=recipe)
+        env = data.pop("env", None) or {}
+        if not isinstance(env, dict):
+            raise ConfigError(f"{recipe}: env: expected a mapping {{NAME: value}}, got {env!r}")
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+        values.update(data)
+        origins.update(dict.fromkeys(data, recipe))
+    check_keys(cls, [key for key, _ in overrides], where="command line")
+    for key, tokens in overrides:
+        values[key] = from_command_line(cls, key, tokens)
+        origins[key] = "command line"
+    return build_config(cls, values, origins)
 
 
 def save_resolved(config, output_dir: str | Path) -> Path:
@@ -261,7 +276,6 @@ def save_resolved(config, output_dir: str | Path) -> Path:
 
 
 import math  # noqa: E402 - the GRPO stage's imports, kept beside it
-import os  # noqa: E402
 
 from trl import GRPOConfig  # noqa: E402
 
