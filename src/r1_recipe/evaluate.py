@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 class EvalConfig(SamplerArgs, PromptArgs):
     model_name_or_path: str | None = field(default=None, metadata={"help": "Model folder or Hub id to evaluate."})
     benchmark: str = field(default="arithmetic", metadata={
-        "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic; NAME=PATH for a local copy "
+        "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic, humaneval; NAME=PATH for a local copy "
                 "of a Hub benchmark; or a local .jsonl/.parquet file with problem_column/answer_column."})
     num_problems: int | None = field(default=None, metadata={
         "help": "First N problems (None: the benchmark's default: all, 200 for arithmetic)."})
