@@ -22,6 +22,7 @@ from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 
+from r1_recipe.data.hub_mirror import hub_location
 from r1_recipe.data.templates import format_response, prompt_for
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
         ds = _load_folder(local, split, where)
     else:
         try:
-            ds = load_dataset(path, spec.get("name"), split=split, data_dir=spec.get("data_dir"))
+            ds = load_dataset(hub_location(path), spec.get("name"), split=split, data_dir=spec.get("data_dir"))
         except Exception as e:  # the Hub's errors name neither the recipe nor the fix
             raise DataError(
                 f"{where}: could not load {path!r} (split {split!r}) from the Hugging Face Hub: {e}. "
