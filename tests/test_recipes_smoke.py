@@ -172,6 +172,8 @@ class Smoke:
     def _run(self, recipe: Path) -> Path:
         stage, original = stage_of(recipe), yaml.safe_load(recipe.read_text())
         resolved = dict(original)
+        if stage == "evaluate":  # evaluation recipes take the model on the command line: the family's base
+            resolved["model_name_or_path"] = self.model(f"Qwen/{recipe.parent.name}")
         for key in ("model_name_or_path", "teacher_model_name_or_path"):
             if resolved.get(key):
                 resolved[key] = self.model(resolved[key])
@@ -214,7 +216,8 @@ def check_context(recipe: Path, original: dict, stage: str, model: str) -> None:
     if stage == "grpo" and "max_prompt_length" in original:
         asked["max_prompt_length + max_completion_length"] = original["max_prompt_length"] + original.get(
             "max_completion_length", 0)
-    over = {k: v for k, v in asked.items() if v > limit}
+    # a generation budget needs room for the prompt too
+    over = {k: v for k, v in asked.items() if v > limit or (v == limit and k != "max_length")}
     assert not over, (f"{recipe.relative_to(ROOT)}: {over} exceed the model's max_position_embeddings {limit} "
                       f"({original.get('model_name_or_path')}); shorten them or extend the context in a local copy")
 

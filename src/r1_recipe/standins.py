@@ -16,6 +16,9 @@ Values follow each model's ``config.json`` / ``tokenizer_config.json`` on the Hu
 - Qwen2.5-Math-1.5B: the same vocabulary with 4,096 positions and rope θ 10⁴.
 - Llama-3.1-8B (base): Llama config with llama3 rope scaling, vocabulary 128,256, BOS
   ``<|begin_of_text|>`` (128000), EOS ``<|end_of_text|>`` (128001), and *no* chat template.
+- Skywork-Reward-V2-Llama-3.1-8B (the public harmlessness reward model RL stage 2 names): the
+  Llama 3.1 config as a one-output sequence classifier, with a Llama 3 chat template (end of turn
+  ``<|eot_id|>``) and a pad token (id 128004, Llama 3.1's ``<|finetune_right_pad_id|>``).
 
 Tokenizers come from the asset cache (``make assets``): the Qwen3 tokenizer carries the Qwen2
 BPE vocabulary; its Qwen3-only added tokens (``<think>``, ``</think>``, ``<tool_response>``,
@@ -35,7 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    LlamaConfig,
+    Qwen2Config,
+)
 
 from r1_recipe.assets import asset_dir
 
@@ -63,11 +72,21 @@ class StandInError(RuntimeError):
 @dataclass(frozen=True)
 class StandIn:
     model_id: str
-    family: str  # "qwen2.5" | "llama3.1"
+    family: str  # "qwen2.5" | "llama3.1" | "llama3.1-rm"
     asset: str
     config: dict = field(default_factory=dict)  # the real config's values that matter here
 
 
+LLAMA31 = dict(
+    vocab_size=128256, bos_token_id=128000, eos_token_id=128001, rope_theta=500000.0,
+    max_position_embeddings=131072, tie_word_embeddings=False, rms_norm_eps=1e-5,
+    rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 8192})
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>"
+    "\n\n{{ message['content'] | trim }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
 QWEN25 = dict(vocab_size=151936, bos_token_id=151643, eos_token_id=151643, rope_theta=1_000_000.0,
               max_position_embeddings=131072, tie_word_embeddings=True, rms_norm_eps=1e-6)
 STANDINS: dict[str, StandIn] = {s.model_id: s for s in [
@@ -79,11 +98,9 @@ STANDINS: dict[str, StandIn] = {s.model_id: s for s in [
             {**QWEN25, "vocab_size": 152064, "tie_word_embeddings": False, "rms_norm_eps": 1e-5}),
     StandIn("Qwen/Qwen2.5-Math-1.5B", "qwen2.5", "qwen3-tokenizer",
             {**QWEN25, "max_position_embeddings": 4096, "rope_theta": 10000.0}),
-    StandIn("meta-llama/Llama-3.1-8B", "llama3.1", "llama3-tokenizer", dict(
-        vocab_size=128256, bos_token_id=128000, eos_token_id=128001, rope_theta=500000.0,
-        max_position_embeddings=131072, tie_word_embeddings=False, rms_norm_eps=1e-5,
-        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})),
+    StandIn("meta-llama/Llama-3.1-8B", "llama3.1", "llama3-tokenizer", LLAMA31),
+    StandIn("Skywork/Skywork-Reward-V2-Llama-3.1-8B", "llama3.1-rm", "llama3-tokenizer",
+            {**LLAMA31, "eos_token_id": 128009, "pad_token_id": 128004}),
 ]}
 
 
@@ -109,11 +126,15 @@ def _qwen25_tokenizer(src: Path, workdir: Path):
     return AutoTokenizer.from_pretrained(workdir)
 
 
-def _llama31_base_tokenizer(src: Path, workdir: Path):
-    """Llama 3 vocabulary, BOS <|begin_of_text|>, EOS <|end_of_text|>, no chat template, no pad."""
+def _llama31_tokenizer(src: Path, workdir: Path, *, chat: bool):
+    """Llama 3 vocabulary, BOS <|begin_of_text|>; the base: EOS <|end_of_text|>, no chat template, no
+    pad; the chat-tuned reward model: EOS <|eot_id|>, a Llama 3 chat template, a pad token."""
     config = json.loads((src / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
     config.update(bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>", model_max_length=131072)
+    if chat:
+        config.update(eos_token="<|eot_id|>", pad_token="<|reserved_special_token_2|>",
+                      chat_template=LLAMA3_CHAT_TEMPLATE)
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(src / "tokenizer.json", workdir / "tokenizer.json")
     (workdir / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False))
@@ -131,12 +152,15 @@ def build_standin(model_id: str, output_dir: str | Path, *, seed: int = 0) -> Pa
             tokenizer = _qwen25_tokenizer(_asset(spec.asset), Path(tmp))
             config = Qwen2Config(**SIZES, **spec.config, use_sliding_window=False)
         else:
-            tokenizer = _llama31_base_tokenizer(_asset(spec.asset), Path(tmp))
+            tokenizer = _llama31_tokenizer(_asset(spec.asset), Path(tmp), chat=spec.family == "llama3.1-rm")
             config = LlamaConfig(**SIZES, **spec.config)
+            if spec.family == "llama3.1-rm":
+                config.update({"num_labels": 1, "architectures": ["LlamaForSequenceClassification"]})
     if len(tokenizer) > config.vocab_size:
         raise StandInError(f"{model_id}: tokenizer has {len(tokenizer)} tokens, config {config.vocab_size}")
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    auto = AutoModelForSequenceClassification if spec.family == "llama3.1-rm" else AutoModelForCausalLM
+    model = auto.from_config(config)
     model.generation_config.bos_token_id = config.bos_token_id
     model.generation_config.eos_token_id = config.eos_token_id
     output_dir.mkdir(parents=True, exist_ok=True)
