@@ -101,6 +101,30 @@ def end_of_turn(tokenizer) -> str:
     return special[0]
 
 
+def seed_rejection(folder: Path) -> None:
+    """Add what a policy that solves the OpenR1 fixture would have kept (the stage's own schema)."""
+    from datasets import load_dataset
+
+    from r1_recipe.rejection_filters import prompt_id
+    from r1_recipe.rejection_output import write_rows
+
+    shard = folder / "data" / "train-00000.parquet"
+    if shard.exists():
+        return
+    config = yaml.safe_load((folder / "resolved_config.yaml").read_text())
+    rows = load_dataset("parquet", data_files=str(FIXTURES / "open-r1/OpenR1-Math-220k/default/*.parquet"),
+                        split="train")
+    names = list(config["reward_funcs"])
+    kept = [{"messages": [{"role": "system", "content": config["system_prompt"]}, *r["messages"]],
+             "prompt_id": prompt_id(r["problem"]), "prompt_index": i, "source": "reasoning", "sample_index": 0,
+             "rewards": {n: 1.0 for n in names}, "problem": r["problem"], "reference": r["answer"],
+             "answer": r["answer"], "pass_rate": 0.5} for i, r in enumerate(rows)]
+    write_rows(kept, shard, names)
+    if config.get("pass_rate_range"):
+        rows.select_columns(["problem", "answer"]).rename_column("answer", "solution").add_column(
+            "pass_rate", [0.5] * len(rows)).to_parquet(str(folder / "rl_prompts.parquet"))
+
+
 class Smoke:
     """Runs recipes once per session, upstream first; remembers outputs and failures."""
 
@@ -128,33 +152,10 @@ class Smoke:
             if str(s["path"]).startswith("runs/"):
                 recipe, _ = writer_of(s["path"])
                 if stage_of(recipe) == "rejection_sampling":
-                    self.seed_rejection(self.run(recipe))
+                    seed_rejection(self.run(recipe))
                 s["path"] = self.model(s["path"])
             out.append(s)
         return out
-
-    def seed_rejection(self, folder: Path) -> None:
-        """Add what a policy that solves the OpenR1 fixture would have kept (the stage's own schema)."""
-        from datasets import load_dataset
-
-        from r1_recipe.rejection_filters import prompt_id
-        from r1_recipe.rejection_output import write_rows
-
-        shard = folder / "data" / "train-00000.parquet"
-        if shard.exists():
-            return
-        config = yaml.safe_load((folder / "resolved_config.yaml").read_text())
-        rows = load_dataset("parquet", data_files=str(FIXTURES / "open-r1/OpenR1-Math-220k/default/*.parquet"),
-                            split="train")
-        names = list(config["reward_funcs"])
-        kept = [{"messages": [{"role": "system", "content": config["system_prompt"]}, *r["messages"]],
-                 "prompt_id": prompt_id(r["problem"]), "prompt_index": i, "source": "reasoning", "sample_index": 0,
-                 "rewards": {n: 1.0 for n in names}, "problem": r["problem"], "reference": r["answer"],
-                 "answer": r["answer"], "pass_rate": 0.5} for i, r in enumerate(rows)]
-        write_rows(kept, shard, names)
-        if config.get("pass_rate_range"):
-            rows.select_columns(["problem", "answer"]).rename_column("answer", "solution").add_column(
-                "pass_rate", [0.5] * len(rows)).to_parquet(str(folder / "rl_prompts.parquet"))
 
     def run(self, recipe: Path) -> Path:
         if recipe in self.outputs:
@@ -173,10 +174,15 @@ class Smoke:
         stage, original = stage_of(recipe), yaml.safe_load(recipe.read_text())
         resolved = dict(original)
         if stage == "evaluate":  # evaluation recipes take the model on the command line: the family's base
-            resolved["model_name_or_path"] = self.model(f"Qwen/{recipe.parent.name}")
-        for key in ("model_name_or_path", "teacher_model_name_or_path"):
-            if resolved.get(key):
-                resolved[key] = self.model(resolved[key])
+            resolved["model_name_or_path"] = f"Qwen/{recipe.parent.name}"
+        resolved["model_name_or_path"] = self.model(resolved["model_name_or_path"])
+        problems = self.problems.setdefault(recipe, [])
+        try:  # before anything upstream runs: a recipe past the model's context fails on its own
+            check_context(recipe, original, stage, resolved["model_name_or_path"])
+        except AssertionError as e:
+            problems.append(str(e))
+        if resolved.get("teacher_model_name_or_path"):
+            resolved["teacher_model_name_or_path"] = self.model(resolved["teacher_model_name_or_path"])
         for key in ("dataset_mixture", "general_mixture", "eval_mixture"):
             resolved[key] = self.data(resolved.get(key))
         for opts in (resolved.get("reward_kwargs") or {}).values():
@@ -185,11 +191,6 @@ class Smoke:
         if resolved.get("chat_template") and (ROOT / resolved["chat_template"]).exists():
             resolved["chat_template"] = str(ROOT / resolved["chat_template"])
         resolved = {k: v for k, v in resolved.items() if v is not None or k in original}
-        problems = self.problems.setdefault(recipe, [])
-        try:
-            check_context(recipe, original, stage, resolved["model_name_or_path"])
-        except AssertionError as e:
-            problems.append(str(e))
         out = self.tmp / recipe.relative_to(ROOT / "recipes").with_suffix("")
         resolved = shrink(resolved, stage) | {"output_dir": str(out)}
         path = out.with_suffix(".yaml")
@@ -282,3 +283,51 @@ def test_every_recipe_is_covered():
     for pipeline in PIPELINES:
         steps = load_pipeline(pipeline).steps  # fails when a step's recipe is missing
         assert all(Path(s.recipe).exists() for s in steps if s.recipe)
+
+
+@pytest.mark.slow
+def test_qwen25_1p5b_pipeline_end_to_end_on_stand_ins(tmp_path, standin, monkeypatch):
+    """recipes/Qwen2.5-1.5B/pipeline.yaml, every step through the pipeline runner (one process per
+    step, lineage, evaluation), with its stage recipes shrunk as above and the Hub models swapped
+    for stand-ins. The rejection folder is seeded between the two halves (see the module doc)."""
+    from r1_recipe.pipeline import load_pipeline, read_lineage, run
+    from r1_recipe.standins import STANDINS
+
+    monkeypatch.setenv("R1_RECIPE_HUB_MIRROR", str(FIXTURES))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = ROOT / "recipes" / "Qwen2.5-1.5B" / "pipeline.yaml"
+    spec = yaml.safe_load(source.read_text())
+
+    def swap(recipe: dict) -> dict:
+        for key in ("model_name_or_path", "teacher_model_name_or_path"):
+            if recipe.get(key) in STANDINS:
+                recipe[key] = str(standin(recipe[key]))
+        for opts in (recipe.get("reward_kwargs") or {}).values():
+            if isinstance(opts, dict) and opts.get("model") in STANDINS:
+                opts["model"] = str(standin(opts["model"]))
+        return recipe
+
+    for step in spec["steps"]:
+        recipe = ROOT / step["recipe"]
+        shrunk = shrink(swap(yaml.safe_load(recipe.read_text())), stage_of(recipe))
+        step["recipe"] = str(tmp_path / f"{step['name']}.yaml")
+        Path(step["recipe"]).write_text(yaml.safe_dump(shrunk))
+        step["set"] = swap(step.get("set") or {})
+    evaluation = shrink(yaml.safe_load((ROOT / spec["evaluation"]).read_text()), "evaluate")
+    (tmp_path / "evaluate.yaml").write_text(yaml.safe_dump(evaluation))
+    spec.update(run_dir=str(tmp_path / "runs"), evaluation=str(tmp_path / "evaluate.yaml"), launcher="python")
+    spec.pop("accelerate_config", None)
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+    pipeline = load_pipeline(tmp_path / "pipeline.yaml")
+    names = [s.name for s in pipeline.steps]
+    first = names[: names.index("rejection") + 1]
+    run(pipeline, only=first)
+    seed_rejection(pipeline.folder("rejection"))
+    run(pipeline)
+    for step in pipeline.steps:
+        lineage = read_lineage(pipeline.folder(step))
+        assert lineage["status"] == "done", step.name
+        if step.evaluate:
+            benchmarks = {p.name.split("_samples")[0] for p in pipeline.folder(step).glob("eval_*.json")}
+            assert len(benchmarks) >= 4, (step.name, benchmarks)
+    assert read_lineage(pipeline.folder("rl2"))["model"] == str(pipeline.folder("stage2"))
