@@ -32,6 +32,7 @@ import numpy as np
 from datasets import Dataset, Features, concatenate_datasets, load_dataset
 
 from r1_recipe.data.checks import DataError, check_text_columns, checked_source
+from r1_recipe.data.hub_mirror import hub_location
 from r1_recipe.data.templates import format_response, prompt_for
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
 
 def _load_hub_layout(spec: dict, path: str, split: str, where: str) -> Dataset:
     try:
-        return load_dataset(path, spec.get("name"), split=split, data_dir=spec.get("data_dir"),
+        return load_dataset(hub_location(path), spec.get("name"), split=split, data_dir=spec.get("data_dir"),
                             data_files=spec.get("data_files"))
     except Exception as e:  # the Hub's errors name neither the recipe nor the fix
         hint = (" If the folder's splits have different columns, read one split's files with "
