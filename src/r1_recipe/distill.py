@@ -342,7 +342,7 @@ def train(config: DistillStageConfig) -> dict:
     tokenizer = load_tokenizer(config)
     dataset = build_dataset(config)
     student = load_model(config)
-    use_end_of_turn_as_eos(tokenizer, student, dataset, eos_token=config.eos_token)  # the student stops at the end of its answer
+    use_end_of_turn_as_eos(tokenizer, student, dataset, eos_token=config.eos_token)  # stops after its answer
     extra = {"distill_mode": config.distill_mode, "teacher": config.teacher_model_name_or_path,
              "student_parameters": parameter_count(student), "train_rows": len(dataset)}
     common = dict(model=student, args=config, train_dataset=dataset, processing_class=tokenizer)
