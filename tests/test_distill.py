@@ -13,7 +13,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from r1_recipe.configs import ConfigError, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import write_jsonl
-from r1_recipe.distill import DistillStageConfig, LogitDistillationTrainer, check_vocabularies, kd_loss, main
+from r1_recipe.distill import (
+    DistillStageConfig,
+    LogitDistillationTrainer,
+    check_plain_head,
+    check_vocabularies,
+    kd_loss,
+    main,
+)
 from r1_recipe.sft import build_dataset
 from r1_recipe.stage import load_model, load_tokenizer
 from r1_recipe.tiny import build_tiny_model
@@ -232,3 +239,12 @@ def test_logit_loss_on_two_gloo_ranks_equals_the_one_process_numbers(tmp_path, t
     ranks = launch_two_ranks("distill", recipe, tmp_path / "ranks.pt")
     assert ranks["loss"] == pytest.approx(one_loss, rel=1e-4)
     torch.testing.assert_close(ranks["grad"], one_grad, rtol=1e-3, atol=1e-6)
+
+
+def test_a_model_that_caps_or_scales_its_logits_is_refused(tiny_model_dir):
+    """The chunked loss computes logits as lm_head(hidden): a softcapped head would be distilled wrong."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    check_plain_head(model, role="teacher", name="tiny")
+    model.config.final_logit_softcapping = 30.0
+    with pytest.raises(ConfigError, match="final_logit_softcapping=30.0.*distill_mode: sequence"):
+        check_plain_head(model, role="teacher", name="tiny")
