@@ -47,7 +47,7 @@ from trl import GRPOTrainer
 from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
 from r1_recipe.data.loading import to_prompts
 from r1_recipe.data.templates import hidden_tags_problem
-from r1_recipe.rewards.base import texts
+from r1_recipe.rewards.base import PREFILL_COLUMN, mark_prefilled, texts
 from r1_recipe.rewards.extract import split_reasoning
 from r1_recipe.rewards.language import language_share
 from r1_recipe.stage import (
@@ -91,6 +91,7 @@ def aha_metrics(
     lengths: Sequence[int] | None = None,
     phrases: Sequence[str] | re.Pattern | None = None,
     language: str = "en",
+    prefilled: Sequence[Any] | None = None,
 ) -> dict[str, float]:
     """The aha-moment signals of one batch of completions.
 
@@ -106,7 +107,7 @@ def aha_metrics(
     (10.0, 0.5, 1.0)
     """
     pattern = phrases if isinstance(phrases, re.Pattern) or phrases is None else phrase_pattern(phrases)
-    bodies = texts(completions, prompts)
+    bodies = texts(completions, prompts, prefilled)  # prefilled: the template opened <think>
     n = max(1, len(bodies))
     corrected, consistency = 0, 0.0
     for text in bodies:
@@ -202,6 +203,7 @@ class AhaGRPOTrainer(GRPOTrainer):
             lengths=[len(ids) for ids in completion_ids_list],
             phrases=self._aha_pattern,
             language=self._aha_language,
+            prefilled=[x.get(PREFILL_COLUMN) for x in inputs],
         )
         for name, value in metrics.items():
             self._log_metric(AHA_PREFIX + name, value)
@@ -235,7 +237,8 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
     tokenizer = load_tokenizer(config)
     if problem := hidden_tags_problem(tokenizer, config.model_name_or_path):
         raise ConfigError(problem)
-    dataset = build_dataset(config)
+    # A template that opens <think> itself: the rewards must know, or every format check reads 0.
+    dataset = mark_prefilled(build_dataset(config), tokenizer, **(config.chat_template_kwargs or {}))
     trainer = AhaGRPOTrainer(
         model=load_model(config),
         reward_funcs=build_reward_funcs(config),
