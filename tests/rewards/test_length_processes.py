@@ -33,7 +33,11 @@ RANK = textwrap.dedent("""
     lo, hi = (0, 6) if rank == 0 else (6, 12)
     (fn,) = get_reward_funcs(["length"], length={"workers": 0})
     got = fn(prompts=data["prompts"][lo:hi], completions=data["completions"][lo:hi],
-             completion_ids=[[0] * n for n in data["lengths"][lo:hi]], solution=data["solutions"][lo:hi])
+             completion_ids=[[0] * n for n in data["lengths"][lo:hi]], solution=data["solutions"][lo:hi],
+             trainer_state=None)  # called by a trainer, as TRL calls it
+    alone = fn(prompts=data["prompts"][lo:hi], completions=data["completions"][lo:hi],  # rejection sampling
+               completion_ids=[[0] * n for n in data["lengths"][lo:hi]], solution=data["solutions"][lo:hi])
+    got = {"trainer": got, "alone": alone}
     open(out, "w").write(json.dumps(got))
     dist.destroy_process_group()
 """)
@@ -60,9 +64,12 @@ def test_two_processes_score_the_split_group_as_one_process_does(tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=180)
         assert p.returncode == 0, err[-3000:]
-    got = json.loads((tmp_path / "rank0.json").read_text()) + json.loads((tmp_path / "rank1.json").read_text())
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     whole = _one_process()
-    assert got == whole
+    assert ranks[0]["trainer"] + ranks[1]["trainer"] == whole
+    # Outside a trainer (no trainer_state) each process scores its own rows: no collective call
+    # that a process with a different number of batches would leave hanging.
+    assert ranks[0]["alone"] == _one_process(0, 6) and ranks[1]["alone"] == _one_process(6, 12)
     # B's group: lengths 12, 50, 90, 30 (min 12, max 90 over all four), the 50 one wrong.
     assert whole[4:8] == pytest.approx([0.5, 0.0, -0.5, 0.5 - (30 - 12) / 78])
     assert _one_process(0, 6)[4:6] != whole[4:6]

@@ -77,7 +77,7 @@ def test_math_verify_gets_the_whole_budget_not_a_third():
     assert v.worker_budget < 6.0  # the graceful alarm fires before the hard kill
 
 
-def test_the_accuracy_reward_logs_its_timeouts(verifier_opts):
+def test_the_accuracy_reward_logs_its_timeouts():
     (fn,) = get_reward_funcs(["accuracy"], accuracy={"timeout": 1.0, "workers": 1})
     logged = []
     got = fn(completions=["<think>r</think> \\boxed{9^{9^{9^{9}}}}", "<think>r</think> \\boxed{4}"],

@@ -4,9 +4,10 @@ Lengths are token counts when TRL passes ``completion_ids`` (it always does), el
 
 On several processes TRL spreads one prompt's group over them and calls the rewards on each
 process's share, so ``length`` (which normalises within the group) gathers every process's
-lengths, correctness and group keys first (``torch.distributed``, whenever a process group of
-more than one process is up: every process must call it, as TRL does) and returns its own
-share of the scores computed on whole groups.
+lengths, correctness and group keys first (``torch.distributed``) and returns its own share of
+the scores computed on whole groups. It gathers only when a trainer calls it (TRL passes
+``trainer_state``, and every process calls the rewards on every batch) and a process group of
+more than one process is up; rejection sampling and evaluation score whole groups per process.
 """
 
 from __future__ import annotations
@@ -53,13 +54,13 @@ def kimi_length(lengths: list[int], correct: list[float | None], keys: list[str]
 
 
 def kimi_length_across_processes(lengths: list[int], correct: list[float | None],
-                                 keys: list[str]) -> list[float | None]:
+                                 keys: list[str], gather: bool = True) -> list[float | None]:
     """:func:`kimi_length` on the groups of all processes together; this process's share back.
 
-    One process (or no process group): the same as :func:`kimi_length`. Keys travel as short
-    digests: a prompt can be long and only equality matters.
+    Without ``gather``, on one process or without a process group: :func:`kimi_length`. Keys
+    travel as short digests: a prompt can be long and only equality matters.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not gather or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return kimi_length(lengths, correct, keys)
     digests = [hashlib.blake2b(k.encode(), digest_size=16).hexdigest() for k in keys]
     parts: list[Any] = [None] * dist.get_world_size()
@@ -81,7 +82,8 @@ def length(
         correct = correctness(completions, kwargs, solution_column=solution_column,
                               timeout=timeout, workers=workers, name=fn.__name__)
         keys = group_keys(len(completions), kwargs.get("prompts"))
-        return kimi_length_across_processes(_lengths(completions, kwargs), correct, keys)
+        return kimi_length_across_processes(_lengths(completions, kwargs), correct, keys,
+                                            gather="trainer_state" in kwargs)
 
     return named(fn, "length")
 
