@@ -49,7 +49,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from r1_recipe import eval_suites
-from r1_recipe.configs import ConfigError, PromptArgs, parse_config
+from r1_recipe.configs import ConfigError, PromptArgs, check_generation_budget, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.templates import prompt_for
 from r1_recipe.rewards.base import final_answer
@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 class EvalConfig(SamplerArgs, PromptArgs):
     model_name_or_path: str | None = field(default=None, metadata={"help": "Model folder or Hub id to evaluate."})
     benchmark: str = field(default="arithmetic", metadata={
-        "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic; NAME=PATH for a local copy "
+        "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic, humaneval; NAME=PATH for a local copy "
                 "of a Hub benchmark; or a local .jsonl/.parquet file with problem_column/answer_column."})
     num_problems: int | None = field(default=None, metadata={
         "help": "First N problems (None: the benchmark's default: all, 200 for arithmetic)."})
@@ -232,7 +232,11 @@ def math_equivalence(workers: int | None, timeout: float) -> Callable[[list[tupl
 
 # --- the run --------------------------------------------------------------------------------
 
-def _sampler_for(config: EvalConfig):
+def _sampler_for(config: EvalConfig, benchmarks: Sequence[tuple[str, eval_suites.Benchmark]]):
+    """The sampler, once every benchmark's generation budget fits the model (read from its config)."""
+    check_generation_budget(config.model_name_or_path, "max_new_tokens", [
+        (config.max_new_tokens, "") if config.max_new_tokens else (bench.max_new_tokens, f"the {label} default")
+        for label, bench in benchmarks])
     return sampler_from_config(config)
 
 
@@ -265,10 +269,11 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
     if too_big:
         raise ConfigError(f"pass_at_k {too_big} exceed num_samples={k}: raise num_samples or drop them")
     instruction = bench.instruction if config.instruction is None else config.instruction
-    texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problems["problem"]]
+    problem_texts = problems["problem"]  # one column read: indexing the dataset per sample rebuilds it each time
+    texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problem_texts]
     prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
     references = [str(a) for a in problems["answer"]]
-    sampler = sampler or _sampler_for(config)
+    sampler = sampler or _sampler_for(config, [(label, bench)])
     opened = opened_by_prompt(sampler, prompts)
 
     def extract(text: str) -> str | None:
@@ -295,7 +300,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
         for (i, j, text), answer, ok in zip(flat, flat_answers, flat_ok):
             answers[i].append(answer)
             verdicts[i].append(ok)
-            records.append({"mode": mode, "problem_index": i, "sample": j, "problem": problems["problem"][i],
+            records.append({"mode": mode, "problem_index": i, "sample": j, "problem": problem_texts[i],
                             "prompt": prompts[i], "reference": references[i], "completion": text,
                             "answer": answer, "correct": ok})
         if mode == "greedy":
@@ -325,7 +330,7 @@ def evaluate_all(config: EvalConfig, sampler=None) -> list[dict]:
     """Every benchmark of ``config.benchmark`` with one loaded model."""
     configs = [dataclasses.replace(config, benchmark=b) for b in config.benchmarks]
     loaded = [load(c) for c in configs]  # a missing file or column fails before the model loads
-    sampler = sampler or _sampler_for(config)
+    sampler = sampler or _sampler_for(config, [(label, bench) for label, bench, _ in loaded])
     return [evaluate(c, sampler, loaded=data) for c, data in zip(configs, loaded)]
 
 
