@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -163,9 +164,10 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
     if config.pass_rate_range is not None:
         lo, hi = config.pass_rate_range
         chosen = [s for s in per_prompt if lo <= s["pass_rate"] <= hi]
-        subset = prompts_ds.select([s["prompt_index"] for s in chosen])
-        subset = subset.add_column("pass_rate", [s["pass_rate"] for s in chosen])
-        _atomic(out / "rl_prompts.parquet", lambda f: subset.to_parquet(f))
+        # Arrow directly: datasets' add_column fails on an empty selection of list/struct columns
+        table = prompts_ds.select([s["prompt_index"] for s in chosen]).flatten_indices().data.table.replace_schema_metadata(None)
+        table = table.combine_chunks().append_column("pass_rate", pa.array([s["pass_rate"] for s in chosen], pa.float64()))
+        _atomic(out / "rl_prompts.parquet", lambda f: pq.write_table(table, f))
         stats["rl_prompts"] = {"range": [lo, hi], "kept": len(chosen), "dropped": len(per_prompt) - len(chosen)}
     write_json(stats, out / "stats.json")
     write_json({"stage": "rejection_sampling", "model_name_or_path": config.model_name_or_path,

@@ -76,10 +76,25 @@ def check_local(path: Path, *, where: str) -> None:
         files = [f for suffix in FOLDER_SUFFIXES for f in sorted(path.rglob(f"*{suffix}"))]
         if not files:
             raise DataError(f"{where}: folder {path} has no data files (.parquet or .jsonl)")
-        for f in files:
+        filled = [f for f in files if not holds_no_rows(f)]  # an empty shard beside full ones is fine
+        if not filled:
+            raise DataError(f"{where}: folder {path} holds no rows (every data file in it is empty)")
+        for f in filled:
             check_file(f, where=where)
     elif path.suffix in DATA_SUFFIXES and path.exists():
         check_file(path, where=where)
+
+
+def holds_no_rows(path: Path) -> bool:
+    """An empty file, or a readable Parquet file of 0 rows (what a stage that kept nothing writes)."""
+    import pyarrow.parquet as pq
+
+    try:
+        if path.stat().st_size == 0:
+            return True
+        return path.suffix == ".parquet" and pq.ParquetFile(path).metadata.num_rows == 0
+    except Exception:  # unreadable: check_file names the problem
+        return False
 
 
 def check_file(path: Path, *, where: str) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, Features, concatenate_datasets, load_dataset
 
-from r1_recipe.data.checks import DataError, check_text_columns, checked_source
+from r1_recipe.data.checks import DataError, check_text_columns, checked_source, holds_no_rows
 from r1_recipe.data.hub_mirror import hub_location
 from r1_recipe.data.templates import format_response, prompt_for
 
@@ -118,6 +118,7 @@ def _load_folder(folder: Path, split: str, where: str) -> Dataset:
         files = sorted(folder.rglob(f"*.{suffix}"))
         if files:
             named = [f for f in files if f.name.startswith(split)] or files
+            named = [f for f in named if not holds_no_rows(f)] or named  # datasets fails on a 0-row shard
             return load_dataset(kind, data_files=[str(f) for f in named], split="train")
     raise DataError(f"{where}: folder {folder} has no .parquet or .jsonl files")
 
