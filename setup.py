@@ -27,7 +27,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "vllm": ["trl[vllm]>=1.16,<1.17"],  # TRL caps vLLM at the versions it supports
-    "deepspeed": ["deepspeed>=0.17"],
+    "deepspeed": ["deepspeed>=0.18.6"],
     "kernels": ["flash-attn", "liger-kernel"],
     "report": ["matplotlib>=3.8"],
     # shellcheck: tests lint slurm/*; gguf: `make assets` dequantises SmolLM2's GGUF (transformers needs it)

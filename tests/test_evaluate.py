@@ -13,7 +13,16 @@ import pytest
 from r1_recipe import cli, eval_suites
 from r1_recipe.configs import ConfigError
 from r1_recipe.data.loading import DataError, write_jsonl
-from r1_recipe.evaluate import EvalConfig, evaluate, format_table, majority_vote, pass_at_k, score
+from r1_recipe.evaluate import (
+    EvalConfig,
+    evaluate,
+    format_table,
+    majority_vote,
+    math_equivalence,
+    pass_at_k,
+    score,
+    vote_labels,
+)
 from r1_recipe.sampling import SamplingParams, TransformersSampler, make_sampler, prompt_ids
 
 FAST = {"verify_workers": 2, "verify_timeout": 3.0}
@@ -61,6 +70,30 @@ def test_score_on_crafted_groups():
     assert out["pass@1_stderr"] > 0
     one = score([["4"]], [[True]])  # k = 1: cons@1 = pass@1
     assert one["pass@1"] == one["cons@k"] == 1.0
+
+
+def test_cons_at_k_votes_by_math_equivalence_and_ties_go_to_the_first_group():
+    same = math_equivalence(workers=1, timeout=3.0)
+    half = ["\\frac{1}{2}", "2", "\\dfrac{1}{2}", "2", "0.5"]  # three spellings of one half beat two 2s
+    ok = [True, False, True, False, True]
+    assert vote_labels([half], same) == [[0, 1, 0, 1, 0]]
+    assert majority_vote(half, ok, vote_labels([half], same)[0]) == ("\\frac{1}{2}", True)
+    assert score([half], [ok], labels=vote_labels([half], same))["cons@k"] == 1.0
+    # 2-2 tie: the group whose first answer comes first wins, here the wrong one
+    tie = ["2", "\\frac{1}{2}", "0.5", "2", None, None]
+    assert majority_vote(tie, [False, True, True, False, False, False], vote_labels([tie], same)[0]) == ("2", False)
+    # problems are grouped in one batch but never vote across each other
+    assert vote_labels([["1", "1.0"], ["1.0", "2"]], same) == [[0, 0], [0, 1]]
+
+
+def test_evaluate_votes_equivalent_spellings_together(tmp_path):
+    box = "<think>\nhm\n</think>\n\\boxed{{{}}}".format
+    path = tmp_path / "half.jsonl"
+    write_jsonl([{"problem": "Half of one?", "answer": "\\frac{1}{2}"}], path)
+    sampler = ScriptedSampler({"Half": [box("\\frac{1}{2}"), box("2"), box("\\dfrac{1}{2}"), box("2"), box("0.5")]})
+    s = evaluate(EvalConfig(model_name_or_path="scripted", benchmark=f"math_500={path}", num_samples=5,
+                            greedy=False, **FAST), sampler=sampler)
+    assert s["pass@1"] == pytest.approx(3 / 5) and s["cons@k"] == 1.0  # string votes: '2' won, cons 0
 
 
 # --- benchmarks: GPQA, GSM8K, local copies ---------------------------------------------------
@@ -198,6 +231,57 @@ def test_gpqa_evaluation_scores_letters(tmp_path):
     s = evaluate(EvalConfig(model_name_or_path="scripted", benchmark=f"gpqa_diamond={path}", num_samples=2,
                             greedy=False), sampler=ScriptedSampler(script))
     assert s["pass@1"] == 0.5 and s["cons@k"] == 1.0 and "greedy_accuracy" not in s
+
+
+# --- answers read as the rewards read them ----------------------------------------------------
+
+def _one_problem(tmp_path):
+    path = tmp_path / "one.jsonl"
+    write_jsonl([{"problem": "What is 2+2?", "answer": "4"}], path)
+    return f"math_500={path}"
+
+
+def test_r1_zero_truncated_completion_scores_zero_in_evaluation_as_in_the_reward(tmp_path):
+    # The R1-Zero prompt opens <think>: a completion cut before </think> is all reasoning, and the
+    # box inside it is no answer. Evaluation used to read the raw text and credit it.
+    cut, done = "2+2 is \\boxed{4}, but let me check", "2+2 is 4.\n</think>\n<answer>4</answer>"
+    samples = tmp_path / "out"
+    s = evaluate(EvalConfig(model_name_or_path="scripted", benchmark=_one_problem(tmp_path), template="r1_zero",
+                            num_samples=2, greedy=False, output_dir=str(samples), **FAST),
+                 sampler=ScriptedSampler({"2+2": [cut, done]}))
+    assert s["pass@1"] == 0.5
+    rows = [json.loads(line) for line in (samples / "eval_math_500_samples.jsonl").read_text().splitlines()]
+    assert [(r["answer"], r["correct"]) for r in rows] == [(None, False), ("4", True)]
+    from r1_recipe.rewards import get_reward_funcs
+
+    (accuracy,) = get_reward_funcs(["accuracy"], accuracy={"workers": 2, "timeout": 3.0})
+    prompt = rows[0]["prompt"]
+    assert accuracy(prompts=[prompt, prompt], completions=[cut, done], solution=["4", "4"]) == [0.0, 1.0]
+
+
+R1_DISTILL_TEMPLATE = (  # DeepSeek-R1-Distill's generation prompt opens the reasoning block
+    "{% for message in messages %}{{ '<｜User｜>' + message['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}"
+)
+
+
+class TemplatedSampler(ScriptedSampler):
+    """The scripted completions behind a real tokenizer's chat template (as every real sampler has)."""
+
+    def __init__(self, script, tokenizer):
+        super().__init__(script)
+        self.tokenizer = tokenizer
+
+
+def test_a_chat_template_that_opens_think_is_restored_before_extraction(tmp_path):
+    from r1_recipe.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    tok.chat_template = R1_DISTILL_TEMPLATE
+    done, cut = "2+2 is 4.\n</think>\n\\boxed{4}", "so \\boxed{4} and then it was cut"
+    s = evaluate(EvalConfig(model_name_or_path="scripted", benchmark=_one_problem(tmp_path), num_samples=2,
+                            greedy=False, **FAST), sampler=TemplatedSampler({"2+2": [done, cut]}, tok))
+    assert s["pass@1"] == 0.5 and s["answered"] == 0.5
 
 
 # --- real backends on the tiny model ---------------------------------------------------------

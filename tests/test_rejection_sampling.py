@@ -100,6 +100,34 @@ def test_keep_rule_filters_dedup_and_general_mix_on_crafted_samples(tmp_path):
     assert all(r["pass_rate"] == 9 / 11 for r in rates)  # all but the wrong answer and the missing tags
 
 
+R1_DISTILL_TEMPLATE = (  # DeepSeek-R1-Distill's generation prompt opens the reasoning block
+    "{% for message in messages %}{{ '<｜User｜>' + message['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}"
+)
+
+
+class ContinuingSampler(CraftedSampler):
+    """A model behind a template that opens <think>: its completions start inside the reasoning."""
+
+    def __init__(self):
+        super().__init__()
+        from r1_recipe.tiny import build_tokenizer
+
+        self.tokenizer = build_tokenizer()
+        self.tokenizer.chat_template = R1_DISTILL_TEMPLATE
+
+    def generate(self, prompts, params, *, progress=False):
+        groups = super().generate(prompts, params, progress=progress)
+        return [[c.removeprefix("<think>") for c in group] for group in groups]
+
+
+def test_a_template_that_opens_think_does_not_fail_every_format_check(tmp_path):
+    # Without the template's opening every completion lacks <think>: format 0, nothing kept.
+    stats = run(_config(tmp_path, num_samples=3, general_mixture=None), sampler=ContinuingSampler())
+    assert stats["kept_reasoning"] == 2 * stats["prompts"]
+    assert "reward:format" not in stats["dropped"]
+
+
 def test_a_restart_redoes_only_unmarked_chunks_and_other_settings_are_refused(tmp_path):
     config = _config(tmp_path)
     first = run(config, sampler=CraftedSampler())
@@ -240,3 +268,55 @@ def test_recipes_parse_and_open_with_their_command(recipe):
     assert text.startswith("#") and "make rejection RECIPE=" + str(recipe.relative_to(Path(__file__).parents[1])) in text
     config = parse_config(RejectionSamplingConfig, underscored(["--config", str(recipe), "--pass-rate-range", "0.2", "0.8"]))
     assert config.pass_rate_range == [0.2, 0.8] and config.reward_thresholds["accuracy"] == 1.0
+
+
+def _mixed_texts(n: int, seed: int = 0) -> list[str]:
+    """Texts mixing scripts at random, inside words and between them: Latin (ASCII and
+    accented), Greek, Cyrillic, Han, kana, Hangul, superscripts, math italic letters,
+    operators, digits, emoji."""
+    import random
+
+    pool = list("abcxyzABC ") * 6 + list("éïçΘθπλжд中文的ひカ한²𝑥√≤×−’→0123456789+=_.,!\n😀")
+    rng = random.Random(seed)
+    return ["".join(rng.choices(pool, k=rng.randint(0, 60))) for _ in range(n)]
+
+
+CRAFTED_TEXTS = [
+    "so the angle θ = π/3, hence sin θ = √3/2", "add 的 ones", "先算个位 然后 十位 the sum is 4", "écrire ça",
+    "ответ 3 so the answer", "abc中def", "x² + 𝑥 = 2", "カタカナ and ひらがな", "한국어 text", "", "   ", "2 + 2 = 4",
+    "naïve café", "Δx → 0", "😀 fine", "_under_score_ words", "wait " * 40, LONG,
+]
+
+
+@pytest.mark.parametrize("language", ["en", "zh", "ru", "el", "ja", "ko"])
+def test_the_filters_fast_language_share_equals_the_rewards_definition(language):
+    from r1_recipe.rejection_filters import language_share as fast
+    from r1_recipe.rewards.language import language_share as reward
+
+    for text in CRAFTED_TEXTS + _mixed_texts(400, seed=len(language)):
+        assert fast(text, language) == reward(text, language), (text, language)
+
+
+def test_the_filters_repetition_and_shingles_equal_the_per_ngram_definitions():
+    import zlib
+
+    from r1_recipe.rejection_filters import jaccard, repetition_share, shingles
+    from r1_recipe.rewards.length import repetition_penalty
+
+    texts = CRAFTED_TEXTS + _mixed_texts(200) + ["Go on GO on go ON " * 5, "a b " * 3, "A a"]
+    for text in texts:
+        for n in (1, 3, 4):
+            assert repetition_share(text, n) == -repetition_penalty(text, n, -1.0) + 0.0, (text, n)
+
+    def crc_shingles(text):  # the per-n-gram definition (crc32 of each joined 3-gram)
+        words = text.split()
+        if len(words) < 3:
+            return frozenset({zlib.crc32(" ".join(words).encode())})
+        return frozenset(zlib.crc32(" ".join(words[i : i + 3]).encode()) for i in range(len(words) - 2))
+
+    def crc_jaccard(a, b):
+        return len(a & b) / len(a | b) if a or b else 1.0
+
+    pairs = list(zip(texts, texts[1:] + texts[:1])) + [(LONG, LONG.replace("w50", "v50")), (LONG, LONG)]
+    for a, b in pairs:
+        assert jaccard(shingles(a), shingles(b)) == pytest.approx(crc_jaccard(crc_shingles(a), crc_shingles(b)))

@@ -69,6 +69,12 @@ LANG = [
     ("先算个位", "zh", 1.0),
     ("先算 the ones", "zh", 0.5),
     ("сначала единицы", "ru", 1.0),
+    # math notation is neutral, not a foreign script
+    ("so the angle θ = π/3, hence sin θ = √3/2", "en", 1.0),
+    ("let 𝑥 ∈ ℝ, the wavelength ℓ in µm, Δx small, αβ = 1", "en", 1.0),
+    ("设 x = 3, 所以", "zh", 1.0),  # a lone Latin letter is a variable in Chinese text
+    ("καλημέρα friend", "en", 0.5),  # ... but a Greek word still counts
+    ("το x και η", "el", 1.0),  # and in Greek text a lone Greek letter is a word
 ]
 
 
@@ -119,3 +125,11 @@ def test_cheap_rewards_survive_hostile_completions():
     for fn in get_reward_funcs(names):
         got = fn(completions=HOSTILE)
         assert len(got) == len(HOSTILE) and all(isinstance(v, float) for v in got), fn.__name__
+
+
+def test_the_rejection_filter_keeps_a_trace_written_in_math_notation():
+    from r1_recipe.rejection_filters import Readability
+
+    trace = "<think>\nso the angle θ = π/3, hence sin θ = √3/2 and Δx → 0 on ℝ\n</think>\n\\boxed{\\frac{\\sqrt{3}}{2}}"
+    assert Readability().problem(trace) is None  # was 'mixed_language' (share 0.5 < 0.95)
+    assert Readability().problem("<think>so the angle 角 is 60 度 degrees</think> 4") == "mixed_language"

@@ -3,19 +3,64 @@
 DeepSeek-R1 judges helpfulness on the final answer only (so the reward model cannot be
 swayed by the reasoning) and harmlessness on the whole response: ``on="answer"`` or
 ``on="full"``. Rows whose ``reward_type`` is ``reasoning`` get None: rule rewards score them.
+
+The input is what TRL's ``RewardTrainer`` trained on: the chat template over (user prompt,
+assistant response), tokenized *without* adding special tokens again (the template already
+writes any BOS: Llama-3's ``<|begin_of_text|>`` would otherwise appear twice, an input the
+reward model never saw); a model without a chat template gets ``prompt\nresponse`` with the
+tokenizer's own special tokens, once. An input longer than ``max_length`` loses the *start of
+the prompt* first (the template's header, the end of the prompt and the whole response stay);
+only when the response alone does not fit does it lose its start too (its end, where the answer
+is, stays), with a warning.
+
+On GPUs every training process holds its own full copy of the reward model on its own GPU
+(``cuda:LOCAL_RANK``) and scores its own completions with a plain forward: no collective, so ranks
+may score different numbers of batches. Under ZeRO-3 the trainer's config has already switched
+transformers' ``from_pretrained`` into ``deepspeed.zero.Init`` by the time rewards are built, which
+would partition the reward model and leave each rank's forward with empty parameters; the load
+therefore runs with that switch off (:func:`outside_zero3_init`), as accelerate's own
+``zero3_init_context_manager(enable=False)`` does. A copy per GPU costs memory (a 7B reward model in
+bf16 is ~15 GB per GPU); TRL's alternative, preparing it with DeepSpeed, shards it but needs
+every rank to score in lock-step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, texts
+from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, row_texts
 from r1_recipe.rewards.extract import split_reasoning
 
 logger = logging.getLogger(__name__)
 
 ON = ("answer", "full")
+
+
+@contextlib.contextmanager
+def outside_zero3_init() -> Iterator[None]:
+    """``from_pretrained`` inside this block loads full weights even when a ZeRO-3 config is live
+    (transformers keys ``zero.Init`` off one module-level reference, restored on exit)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = ref
+
+
+def default_device() -> str:
+    """This process's GPU (``LOCAL_RANK`` under a launcher: not every rank on GPU 0), else the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
 
 
 class RewardModelScorer:
@@ -27,35 +72,72 @@ class RewardModelScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.torch = torch
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.tokenizer.truncation_side = "left"  # keep the end of a long response
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(model, dtype=dtype)
+        with outside_zero3_init():  # a full copy per process, whatever the trainer's ZeRO stage
+            self.model = AutoModelForSequenceClassification.from_pretrained(model, dtype=dtype)
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.to(self.device).eval()
         self.batch_size, self.max_length = batch_size, max_length
+        self._warned_long_response = False
+
+    @property
+    def chat(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
 
     def format(self, prompt: str, response: str) -> str:
-        """The reward model's input: its chat template when it has one."""
-        if getattr(self.tokenizer, "chat_template", None):
+        """The reward model's input text: its chat template when it has one."""
+        if self.chat:
             return self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
                 tokenize=False,
             )
         return f"{prompt}\n{response}"
 
-    def score(self, inputs: list[str]) -> list[float]:
-        """One scalar per input: the logit of a 1-label head, else P(last label)."""
+    def _ids(self, prompt: str, response: str) -> list[int]:
+        # templated text holds its special tokens already; plain text gets the tokenizer's, once
+        return self.tokenizer(self.format(prompt, response), add_special_tokens=not self.chat)["input_ids"]
+
+    def _drop_start(self, text: str, build, excess: int) -> list[int] | None:
+        """``build(text without its first tokens)``, dropping as few as fit ``max_length`` (None: none do)."""
+        pieces = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        cut = max(1, excess)
+        while cut <= len(pieces):
+            ids = build(self.tokenizer.decode(pieces[cut:]))
+            excess = len(ids) - self.max_length
+            if excess <= 0:
+                return ids
+            cut += excess  # re-tokenizing at the new boundary may differ by a token: check again
+        return None
+
+    def encode(self, prompt: str, response: str) -> list[int]:
+        """Token ids of one input, at most ``max_length``: the prompt's start goes first."""
+        ids = self._ids(prompt, response)
+        if len(ids) <= self.max_length:
+            return ids
+        ids = self._drop_start(prompt, lambda p: self._ids(p, response), len(ids) - self.max_length)
+        if ids is not None:
+            return ids
+        if not self._warned_long_response:
+            logger.warning("reward_model: a response alone is longer than max_length %d tokens; its start is cut "
+                           "(raise max_length to score whole responses)", self.max_length)
+            self._warned_long_response = True
+        ids = self._drop_start(response, lambda r: self._ids("", r), len(self._ids("", response)) - self.max_length)
+        if ids is None:
+            raise ValueError(f"reward_model: max_length {self.max_length} does not even hold the chat template's "
+                             f"header ({len(self._ids('', ''))} tokens); raise max_length")
+        return ids
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """One scalar per (prompt, response): the logit of a 1-label head, else P(last label)."""
         out: list[float] = []
-        for start in range(0, len(inputs), self.batch_size):
-            batch = self.tokenizer(
-                inputs[start : start + self.batch_size], return_tensors="pt", padding=True,
-                truncation=True, max_length=self.max_length,
-            ).to(self.device)
+        for start in range(0, len(pairs), self.batch_size):
+            ids = [self.encode(p, r) for p, r in pairs[start : start + self.batch_size]]
+            batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
             with self.torch.no_grad():
                 logits = self.model(**batch).logits.float()
             vals = logits[:, 0] if logits.shape[-1] == 1 else logits.softmax(-1)[:, -1]
@@ -81,11 +163,11 @@ def reward_model(
         ok = applies(n, kwargs.get("reward_type"), model_based=True)
         prompts = kwargs.get("prompts") or [""] * n
         idx = [i for i in range(n) if ok[i]]
-        full = texts(completions, kwargs.get("prompts"))
+        full = row_texts(completions, kwargs)
         inputs = []
         for i in idx:
             response = split_reasoning(full[i])[1] if on == "answer" else full[i]
-            inputs.append(scorer.format(prompt_text(prompts[i]), response))
+            inputs.append((prompt_text(prompts[i]), response))
         scores = scorer.score(inputs) if inputs else []
         if normalize and len(scores) > 1:
             mean = sum(scores) / len(scores)
