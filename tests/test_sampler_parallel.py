@@ -36,7 +36,7 @@ def fake_vllm(monkeypatch, tiny_model_dir):
     """``vllm.LLM`` / ``vllm.SamplingParams`` as TRL 1.16's vLLM versions define the parts used:
     ``LLM(...)`` records its arguments; ``generate`` answers each request with ``n`` outputs whose
     ``finish_reason`` is ``length`` when the request's ``max_tokens`` is under 5."""
-    calls = SimpleNamespace(llm_kwargs=None, params=[])
+    calls = SimpleNamespace(llm_kwargs=None, params=[], events=[])
 
     class FakeSamplingParams:
         def __init__(self, **kwargs):
@@ -45,12 +45,15 @@ def fake_vllm(monkeypatch, tiny_model_dir):
     class FakeLLM:
         def __init__(self, **kwargs):
             calls.llm_kwargs = kwargs
-            self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=kwargs.get("max_model_len") or 64))
+            calls.events.append("vllm start")
+            self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=kwargs.get("max_model_len") or 64),
+                                              shutdown=lambda: calls.events.append("vllm shutdown"))
 
         def get_tokenizer(self):
             return AutoTokenizer.from_pretrained(tiny_model_dir)
 
         def generate(self, inputs, params, use_tqdm=False):
+            calls.events.append("vllm generate")
             calls.params.extend(params)
             reason = lambda p: "length" if p.max_tokens < 5 else "stop"  # noqa: E731
             return [SimpleNamespace(outputs=[SimpleNamespace(text=f"s{p.seed + j}", finish_reason=reason(p))
@@ -262,3 +265,41 @@ def test_sampler_processes_get_their_own_gpus(monkeypatch):
             worker_gpus(8, 2)
     with mock.patch("torch.cuda.is_available", return_value=False):
         assert worker_gpus(2, 1) is None
+
+
+# --- reward_model score: vLLM and the reward models on one GPU (item 5) ------------------------
+
+
+def test_score_samples_first_with_room_left_then_loads_the_reward_models(fake_vllm, tiny_model_dir, tmp_path):
+    from unittest import mock
+
+    from transformers import AutoModelForSequenceClassification
+
+    from r1_recipe.data import preferences as prefs
+    from r1_recipe.reward_model import GeneralScoreConfig, score_general, vllm_memory_share, weights_bytes
+    from r1_recipe.rewards import model as rm_module
+
+    rm = tmp_path / "rm"
+    AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).save_pretrained(rm)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(rm)
+    write_jsonl(prefs.rl_prompts("test"), tmp_path / "general.jsonl")
+    config = GeneralScoreConfig(
+        model_name_or_path=str(tiny_model_dir), prompts=str(tmp_path / "general.jsonl"), num_problems=2,
+        reward_funcs=["reward_model:helpful"], num_samples=2, max_new_tokens=8, backend="vllm",
+        reward_kwargs={"reward_model:helpful": {"model": str(rm), "device": "cpu"}}, output_dir=str(tmp_path / "out"))
+    load = rm_module.RewardModelScorer.__init__
+
+    def recorded(self, *args, **kwargs):
+        fake_vllm.events.append("reward model load")
+        load(self, *args, **kwargs)
+
+    gpu = 2 * weights_bytes(str(rm)) + 3 * 1024**3  # a GPU that the reward model's weights fill in good part
+    with mock.patch("torch.cuda.is_available", return_value=True), \
+            mock.patch("torch.cuda.get_device_properties", return_value=SimpleNamespace(total_memory=gpu)), \
+            mock.patch.object(rm_module.RewardModelScorer, "__init__", recorded):
+        summary = score_general(config)
+    assert fake_vllm.events == ["vllm start", "vllm generate", "vllm shutdown", "reward model load"]
+    share = fake_vllm.llm_kwargs["gpu_memory_utilization"]
+    assert share == vllm_memory_share(weights_bytes(str(rm)), gpu) < 0.9
+    assert share * gpu + 1.2 * weights_bytes(str(rm)) <= gpu  # both fit
+    assert summary["num_samples"] == 2 and "reward_model:helpful" in summary

@@ -254,6 +254,25 @@ class VLLMSampler:
         return out
 
 
+def release(sampler) -> None:
+    """Give a sampler's GPU memory back (vLLM's engine and KV cache, or the transformers model)
+    before other models load in this process, e.g. the reward models of ``reward_model score``."""
+    import gc
+
+    llm = getattr(sampler, "llm", None)
+    if llm is not None:
+        engine = getattr(llm, "llm_engine", None)
+        shutdown = getattr(engine, "shutdown", None) or getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if callable(shutdown):  # vLLM's engine core runs in its own process: stop it, or its memory stays held
+            shutdown()
+        sampler.llm = None
+    if getattr(sampler, "model", None) is not None:
+        sampler.model = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def truncated_share(sampler) -> float | None:
     """The share of the last call's samples cut by the budget or context (None: the sampler does not say)."""
     flags = [f for group in getattr(sampler, "last_truncated", None) or [] for f in group]
