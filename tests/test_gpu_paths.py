@@ -152,3 +152,39 @@ def test_reward_model_goes_on_this_processs_gpu():
         assert default_device() == "cuda:3"
     with mock.patch("torch.cuda.is_available", return_value=False):
         assert default_device() == "cpu"
+
+
+# --- benchmarks/gpu_check.py: the checks the GPU script relies on -------------------------------
+
+
+def _gpu_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_verify_refuses_an_untrained_output_and_the_table_reads_results(tmp_path, tiny_model_dir, capsys):
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    check = _gpu_check()
+    run = tmp_path / "sft-zero3"
+    shutil.copytree(tiny_model_dir, run)
+    results = {"model_name_or_path": str(tiny_model_dir), "global_step": 4, "wall_seconds": 8.0,
+               "peak_gpu_memory_gib": 3.5}
+    (run / "results.json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="equal the base's"):
+        check.verify(run)  # what a save that wrote nothing new (or the base) looks like
+    model = AutoModelForCausalLM.from_pretrained(run)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    model.save_pretrained(run)
+    check.verify(run)
+    (run / "STATUS").write_text("ok\n")
+    check.table(tmp_path)
+    assert "| sft | zero3 | ok | 4 | 0.50 | 3.5 |  |" in capsys.readouterr().out
