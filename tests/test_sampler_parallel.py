@@ -303,3 +303,18 @@ def test_score_samples_first_with_room_left_then_loads_the_reward_models(fake_vl
     assert share == vllm_memory_share(weights_bytes(str(rm)), gpu) < 0.9
     assert share * gpu + 1.2 * weights_bytes(str(rm)) <= gpu  # both fit
     assert summary["num_samples"] == 2 and "reward_model:helpful" in summary
+
+
+def test_evaluation_reports_the_truncated_share_per_benchmark():
+    from r1_recipe.evaluate import EvalConfig, evaluate, format_summary
+
+    class HalfCut:
+        """Samples j = 0, 2, ... hit the budget; greedy samples never do."""
+
+        def generate(self, prompts, params, *, progress=False):
+            self.last_truncated = [[params.n > 1 and j % 2 == 0 for j in range(params.n)] for _ in prompts]
+            return [["\\\\boxed{1}"] * params.n for _ in prompts]
+
+    s = evaluate(EvalConfig(model_name_or_path="scripted", num_problems=3, num_samples=4), sampler=HalfCut())
+    assert s["truncated_share"] == 0.5 and s["greedy_truncated_share"] == 0.0
+    assert "truncated 50.0%" in format_summary(s)
