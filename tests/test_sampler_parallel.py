@@ -15,7 +15,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
@@ -129,10 +128,10 @@ def test_transformers_sampler_flags_completions_that_hit_the_budget(tiny_model_d
     unused = next(i for i in range(len(tokenizer)) if i not in greedy and i != tokenizer.pad_token_id)
     sampler = TransformersSampler(model, tokenizer, device="cpu")
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=3)
-    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(unused)  # never produced: all 3 tokens, cut
+    sampler.stop_ids = [unused]  # never produced: all 3 tokens, cut
     sampler.generate(["2 + 2 ="], params)
     assert sampler.last_truncated == [[True]]
-    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(greedy[1])  # produced second: ended on its own
+    sampler.stop_ids = [unused, greedy[1]]  # produced second: ended on its own
     sampler.generate(["2 + 2 ="], params)
     assert sampler.last_truncated == [[False]]
     with caplog.at_level(logging.WARNING, logger="r1_recipe.sampling"):

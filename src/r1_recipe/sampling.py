@@ -9,7 +9,10 @@
 Both render a prompt to token ids with the same function (:func:`prompt_ids`: the tokenizer's
 chat template for messages, the text as-is for strings, no extra BOS) and decode completions with
 ``skip_special_tokens=True``, as TRL's GRPOTrainer does: the same prompts go in and the text
-scored here is the text scored during RL. ``make_sampler`` picks a backend by name.
+scored here is the text scored during RL. Both stop on the same ids (:func:`stop_token_ids`:
+the tokenizer's EOS, the generation config's, and the chat template's end of turn), so a model
+whose saved EOS is still its base ``<|endoftext|>`` stops at ``<|im_end|>`` too.
+``make_sampler`` picks a backend by name.
 
 Seeds: prompt ``i`` of a call owns the seeds ``seed + i·n … seed + i·n + n − 1``
 (:func:`prompt_seed`); vLLM gives the ``j``-th of a request's ``n`` samples ``seed + j``, so with
@@ -19,7 +22,7 @@ Seeds: prompt ``i`` of a call owns the seeds ``seed + i·n … seed + i·n + n �
 
 Truncation: after each ``generate`` a sampler holds ``last_truncated`` (one flag per sample: it
 hit the token budget or the model's context, vLLM's ``finish_reason == "length"``; for transformers,
-no EOS among the new tokens), and warns once when prompt + budget exceeds the model's positions.
+no stop id among the new tokens), and warns once when prompt + budget exceeds the model's positions.
 
 Parallelism: ``tensor_parallel_size`` must divide the model's attention heads (and its key/value
 heads, or be a multiple of them), as vLLM requires; an invalid size is refused with the valid
@@ -37,6 +40,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from r1_recipe.data.end_of_turn import stop_token_ids
 from r1_recipe.data.templates import hidden_tags_problem
 
 logger = logging.getLogger(__name__)
@@ -144,6 +148,7 @@ class TransformersSampler:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
         self.positions = model_positions(self.model.config)
         self.last_truncated: list[list[bool]] = []
         self._warned_context = False
@@ -175,13 +180,13 @@ class TransformersSampler:
                     max_new_tokens=params.max_new_tokens,
                     num_return_sequences=n,
                     pad_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id,
+                    eos_token_id=self.stop_ids,
                     **kwargs,
                 )
                 new = ids[:, enc["input_ids"].shape[1] :]
                 decoded = tok.batch_decode(new, skip_special_tokens=True)
                 out.extend(decoded[i : i + n] for i in range(0, len(decoded), n))
-                ended = (new == tok.eos_token_id).any(dim=1).tolist()  # no EOS: cut by the budget
+                ended = torch.isin(new, torch.tensor(self.stop_ids, device=new.device)).any(dim=1).tolist()  # no stop id: cut
                 truncated.extend([not e for e in ended[i : i + n]] for i in range(0, len(ended), n))
                 bar.update(len(texts))
             bar.close()
@@ -230,6 +235,7 @@ class VLLMSampler:
             self.positions = max_model_len
         self.last_truncated: list[list[bool]] = []
         self._warned_context = False
+        self.stop_ids = stop_token_ids(self.tokenizer)  # vLLM adds the folder's generation_config.json EOS ids
 
     def generate(self, prompts: list[list[dict] | str], params: SamplingParams, *, progress: bool = False) -> list[list[str]]:
         from vllm import SamplingParams as VLLMParams
@@ -237,7 +243,8 @@ class VLLMSampler:
         n = 1 if params.greedy else params.n
         per_prompt = [
             VLLMParams(n=n, temperature=params.temperature, top_p=1.0 if params.greedy else params.top_p,
-                       max_tokens=params.max_new_tokens, seed=prompt_seed(params.seed, i, n), skip_special_tokens=True)
+                       max_tokens=params.max_new_tokens, seed=prompt_seed(params.seed, i, n), skip_special_tokens=True,
+                       stop_token_ids=self.stop_ids)
             for i in range(len(prompts))
         ]
         inputs = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts]

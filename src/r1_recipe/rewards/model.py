@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, texts
+from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, row_texts
 from r1_recipe.rewards.extract import split_reasoning
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def reward_model(
         ok = applies(n, kwargs.get("reward_type"), model_based=True)
         prompts = kwargs.get("prompts") or [""] * n
         idx = [i for i in range(n) if ok[i]]
-        full = texts(completions, kwargs.get("prompts"))
+        full = row_texts(completions, kwargs)
         inputs = []
         for i in idx:
             response = split_reasoning(full[i])[1] if on == "answer" else full[i]
