@@ -13,7 +13,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from r1_recipe.configs import ConfigError, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import write_jsonl
-from r1_recipe.distill import DistillStageConfig, LogitDistillationTrainer, check_vocabularies, kd_loss, main
+from r1_recipe.distill import (
+    DistillStageConfig,
+    LogitDistillationTrainer,
+    check_plain_head,
+    check_vocabularies,
+    kd_loss,
+    main,
+)
 from r1_recipe.sft import build_dataset
 from r1_recipe.stage import load_model, load_tokenizer
 from r1_recipe.tiny import build_tiny_model
@@ -212,3 +219,32 @@ def test_logit_loss_and_gradient_do_not_depend_on_gradient_accumulation(tmp_path
     assert one_loss == pytest.approx(ref_loss, rel=1e-4)
     torch.testing.assert_close(acc_grad, one_grad, rtol=1e-3, atol=1e-6)
     torch.testing.assert_close(one_grad, ref_grad, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_logit_loss_on_two_gloo_ranks_equals_the_one_process_numbers(tmp_path, tiny_model_dir):
+    """The step's token count spans both ranks: 2 ranks x 2 micro-batches of 1 = one process's batch of 4."""
+    from _one_step_ranks import launch_two_ranks
+
+    student = build_tiny_model(tmp_path / "student", seed=0, hidden_size=64, num_layers=2, intermediate_size=128)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl([*arithmetic.generate(2, seed=0), *arithmetic.generate(2, seed=1, style_weights={"sloppy": 1.0})],
+                data / "cold_start.jsonl")
+    one_loss, one_grad, _ = _logit_step(tmp_path, student, tiny_model_dir, data, "one",
+                                        per_device_train_batch_size=4, gradient_accumulation_steps=1)
+    recipe = _recipe(tmp_path, student, tiny_model_dir, data, distill_mode="logit", kd_beta=0.3, kd_temperature=2.0,
+                     max_steps=1, max_grad_norm=0.0, output_dir=str(tmp_path / "ranks"),
+                     per_device_train_batch_size=1, gradient_accumulation_steps=2)
+    ranks = launch_two_ranks("distill", recipe, tmp_path / "ranks.pt")
+    assert ranks["loss"] == pytest.approx(one_loss, rel=1e-4)
+    torch.testing.assert_close(ranks["grad"], one_grad, rtol=1e-3, atol=1e-6)
+
+
+def test_a_model_that_caps_or_scales_its_logits_is_refused(tiny_model_dir):
+    """The chunked loss computes logits as lm_head(hidden): a softcapped head would be distilled wrong."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    check_plain_head(model, role="teacher", name="tiny")
+    model.config.final_logit_softcapping = 30.0
+    with pytest.raises(ConfigError, match="final_logit_softcapping=30.0.*distill_mode: sequence"):
+        check_plain_head(model, role="teacher", name="tiny")

@@ -89,7 +89,8 @@ def test_sft_on_chat_rows_saves_the_end_of_turn_as_eos(tmp_path, base_dir, demo_
 
 
 def test_plain_text_sft_keeps_the_base_eos_and_eos_token_overrides(tmp_path, tiny_base, demo_data_dir):
-    out = _sft(tmp_path / "zero", tiny_base, demo_data_dir, template="r1_zero", max_length=256)  # R1-Zero: no chat format
+    # R1-Zero: plain text, no chat format
+    out = _sft(tmp_path / "zero", tiny_base, demo_data_dir, template="r1_zero", max_length=256)
     assert AutoTokenizer.from_pretrained(out).eos_token == BASE_EOS
     out = _sft(tmp_path / "override", tiny_base, demo_data_dir, eos_token=BASE_EOS)
     tok = AutoTokenizer.from_pretrained(out)

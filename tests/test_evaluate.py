@@ -13,7 +13,16 @@ import pytest
 from r1_recipe import cli, eval_suites
 from r1_recipe.configs import ConfigError
 from r1_recipe.data.loading import DataError, write_jsonl
-from r1_recipe.evaluate import EvalConfig, evaluate, format_table, majority_vote, pass_at_k, score
+from r1_recipe.evaluate import (
+    EvalConfig,
+    evaluate,
+    format_table,
+    majority_vote,
+    math_equivalence,
+    pass_at_k,
+    score,
+    vote_labels,
+)
 from r1_recipe.sampling import SamplingParams, TransformersSampler, make_sampler, prompt_ids
 
 FAST = {"verify_workers": 2, "verify_timeout": 3.0}
@@ -61,6 +70,30 @@ def test_score_on_crafted_groups():
     assert out["pass@1_stderr"] > 0
     one = score([["4"]], [[True]])  # k = 1: cons@1 = pass@1
     assert one["pass@1"] == one["cons@k"] == 1.0
+
+
+def test_cons_at_k_votes_by_math_equivalence_and_ties_go_to_the_first_group():
+    same = math_equivalence(workers=1, timeout=3.0)
+    half = ["\\frac{1}{2}", "2", "\\dfrac{1}{2}", "2", "0.5"]  # three spellings of one half beat two 2s
+    ok = [True, False, True, False, True]
+    assert vote_labels([half], same) == [[0, 1, 0, 1, 0]]
+    assert majority_vote(half, ok, vote_labels([half], same)[0]) == ("\\frac{1}{2}", True)
+    assert score([half], [ok], labels=vote_labels([half], same))["cons@k"] == 1.0
+    # 2-2 tie: the group whose first answer comes first wins, here the wrong one
+    tie = ["2", "\\frac{1}{2}", "0.5", "2", None, None]
+    assert majority_vote(tie, [False, True, True, False, False, False], vote_labels([tie], same)[0]) == ("2", False)
+    # problems are grouped in one batch but never vote across each other
+    assert vote_labels([["1", "1.0"], ["1.0", "2"]], same) == [[0, 0], [0, 1]]
+
+
+def test_evaluate_votes_equivalent_spellings_together(tmp_path):
+    box = "<think>\nhm\n</think>\n\\boxed{{{}}}".format
+    path = tmp_path / "half.jsonl"
+    write_jsonl([{"problem": "Half of one?", "answer": "\\frac{1}{2}"}], path)
+    sampler = ScriptedSampler({"Half": [box("\\frac{1}{2}"), box("2"), box("\\dfrac{1}{2}"), box("2"), box("0.5")]})
+    s = evaluate(EvalConfig(model_name_or_path="scripted", benchmark=f"math_500={path}", num_samples=5,
+                            greedy=False, **FAST), sampler=sampler)
+    assert s["pass@1"] == pytest.approx(3 / 5) and s["cons@k"] == 1.0  # string votes: '2' won, cons 0
 
 
 # --- benchmarks: GPQA, GSM8K, local copies ---------------------------------------------------

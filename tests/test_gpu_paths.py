@@ -137,11 +137,11 @@ def test_reward_model_loads_full_weights_while_a_zero3_config_is_live(tiny_rm, z
     assert is_deepspeed_zero3_enabled(), "the policy's ZeRO-3 switch was not restored"
     for (name, p), q in zip(scorer.model.named_parameters(), saved.parameters()):
         assert p.numel() == q.numel() > 0 and torch.equal(p, q), name
-    texts = ["What is 2+2?\n4", "Name a colour.\nblue"]
-    batch = scorer.tokenizer(texts, return_tensors="pt", padding=True)
+    pairs = [("What is 2+2?", "4"), ("Name a colour.", "blue")]
+    batch = scorer.tokenizer.pad({"input_ids": [scorer.encode(p, r) for p, r in pairs]}, return_tensors="pt")
     with torch.no_grad():
-        expected = saved(**batch).logits[:, 0].tolist()
-    assert scorer.score(texts) == pytest.approx(expected, abs=1e-5)
+        expected = saved(**batch).logits.float()[:, 0].tolist()
+    assert scorer.score(pairs) == pytest.approx(expected, abs=1e-5)
 
 
 def test_reward_model_goes_on_this_processs_gpu():

@@ -206,6 +206,30 @@ def test_aha_log_drops_rows_after_the_resumed_step(tmp_path):
     assert [r["step"] for r in read_aha_log(path)] == [1, 2]
 
 
+R1_DISTILL_TEMPLATE = (  # DeepSeek-R1-Distill's generation prompt opens the reasoning block
+    "{% for message in messages %}{{ '<｜User｜>' + message['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}"
+)
+
+
+def test_a_template_that_opens_think_is_told_to_the_rewards(tmp_path, tiny_model_dir, prompts_file):
+    from r1_recipe.grpo import build_trainer
+    from r1_recipe.rewards.base import PREFILL_COLUMN
+
+    args = _recipe(tmp_path, tiny_model_dir, prompts_file, reward_funcs=["format"], reward_weights=[1.0],
+                   chat_template=R1_DISTILL_TEMPLATE)
+    trainer = build_trainer(parse_config(GRPOStageConfig, args))
+    rows = trainer.train_dataset
+    assert rows[PREFILL_COLUMN] == [True] * len(rows)
+    (fmt,) = trainer.reward_funcs
+    row = rows[0]
+    completion = [{"role": "assistant", "content": "add them\n</think>\n\\boxed{4}"}]
+    assert fmt(prompts=[row["prompt"]], completions=[completion], **{PREFILL_COLUMN: [row[PREFILL_COLUMN]]}) == [1.0]
+    plain = build_trainer(parse_config(GRPOStageConfig, _recipe(tmp_path, tiny_model_dir, prompts_file,
+                                                                reward_funcs=["format"], reward_weights=[1.0])))
+    assert PREFILL_COLUMN not in plain.train_dataset.column_names  # the tiny ChatML template opens nothing
+
+
 def test_a_tokenizer_that_hides_the_tags_is_refused_before_training(tmp_path, tiny_model_dir, prompts_file):
     """Tags registered as special tokens vanish in decoding (skip_special_tokens=True): every
     reward would read 0. The stage says so instead of training on a blind reward."""

@@ -100,6 +100,34 @@ def test_keep_rule_filters_dedup_and_general_mix_on_crafted_samples(tmp_path):
     assert all(r["pass_rate"] == 9 / 11 for r in rates)  # all but the wrong answer and the missing tags
 
 
+R1_DISTILL_TEMPLATE = (  # DeepSeek-R1-Distill's generation prompt opens the reasoning block
+    "{% for message in messages %}{{ '<｜User｜>' + message['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}"
+)
+
+
+class ContinuingSampler(CraftedSampler):
+    """A model behind a template that opens <think>: its completions start inside the reasoning."""
+
+    def __init__(self):
+        super().__init__()
+        from r1_recipe.tiny import build_tokenizer
+
+        self.tokenizer = build_tokenizer()
+        self.tokenizer.chat_template = R1_DISTILL_TEMPLATE
+
+    def generate(self, prompts, params, *, progress=False):
+        groups = super().generate(prompts, params, progress=progress)
+        return [[c.removeprefix("<think>") for c in group] for group in groups]
+
+
+def test_a_template_that_opens_think_does_not_fail_every_format_check(tmp_path):
+    # Without the template's opening every completion lacks <think>: format 0, nothing kept.
+    stats = run(_config(tmp_path, num_samples=3, general_mixture=None), sampler=ContinuingSampler())
+    assert stats["kept_reasoning"] == 2 * stats["prompts"]
+    assert "reward:format" not in stats["dropped"]
+
+
 def test_a_restart_redoes_only_unmarked_chunks_and_other_settings_are_refused(tmp_path):
     config = _config(tmp_path)
     first = run(config, sampler=CraftedSampler())

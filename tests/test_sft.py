@@ -135,6 +135,25 @@ def test_weighted_loss_is_alpha_mix_of_per_kind_token_means_over_the_step(tmp_pa
     torch.testing.assert_close(grad, ref_grad, rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_weighted_loss_on_two_gloo_ranks_equals_the_one_process_numbers(tmp_path, tiny_model_dir):
+    """Each part's token count spans both ranks: 2 ranks x 2 micro-batches of 1 = one process's step of 4."""
+    from _one_step_ranks import launch_two_ranks
+
+    reasoning, general = _mixed_rows()
+    kind_of = {r["problem"]: "reasoning" for r in reasoning} | {r["problem"]: "general" for r in general}
+    trainer, one_loss, one_grad = _one_step(tmp_path, tiny_model_dir, reasoning + general, "mix", reasoning_alpha=0.75,
+                                            gradient_accumulation_steps=4, per_device_train_batch_size=1)
+    loss, _, _ = _reference(tiny_model_dir, trainer, kind_of, 0.75)
+    recipe = yaml.safe_load((tmp_path / "mix.yaml").read_text())
+    recipe.update(gradient_accumulation_steps=2, output_dir=str(tmp_path / "ranks"))
+    (tmp_path / "ranks.yaml").write_text(yaml.safe_dump(recipe))
+    ranks = launch_two_ranks("sft", tmp_path / "ranks.yaml", tmp_path / "ranks.pt")
+    assert one_loss == pytest.approx(loss, rel=1e-4)
+    assert ranks["loss"] == pytest.approx(one_loss, rel=1e-4)
+    torch.testing.assert_close(ranks["grad"], one_grad, rtol=1e-3, atol=1e-6)
+
+
 @pytest.mark.parametrize("alpha, kept", [(1.0, "reasoning"), (0.0, "general")])
 @pytest.mark.parametrize("accumulation, batch", [(2, 2), (1, 4)])
 def test_alpha_one_or_zero_equals_plain_sft_on_that_kind_alone(tmp_path, tiny_model_dir, alpha, kept,

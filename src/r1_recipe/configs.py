@@ -151,7 +151,8 @@ def model_context_length(model: str, revision: str = "main") -> int | None:
     """
     try:
         config = AutoConfig.from_pretrained(model, revision=revision)
-    except (OSError, ValueError):
+    except Exception as e:  # noqa: BLE001 - unreadable here: loading the model itself reports why, in its words
+        logger.debug("no config to read the context length of %s from: %s", model, e)
         return None
     config = config.get_text_config()
     positions = next((getattr(config, k) for k in _POSITION_KEYS if isinstance(getattr(config, k, None), int)), None)

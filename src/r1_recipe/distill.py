@@ -143,9 +143,9 @@ class _ChunkedKD(torch.autograd.Function):
             log_pt = (zt if temperature == 1.0 else zt.div_(temperature)).log_softmax(-1)
             del zt
             p_t = log_pt.exp()
-            # Σ p_t (log p_t − log p_s) as two dot products: no third [chunk, vocab] buffer
-            kl_sum += torch.dot(p_t.flatten(), log_pt.flatten()) - torch.dot(
-                p_t.flatten(), (log_ps if log_ps_t is None else log_ps_t).flatten())
+            # Σ p_t (log p_t − log p_s), per element and in place (no third [chunk, vocab] buffer);
+            # torch.sum's blocked reduction, not a BLAS dot, which loses digits over 10^7 terms
+            kl_sum += log_pt.sub_(log_ps if log_ps_t is None else log_ps_t).mul_(p_t).sum()
             del log_pt
             if not any(want_grad):
                 continue
@@ -342,7 +342,7 @@ def train(config: DistillStageConfig) -> dict:
     tokenizer = load_tokenizer(config)
     dataset = build_dataset(config)
     student = load_model(config)
-    use_end_of_turn_as_eos(tokenizer, student, dataset, eos_token=config.eos_token)  # the student stops at the end of its answer
+    use_end_of_turn_as_eos(tokenizer, student, dataset, eos_token=config.eos_token)  # stops after its answer
     extra = {"distill_mode": config.distill_mode, "teacher": config.teacher_model_name_or_path,
              "student_parameters": parameter_count(student), "train_rows": len(dataset)}
     common = dict(model=student, args=config, train_dataset=dataset, processing_class=tokenizer)

@@ -22,9 +22,16 @@ where the rendered prompt already opened ``<think>`` (R1-Zero's plain prompt, De
 chat template) the tag is restored first, so a completion cut off before ``</think>`` has no
 answer and scores 0 in evaluation as in training, whatever ``\\boxed{}`` its reasoning holds.
 
-Where this departs from the paper: cons@k ties go to the answer seen first among the samples
-(the paper does not say); answers vote together when they match after removing spacing and
-``\\left``/``\\right``, not by mathematical equivalence.
+cons@k votes by mathematical equivalence on math benchmarks: answers that match after removing
+spacing and ``\\left``/``\\right`` vote together at once (the fast path); the remaining distinct
+answers are compared by math-verify (through the rewards' pool and its exact fast path), so
+``\\frac{1}{2}``, ``\\dfrac{1}{2}`` and ``0.5`` are one vote. Each distinct answer, in the order the
+samples first give it, joins the first earlier group whose first answer it equals, else starts
+a group; a group's verdict is its first answer's. Letter and exact-match benchmarks vote by the
+string.
+
+Where this departs from the paper: the paper does not say how cons@k ties break; here a tie goes
+to the group whose first answer appears first among the samples.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,6 +54,7 @@ from r1_recipe.data import arithmetic
 from r1_recipe.data.templates import prompt_for
 from r1_recipe.rewards.base import final_answer
 from r1_recipe.rewards.extract import opens_think
+from r1_recipe.rewards.verify import get_verifier
 from r1_recipe.sampling import SamplerArgs, SamplingParams, render, sampler_from_config, truncated_share
 
 logger = logging.getLogger(__name__)
@@ -129,10 +137,58 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def majority_vote(answers: Sequence[str | None], verdicts: Sequence[bool]) -> tuple[str | None, bool]:
-    """The most frequent extracted answer and whether it is correct (cons@k for one problem).
+def vote_labels(answers: Sequence[Sequence[str | None]],
+                equivalent: Callable[[list[tuple[str, str]]], list[bool]] | None = None) -> list[list[int | None]]:
+    """Per problem, each sample's vote: the index of the first sample of its group (None: no
+    answer, no vote).
 
-    Samples without an answer do not vote; a tie goes to the tied answer seen first.
+    Answers with the same :func:`eval_suites.vote_key` share a group without a check. With
+    ``equivalent`` (``[(answer, earlier answer)] -> [same?]``, one batched call per round for all
+    problems) each further distinct answer joins the first earlier group it equals.
+
+    >>> vote_labels([["4", " 4", None, "5"]])
+    [[0, 0, None, 3]]
+    >>> vote_labels([["0.5", "2", "1/2"]], lambda pairs: [{a, b} == {"0.5", "1/2"} for a, b in pairs])
+    [[0, 1, 0]]
+    """
+    firsts: list[dict[str, int]] = []  # per problem: vote key -> its first sample, in order
+    for group in answers:
+        seen: dict[str, int] = {}
+        for j, a in enumerate(group):
+            if a is not None:
+                seen.setdefault(eval_suites.vote_key(a), j)
+        firsts.append(seen)
+    label_of: list[dict[int, int]] = [{j: j for j in seen.values()} for seen in firsts]  # first sample -> group
+    if equivalent is not None:
+        heads: list[list[int]] = [[] for _ in answers]  # per problem: each group's first sample
+        order = [list(seen.values()) for seen in firsts]
+        for r in range(max(map(len, order), default=0)):
+            asks = [(p, order[p][r], h) for p in range(len(answers)) if r < len(order[p]) for h in heads[p]]
+            same = equivalent([(answers[p][j], answers[p][h]) for p, j, h in asks]) if asks else []
+            joined: dict[int, int] = {}
+            for (p, j, h), ok in zip(asks, same):
+                if ok and p not in joined:
+                    joined[p] = h
+            for p in range(len(answers)):
+                if r < len(order[p]):
+                    j = order[p][r]
+                    if p in joined:
+                        label_of[p][j] = joined[p]
+                    else:
+                        heads[p].append(j)
+    out: list[list[int | None]] = []
+    for group, seen, labels in zip(answers, firsts, label_of):
+        out.append([None if a is None else labels[seen[eval_suites.vote_key(a)]] for a in group])
+    return out
+
+
+def majority_vote(answers: Sequence[str | None], verdicts: Sequence[bool],
+                  labels: Sequence[int | None] | None = None) -> tuple[str | None, bool]:
+    """The winning answer and whether it is correct (cons@k for one problem).
+
+    ``labels`` are the samples' groups (:func:`vote_labels`; default: by vote key). Samples
+    without an answer do not vote; a tie goes to the group whose first answer comes first; a
+    group's answer and verdict are its first sample's.
 
     >>> majority_vote(["4", "5", "5", None, None], [True, False, False, False, False])
     ('5', False)
@@ -141,30 +197,37 @@ def majority_vote(answers: Sequence[str | None], verdicts: Sequence[bool]) -> tu
     >>> majority_vote([None, None], [False, False])
     (None, False)
     """
-    counts: Counter[str] = Counter()
-    verdict_of: dict[str, bool] = {}
-    for answer, ok in zip(answers, verdicts):
-        if answer is None:
-            continue
-        key = eval_suites.vote_key(answer)
-        counts[key] += 1
-        verdict_of.setdefault(key, ok)
+    if labels is None:
+        (labels,) = vote_labels([answers])
+    counts = Counter(label for label in labels if label is not None)
     if not counts:
         return None, False
-    winner = max(counts, key=counts.__getitem__)  # first maximum in insertion order
-    return winner, verdict_of[winner]
+    winner = min(counts, key=lambda label: (-counts[label], label))  # most votes, then first seen
+    return answers[winner], verdicts[winner]
 
 
-def score(answers: list[list[str | None]], verdicts: list[list[bool]], ks: Sequence[int] = ()) -> dict:
-    """pass@1 (± stderr), cons@k (± stderr) and the requested unbiased pass@k, over problems."""
+def score(answers: list[list[str | None]], verdicts: list[list[bool]], ks: Sequence[int] = (),
+          labels: list[list[int | None]] | None = None) -> dict:
+    """pass@1 (± stderr), cons@k (± stderr) and the requested unbiased pass@k, over problems.
+    ``labels``: the vote groups of :func:`vote_labels` (default: by vote key)."""
     n = len(verdicts[0])
+    labels = labels if labels is not None else vote_labels(answers)
     out: dict = {}
     out["pass@1"], out["pass@1_stderr"] = pass_at_1(verdicts)
-    votes = [float(majority_vote(a, v)[1]) for a, v in zip(answers, verdicts)]
+    votes = [float(majority_vote(a, v, g)[1]) for a, v, g in zip(answers, verdicts, labels)]
     out["cons@k"], out["cons@k_stderr"] = mean_stderr(votes)
     for k in ks:
         out[f"pass@{k}"] = sum(pass_at_k(n, sum(v), k) for v in verdicts) / len(verdicts)
     return out
+
+
+def math_equivalence(workers: int | None, timeout: float) -> Callable[[list[tuple[str, str]]], list[bool]]:
+    """``[(answer, earlier answer)] -> [equal?]`` by the rewards' math-verify pool (exact fast
+    path first, then math-verify; the earlier answer plays the reference)."""
+    def equivalent(pairs: list[tuple[str, str]]) -> list[bool]:
+        return [v == 1.0 for v in get_verifier(workers, timeout).verify_many(pairs)]
+
+    return equivalent
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -248,7 +311,8 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
             summary["greedy_accuracy"] = pass_at_1(verdicts)[0]
             summary["greedy_truncated_share"] = cut
             continue
-        summary.update(score(answers, verdicts, config.pass_at_k))
+        same = math_equivalence(config.verify_workers, config.verify_timeout) if bench.verifier == "math" else None
+        summary.update(score(answers, verdicts, config.pass_at_k, vote_labels(answers, same)))
         summary.update({
             "samples_per_problem": params.n, "temperature": params.temperature, "top_p": params.top_p,
             "max_new_tokens": params.max_new_tokens,

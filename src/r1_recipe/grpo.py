@@ -50,7 +50,7 @@ from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
 from r1_recipe.data.end_of_turn import stop_token_ids
 from r1_recipe.data.loading import to_prompts
 from r1_recipe.data.templates import hidden_tags_problem
-from r1_recipe.rewards.base import texts
+from r1_recipe.rewards.base import PREFILL_COLUMN, mark_prefilled, texts
 from r1_recipe.rewards.extract import split_reasoning
 from r1_recipe.rewards.language import language_share
 from r1_recipe.stage import (
@@ -95,6 +95,7 @@ def aha_metrics(
     lengths: Sequence[int] | None = None,
     phrases: Sequence[str] | re.Pattern | None = None,
     language: str = "en",
+    prefilled: Sequence[Any] | None = None,
 ) -> dict[str, float]:
     """The aha-moment signals of one batch of completions.
 
@@ -110,7 +111,7 @@ def aha_metrics(
     (10.0, 0.5, 1.0)
     """
     pattern = phrases if isinstance(phrases, re.Pattern) or phrases is None else phrase_pattern(phrases)
-    bodies = texts(completions, prompts)
+    bodies = texts(completions, prompts, prefilled)  # prefilled: the template opened <think>
     n = max(1, len(bodies))
     corrected, consistency = 0, 0.0
     for text in bodies:
@@ -206,6 +207,7 @@ class AhaGRPOTrainer(GRPOTrainer):
             lengths=[len(ids) for ids in completion_ids_list],
             phrases=self._aha_pattern,
             language=self._aha_language,
+            prefilled=[x.get(PREFILL_COLUMN) for x in inputs],
         )
         for name, value in metrics.items():
             self._log_metric(AHA_PREFIX + name, value)
@@ -239,7 +241,8 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
     tokenizer = load_tokenizer(config)
     if problem := hidden_tags_problem(tokenizer, config.model_name_or_path):
         raise ConfigError(problem)
-    dataset = build_dataset(config)
+    # A template that opens <think> itself: the rewards must know, or every format check reads 0.
+    dataset = mark_prefilled(build_dataset(config), tokenizer, **(config.chat_template_kwargs or {}))
     model = load_model(config)
     use_end_of_turn_as_eos(tokenizer, model, dataset, eos_token=config.eos_token)
     if config.use_vllm:  # vLLM reads the EOS from the model folder on disk, not from the model object

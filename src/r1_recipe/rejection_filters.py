@@ -41,6 +41,7 @@ READABILITY_REASONS = ("mixed_language", "long_paragraph", "code_in_reasoning", 
 SELECTION_REASONS = ("exact_duplicate", "near_duplicate", "over_k")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 _LETTER_RUN = re.compile(r"[^\W\d_]+")  # a run of letters, as rewards.language reads words
+_ASCII_WORD = re.compile(r"[A-Za-z]{2}")  # in ASCII text: a letter run longer than one variable
 
 
 def reward_failure(rewards: Mapping[str, float | None], thresholds: Mapping[str, float]) -> str | None:
@@ -91,9 +92,9 @@ def language_share(text: str | None, language: str = "en") -> float:
     if text is None or not text.strip():
         return 0.0
     target = LANGUAGE_SCRIPTS[language]
-    if text.isascii():  # every letter run is one Latin word
-        has_words = any(map(str.isalpha, text)) if "LATIN" not in target else True
-        return 1.0 if "LATIN" in target or not has_words else 0.0
+    latin = "LATIN" in target
+    if text.isascii():  # every letter run is one Latin word (a lone letter: a variable, for non-Latin targets)
+        return 1.0 if latin or not _ASCII_WORD.search(text) else 0.0
     cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     letter = _ASCII_LETTER[np.minimum(cps, 128)]
     wide = cps >= 128
@@ -104,17 +105,21 @@ def language_share(text: str | None, language: str = "en") -> float:
     run_id = np.cumsum(starts) - 1  # the run each position belongs to
     runs = int(starts.sum())
     special = np.unique(run_id[wide_letter])  # runs holding a non-ASCII letter
+    begin = np.flatnonzero(starts)
+    ends = np.flatnonzero(letter & ~np.concatenate((letter[1:], [False]))) + 1
     scripts: list[str] = []
-    if len(special):
-        begin = np.flatnonzero(starts)
-        ends = np.flatnonzero(letter & ~np.concatenate((letter[1:], [False]))) + 1
-        for r in special.tolist():
-            scripts.extend(script_words(text[begin[r] : ends[r]]))
-    latin_runs = runs - len(special)
+    for r in special.tolist():
+        scripts.extend(script_words(text[begin[r] : ends[r]], language))
+    if latin:
+        latin_runs = runs - len(special)
+    else:  # a lone ASCII letter is a math variable, not a Latin word (rewards.language)
+        plain = np.ones(runs, dtype=bool)
+        plain[special] = False
+        latin_runs = int((plain & (ends - begin >= 2)).sum())
     total = latin_runs + len(scripts)
     if total == 0:
         return 1.0
-    return (("LATIN" in target) * latin_runs + sum(s in target for s in scripts)) / total
+    return (latin * latin_runs + sum(s in target for s in scripts)) / total
 
 
 @dataclass(frozen=True)

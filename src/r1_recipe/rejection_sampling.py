@@ -61,6 +61,7 @@ from r1_recipe.data.templates import prompt_for
 from r1_recipe.rejection_config import RejectionSamplingConfig
 from r1_recipe.rejection_filters import answer_key, prompt_id, reward_failure, select
 from r1_recipe.rejection_output import finalize, format_summary, write_json, write_rows
+from r1_recipe.rewards.base import PREFILL_COLUMN, template_opens_think
 from r1_recipe.sampling import SamplingParams, prompt_seed, sampler_from_config
 
 logger = logging.getLogger(__name__)
@@ -124,16 +125,19 @@ def shard_chunks(num_chunks: int, num_shards: int, shard_index: int) -> range:
 # --- one chunk ----------------------------------------------------------------------------------
 
 def score_chunk(config: RejectionSamplingConfig, rows: list[dict], prompts: list, ids: list[str], start: int,
-                completions: list[list[str]], reward_funcs) -> tuple[list[dict], list[dict]]:
-    """Rewards, keep rule, readability, selection for one chunk: (kept rows, per-prompt stats)."""
+                completions: list[list[str]], reward_funcs, prefilled: bool = False) -> tuple[list[dict], list[dict]]:
+    """Rewards, keep rule, readability, selection for one chunk: (kept rows, per-prompt stats).
+    ``prefilled``: the chat template opened ``<think>`` (the completions continue the reasoning)."""
     from r1_recipe.rewards.base import texts as normalized_texts
 
     flat = [(i, j) for i, group in enumerate(completions) for j in range(len(group))]
     flat_completions = [completions[i][j] for i, j in flat]
     flat_prompts = [prompts[i] for i, _ in flat]
     columns = {c: [rows[i][c] for i, _ in flat] for c in rows[0] if c not in ("prompts", "completions")}
+    if prefilled:
+        columns[PREFILL_COLUMN] = [True] * len(flat)
     scores = {f.__name__: f(completions=flat_completions, prompts=flat_prompts, **columns) for f in reward_funcs}
-    full = normalized_texts(flat_completions, flat_prompts)  # <think> restored where the prompt opened it
+    full = normalized_texts(flat_completions, flat_prompts, columns.get(PREFILL_COLUMN))  # <think> restored
     readability = config.readability()
     kept_rows, stats = [], []
     pos = 0
@@ -207,6 +211,7 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
     elif todo:
         sampler = sampler or _sampler(config)
         reward_funcs = _reward_funcs(config)
+        prefilled = getattr(sampler, "tokenizer", None) is not None and template_opens_think(sampler.tokenizer)
         total = sum(ranges[c][1] - ranges[c][0] for c in mine)
         bar = tqdm(total=total, initial=total - sum(ranges[c][1] - ranges[c][0] for c in todo),
                    desc="rejection sampling", unit="prompt")
@@ -223,7 +228,8 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
             completions = sampler.generate(prompts, params)
             seconds = time.perf_counter() - t0
             truncated = sum(f for group in getattr(sampler, "last_truncated", None) or [] for f in group)
-            kept, stats = score_chunk(config, rows, prompts, ids[start:end], start, completions, reward_funcs)
+            kept, stats = score_chunk(config, rows, prompts, ids[start:end], start, completions, reward_funcs,
+                                      prefilled)
             if config.write_sft_data:  # shard first, marker last: a chunk without its marker is redone
                 write_rows(kept, out / "data" / f"train-{c:05d}.parquet", config.reward_funcs)
             write_json({"chunk": c, "start": start, "end": end, "shard": config.shard_index,

@@ -180,7 +180,7 @@ class TransformersSampler:
                     max_new_tokens=params.max_new_tokens,
                     num_return_sequences=n,
                     pad_token_id=tok.pad_token_id,
-                    eos_token_id=self.stop_ids,
+                    eos_token_id=self.stop_ids or None,
                     **kwargs,
                 )
                 new = ids[:, enc["input_ids"].shape[1] :]

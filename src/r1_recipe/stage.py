@@ -91,7 +91,8 @@ def use_end_of_turn_as_eos(tokenizer, model, dataset: Dataset, *, eos_token: str
         eos_token = end_of_turn_token(tokenizer)
         if eos_token is None:
             logger.warning("the chat template ends an assistant turn with no special token: the model keeps EOS "
-                           "%r; set eos_token in the recipe if the template has an end-of-turn token", tokenizer.eos_token)
+                           "%r; set eos_token in the recipe if the template has an end-of-turn token",
+                           tokenizer.eos_token)
             return None
     elif eos_token not in tokenizer.get_vocab():
         raise ConfigError(f"eos_token: {eos_token!r} is not a token of the tokenizer; use the end-of-turn token the "

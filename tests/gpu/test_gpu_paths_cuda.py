@@ -64,11 +64,11 @@ def test_reward_model_scores_like_a_plain_load_under_a_live_zero3_config(tiny_rm
     assert is_deepspeed_zero3_enabled()
     scorer = RewardModelScorer(path)
     assert scorer.device == "cuda:0" and all(p.numel() > 0 for p in scorer.model.parameters())
-    texts = ["What is 2+2?\n4", "Name a colour.\nblue"]
-    batch = scorer.tokenizer(texts, return_tensors="pt", padding=True).to("cuda")
+    pairs = [("What is 2+2?", "4"), ("Name a colour.", "blue")]
+    batch = scorer.tokenizer.pad({"input_ids": [scorer.encode(p, r) for p, r in pairs]}, return_tensors="pt").to("cuda")
     with torch.no_grad():
         expected = reference(**batch).logits.float()[:, 0].tolist()
-    assert scorer.score(texts) == pytest.approx(expected, abs=2e-2)
+    assert scorer.score(pairs) == pytest.approx(expected, abs=2e-2)
 
 
 def test_policy_under_zero_init_is_partitioned_but_counted_whole(tiny_model_dir, single_process_group, zero3_config):

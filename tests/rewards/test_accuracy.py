@@ -5,7 +5,7 @@ import time
 import pytest
 
 from r1_recipe.rewards import get_reward_funcs
-from r1_recipe.rewards.verify import MathVerifier
+from r1_recipe.rewards.verify import MathVerifier, get_verifier
 
 
 
@@ -36,6 +36,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def accuracy(verifier_opts):
     (fn,) = get_reward_funcs(["accuracy"], accuracy=verifier_opts)
+    get_verifier(verifier_opts["workers"], verifier_opts["timeout"]).start()  # start-up is not the limit
     return fn
 
 
@@ -98,12 +99,13 @@ HOSTILE = [
 def test_hostile_answers_score_zero_within_the_limit():
     v = MathVerifier(workers=2, timeout=1.5)
     try:
+        v.start()  # the pool's start-up (seconds on a loaded machine) is not the per-pair limit
         start = time.monotonic()
         got = v.verify_many([(a, "5") for a in HOSTILE])
         elapsed = time.monotonic() - start
         assert got == [0.0] * len(HOSTILE)
-        # 6 items on 2 workers, each killed at 1.5 s at worst, plus respawns.
-        assert elapsed < 3 * 1.5 + 4
+        # 6 items on 2 workers, each killed at 1.5 s at worst and a timeout retried once, plus respawns.
+        assert elapsed < 2 * 3 * 1.5 + 4
         # The pool still works after killing workers.
         assert v.verify_many([("7", "7")]) == [1.0]
     finally:
@@ -116,4 +118,4 @@ def test_hostile_completion_through_the_reward(accuracy):
     start = time.monotonic()
     got = accuracy(completions=completions, solution=["5"] * 4)
     assert got == [0.0] * 4
-    assert time.monotonic() - start < 2 * 2.0 + 4
+    assert time.monotonic() - start < 2 * 2.0 + 6  # the power tower hangs twice: a timeout is retried once

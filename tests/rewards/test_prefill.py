@@ -72,3 +72,14 @@ def test_final_answer_is_the_one_extraction():
     # A chat prompt: only the template (the prefill flag) says the block is open.
     assert final_answer("so \\boxed{4}", CHAT) == "4"
     assert final_answer("so \\boxed{4}", CHAT, True) is None
+
+
+def test_reasoning_a_response_parser_moved_out_of_the_content_is_read(verifier_opts):
+    # TRL parses completions with the tokenizer's response_schema when it has one: the reasoning
+    # then sits in its own field and the content holds only the answer.
+    fmt, acc = get_reward_funcs(["format", "accuracy"], accuracy=verifier_opts)
+    parsed = [[{"role": "assistant", "reasoning_content": "2 and 2 make 4", "content": "\\boxed{4}"}],
+              [{"role": "assistant", "thinking": "2 and 2 make 4", "content": "\\boxed{5}"}]]
+    rows = {"prompts": [CHAT, CHAT], "completions": parsed, "solution": ["4", "4"], PREFILL_COLUMN: [True, True]}
+    assert fmt(**rows) == [1.0, 1.0]
+    assert acc(**rows) == [1.0, 0.0]

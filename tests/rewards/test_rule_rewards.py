@@ -125,3 +125,11 @@ def test_cheap_rewards_survive_hostile_completions():
     for fn in get_reward_funcs(names):
         got = fn(completions=HOSTILE)
         assert len(got) == len(HOSTILE) and all(isinstance(v, float) for v in got), fn.__name__
+
+
+def test_the_rejection_filter_keeps_a_trace_written_in_math_notation():
+    from r1_recipe.rejection_filters import Readability
+
+    trace = "<think>\nso the angle θ = π/3, hence sin θ = √3/2 and Δx → 0 on ℝ\n</think>\n\\boxed{\\frac{\\sqrt{3}}{2}}"
+    assert Readability().problem(trace) is None  # was 'mixed_language' (share 0.5 < 0.95)
+    assert Readability().problem("<think>so the angle 角 is 60 度 degrees</think> 4") == "mixed_language"

@@ -59,6 +59,7 @@ def test_a_pair_that_times_out_twice_scores_zero_now_and_is_not_cached():
     v = MathVerifier(workers=1, timeout=1.0)
     hang = ("9^{9^{9^{9}}}", "5")  # a big-integer power that never returns
     try:
+        v.start()  # the pool's start-up is not the per-pair limit
         start = time.monotonic()
         assert v.verify_many([hang, ("7", "7")]) == [0.0, 1.0]
         assert time.monotonic() - start < 2 * 1.0 + 6  # two attempts, plus worker respawns
@@ -77,7 +78,7 @@ def test_math_verify_gets_the_whole_budget_not_a_third():
     assert v.worker_budget < 6.0  # the graceful alarm fires before the hard kill
 
 
-def test_the_accuracy_reward_logs_its_timeouts(verifier_opts):
+def test_the_accuracy_reward_logs_its_timeouts():
     (fn,) = get_reward_funcs(["accuracy"], accuracy={"timeout": 1.0, "workers": 1})
     logged = []
     got = fn(completions=["<think>r</think> \\boxed{9^{9^{9^{9}}}}", "<think>r</think> \\boxed{4}"],

@@ -39,14 +39,24 @@ def template_opens_think(tokenizer: Any, **chat_template_kwargs: Any) -> bool:
     return opens_think(rendered)
 
 
+def mark_prefilled(dataset: Any, tokenizer: Any, **chat_template_kwargs: Any) -> Any:
+    """``dataset`` (a ``datasets.Dataset`` of TRL prompts) with :data:`PREFILL_COLUMN` set when
+    its prompts are chat messages and ``tokenizer``'s template opens ``<think>``; unchanged
+    otherwise (plain-text prompts are their own rendering and need no flag)."""
+    if (len(dataset) == 0 or PREFILL_COLUMN in dataset.column_names or not isinstance(dataset[0]["prompt"], list)
+            or not template_opens_think(tokenizer, **chat_template_kwargs)):
+        return dataset
+    return dataset.add_column(PREFILL_COLUMN, [True] * len(dataset))
+
+
 def prompt_opens_think(prompt: Any, prefilled: Any = None) -> bool:
     """Whether the completion of ``prompt`` starts inside ``<think>``: a plain-text prompt
     (R1-Zero's) that ends with the tag, a chat prompt whose final assistant message (a prefill)
     does, or a row whose :data:`PREFILL_COLUMN` says the template opened it."""
+    if isinstance(prompt, str):  # rendered as-is, never through a template
+        return opens_think(prompt)
     if prefilled:
         return True
-    if isinstance(prompt, str):
-        return opens_think(prompt)
     if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict) and prompt[-1].get("role") == "assistant":
         return opens_think(str(prompt[-1].get("content") or ""))
     return False

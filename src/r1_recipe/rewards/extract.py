@@ -17,6 +17,19 @@ _BRACE = re.compile(r"\\\\|\\[{}]|[{}]")  # escaped backslash, escaped brace, br
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)```", re.DOTALL)
 
 
+REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")  # where a parsed message keeps it
+
+
+def _message_text(message: dict) -> str:
+    """A message's text; reasoning that a response parser moved into its own field (TRL parses
+    completions with the tokenizer's ``response_schema`` when it has one) goes back in tags."""
+    content = str(message.get("content") or "")
+    reasoning = next((message[f] for f in REASONING_FIELDS if message.get(f)), None)
+    if reasoning is None or THINK_CLOSE in content:
+        return content
+    return f"{THINK_OPEN}\n{str(reasoning).strip()}\n{THINK_CLOSE}\n{content}"
+
+
 def completion_text(completion: str | list[dict] | dict) -> str:
     """The text of one completion, whether TRL passes a string or chat messages.
 
@@ -24,13 +37,15 @@ def completion_text(completion: str | list[dict] | dict) -> str:
     'hi'
     >>> completion_text("hi")
     'hi'
+    >>> completion_text({"role": "assistant", "reasoning_content": "2+2=4", "content": "\\\\boxed{4}"})
+    '<think>\\n2+2=4\\n</think>\\n\\\\boxed{4}'
     """
     if isinstance(completion, str):
         return completion
     if isinstance(completion, dict):
-        return str(completion.get("content") or "")
+        return _message_text(completion)
     if isinstance(completion, list) and completion:
-        return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict))
+        return "".join(_message_text(m) for m in completion if isinstance(m, dict))
     return ""
 
 

@@ -1,13 +1,23 @@
 """Length and degeneration rewards: Kimi-1.5 length, cosine scaling, DAPO overlong, repetition.
 
 Lengths are token counts when TRL passes ``completion_ids`` (it always does), else characters.
+
+On several processes TRL spreads one prompt's group over them and calls the rewards on each
+process's share, so ``length`` (which normalises within the group) gathers every process's
+lengths, correctness and group keys first (``torch.distributed``) and returns its own share of
+the scores computed on whole groups. It gathers only when a trainer calls it (TRL passes
+``trainer_state``, and every process calls the rewards on every batch) and a process group of
+more than one process is up; rejection sampling and evaluation score whole groups per process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from typing import Any
+
+import torch.distributed as dist
 
 from r1_recipe.rewards.base import RewardFunc, applies, group_keys, named, row_texts, texts
 from r1_recipe.rewards.math_answer import correctness
@@ -43,17 +53,37 @@ def kimi_length(lengths: list[int], correct: list[float | None], keys: list[str]
     return out
 
 
+def kimi_length_across_processes(lengths: list[int], correct: list[float | None],
+                                 keys: list[str], gather: bool = True) -> list[float | None]:
+    """:func:`kimi_length` on the groups of all processes together; this process's share back.
+
+    Without ``gather``, on one process or without a process group: :func:`kimi_length`. Keys
+    travel as short digests: a prompt can be long and only equality matters.
+    """
+    if not gather or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return kimi_length(lengths, correct, keys)
+    digests = [hashlib.blake2b(k.encode(), digest_size=16).hexdigest() for k in keys]
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (lengths, correct, digests))
+    start = sum(len(p[0]) for p in parts[: dist.get_rank()])
+    scores = kimi_length([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
+                         [x for p in parts for x in p[2]])
+    return scores[start : start + len(lengths)]
+
+
 def length(
     solution_column: str = "solution", timeout: float = 5.0, workers: int | None = None
 ) -> RewardFunc:
     """Kimi-1.5 length reward within each prompt's group: shorter correct answers earn up to
-    +0.5, longer wrong ones down to -0.5; None where accuracy is None."""
+    +0.5, longer wrong ones down to -0.5; None where accuracy is None. On several processes
+    the group's samples are gathered from all of them first."""
 
     def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
         correct = correctness(completions, kwargs, solution_column=solution_column,
                               timeout=timeout, workers=workers, name=fn.__name__)
         keys = group_keys(len(completions), kwargs.get("prompts"))
-        return kimi_length(_lengths(completions, kwargs), correct, keys)
+        return kimi_length_across_processes(_lengths(completions, kwargs), correct, keys,
+                                            gather="trainer_state" in kwargs)
 
     return named(fn, "length")
 

@@ -4,6 +4,15 @@ DeepSeek-R1 judges helpfulness on the final answer only (so the reward model can
 swayed by the reasoning) and harmlessness on the whole response: ``on="answer"`` or
 ``on="full"``. Rows whose ``reward_type`` is ``reasoning`` get None: rule rewards score them.
 
+The input is what TRL's ``RewardTrainer`` trained on: the chat template over (user prompt,
+assistant response), tokenized *without* adding special tokens again (the template already
+writes any BOS: Llama-3's ``<|begin_of_text|>`` would otherwise appear twice, an input the
+reward model never saw); a model without a chat template gets ``prompt\nresponse`` with the
+tokenizer's own special tokens, once. An input longer than ``max_length`` loses the *start of
+the prompt* first (the template's header, the end of the prompt and the whole response stay);
+only when the response alone does not fit does it lose its start too (its end, where the answer
+is, stays), with a warning.
+
 On GPUs every training process holds its own full copy of the reward model on its own GPU
 (``cuda:LOCAL_RANK``) and scores its own completions with a plain forward: no collective, so ranks
 may score different numbers of batches. Under ZeRO-3 the trainer's config has already switched
@@ -66,7 +75,6 @@ class RewardModelScorer:
         self.device = device or default_device()
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.tokenizer.truncation_side = "left"  # keep the end of a long response
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         with outside_zero3_init():  # a full copy per process, whatever the trainer's ZeRO stage
@@ -75,24 +83,61 @@ class RewardModelScorer:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.to(self.device).eval()
         self.batch_size, self.max_length = batch_size, max_length
+        self._warned_long_response = False
+
+    @property
+    def chat(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
 
     def format(self, prompt: str, response: str) -> str:
-        """The reward model's input: its chat template when it has one."""
-        if getattr(self.tokenizer, "chat_template", None):
+        """The reward model's input text: its chat template when it has one."""
+        if self.chat:
             return self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
                 tokenize=False,
             )
         return f"{prompt}\n{response}"
 
-    def score(self, inputs: list[str]) -> list[float]:
-        """One scalar per input: the logit of a 1-label head, else P(last label)."""
+    def _ids(self, prompt: str, response: str) -> list[int]:
+        # templated text holds its special tokens already; plain text gets the tokenizer's, once
+        return self.tokenizer(self.format(prompt, response), add_special_tokens=not self.chat)["input_ids"]
+
+    def _drop_start(self, text: str, build, excess: int) -> list[int] | None:
+        """``build(text without its first tokens)``, dropping as few as fit ``max_length`` (None: none do)."""
+        pieces = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        cut = max(1, excess)
+        while cut <= len(pieces):
+            ids = build(self.tokenizer.decode(pieces[cut:]))
+            excess = len(ids) - self.max_length
+            if excess <= 0:
+                return ids
+            cut += excess  # re-tokenizing at the new boundary may differ by a token: check again
+        return None
+
+    def encode(self, prompt: str, response: str) -> list[int]:
+        """Token ids of one input, at most ``max_length``: the prompt's start goes first."""
+        ids = self._ids(prompt, response)
+        if len(ids) <= self.max_length:
+            return ids
+        ids = self._drop_start(prompt, lambda p: self._ids(p, response), len(ids) - self.max_length)
+        if ids is not None:
+            return ids
+        if not self._warned_long_response:
+            logger.warning("reward_model: a response alone is longer than max_length %d tokens; its start is cut "
+                           "(raise max_length to score whole responses)", self.max_length)
+            self._warned_long_response = True
+        ids = self._drop_start(response, lambda r: self._ids("", r), len(self._ids("", response)) - self.max_length)
+        if ids is None:
+            raise ValueError(f"reward_model: max_length {self.max_length} does not even hold the chat template's "
+                             f"header ({len(self._ids('', ''))} tokens); raise max_length")
+        return ids
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """One scalar per (prompt, response): the logit of a 1-label head, else P(last label)."""
         out: list[float] = []
-        for start in range(0, len(inputs), self.batch_size):
-            batch = self.tokenizer(
-                inputs[start : start + self.batch_size], return_tensors="pt", padding=True,
-                truncation=True, max_length=self.max_length,
-            ).to(self.device)
+        for start in range(0, len(pairs), self.batch_size):
+            ids = [self.encode(p, r) for p, r in pairs[start : start + self.batch_size]]
+            batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
             with self.torch.no_grad():
                 logits = self.model(**batch).logits.float()
             vals = logits[:, 0] if logits.shape[-1] == 1 else logits.softmax(-1)[:, -1]
@@ -122,7 +167,7 @@ def reward_model(
         inputs = []
         for i in idx:
             response = split_reasoning(full[i])[1] if on == "answer" else full[i]
-            inputs.append(scorer.format(prompt_text(prompts[i]), response))
+            inputs.append((prompt_text(prompts[i]), response))
         scores = scorer.score(inputs) if inputs else []
         if normalize and len(scores) > 1:
             mean = sum(scores) / len(scores)

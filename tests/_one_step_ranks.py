@@ -1,0 +1,80 @@
+"""One optimizer step of the SFT or logit-distillation trainer, run by tests under ``accelerate launch``.
+
+    accelerate launch ... tests/_one_step_ranks.py sft|distill RECIPE OUT.pt
+
+Every rank trains one step; rank 0 saves the logged loss and the gradient the optimizer is about
+to apply (after DDP has averaged it across ranks) to ``OUT.pt``, so a test can compare them with
+the one-process numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, TrainerCallback
+
+from r1_recipe.configs import SFTStageConfig, parse_config
+from r1_recipe.distill import DistillStageConfig, LogitDistillationTrainer
+from r1_recipe.sft import WeightedSFTTrainer, build_dataset
+from r1_recipe.stage import load_model, load_tokenizer
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def launch_two_ranks(stage: str, recipe: Path, out: Path) -> dict:
+    """Run this file on two gloo ranks (accelerate's DDP launcher on CPU); rank 0's step record."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") and not k.startswith("SLURM_")}
+    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+                "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": os.pathsep.join(sys.path)})
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+           str(ROOT / "accelerate_configs" / "ddp.yaml"), "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--main_process_port", str(port), __file__, stage, str(recipe), str(out)]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    record = torch.load(out)
+    assert record["world_size"] == 2 and record["backend"] == "gloo", record
+    return record
+
+
+class _StepGrads(TrainerCallback):
+    def __init__(self, model):
+        self.model, self.grad = model, None
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if self.grad is None:
+            self.grad = torch.cat([p.grad.flatten().clone() for p in self.model.parameters()])
+
+
+def main() -> int:
+    stage, recipe, out = sys.argv[1:4]
+    config = parse_config(DistillStageConfig if stage == "distill" else SFTStageConfig, ["--config", recipe])
+    tokenizer = load_tokenizer(config)
+    common = dict(model=load_model(config), args=config, train_dataset=build_dataset(config), processing_class=tokenizer)
+    if stage == "distill":
+        teacher = AutoModelForCausalLM.from_pretrained(config.teacher_model_name_or_path)
+        trainer = LogitDistillationTrainer(**common, teacher=teacher, kd_beta=config.kd_beta,
+                                           kd_temperature=config.kd_temperature, vocab_size=len(tokenizer))
+    else:
+        trainer = WeightedSFTTrainer(**common)
+    grads = _StepGrads(trainer.model)
+    trainer.add_callback(grads)
+    trainer.train()
+    if trainer.accelerator.is_main_process:
+        torch.save({"loss": trainer.state.log_history[0]["loss"], "grad": grads.grad,
+                    "world_size": trainer.accelerator.num_processes, "backend": str(trainer.accelerator.state.backend)},
+                   out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
