@@ -32,7 +32,7 @@ endif
 .PHONY: help install assets test test-slow demo readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
 
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
 
 $(PY):
 	python3 -m venv $(VENV)

@@ -4,7 +4,11 @@
 #              outside Slurm, the folder above slurm/)
 #   R1_VENV    the virtual environment, relative to R1_ROOT or absolute (default: .venv)
 #   R1_SETUP   a shell command run first on every node, e.g. "module load cuda/12.4" (default: none)
-#   SRUN_ARGS  extra flags for every srun step, e.g. "--cpus-per-task=96 --gpus-per-node=8" (default: none)
+#   SRUN_ARGS  extra flags for every srun step, e.g. "--gpus-per-node=8" (default: none)
+# Every srun step asks for --cpus-per-task: since Slurm 22.05 a step no longer inherits sbatch's -c, and one
+# task per node would otherwise get one CPU (data loading, vLLM's workers and the verifiers starve). The
+# count: SLURM_CPUS_PER_TASK (sbatch -c) when set, else all of the node's CPUs (SLURM_CPUS_ON_NODE; the jobs
+# run one task per node with --exclusive).
 # shellcheck shell=bash disable=SC2034  # the variables set here are the jobs'
 
 R1_ROOT="${R1_ROOT:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
@@ -14,6 +18,10 @@ PY="$VENV/bin/python"
 R1="$VENV/bin/r1-recipe"
 SRUN_EXTRA=()
 read -ra SRUN_EXTRA <<< "${SRUN_ARGS:-}"
+SRUN_CPUS=()
+if [[ -n "${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-}}" ]]; then
+  SRUN_CPUS=("--cpus-per-task=${SLURM_CPUS_PER_TASK:-$SLURM_CPUS_ON_NODE}")
+fi
 DRY_RUN=0
 JOB_NAME="${SLURM_JOB_NAME:-r1}"
 JOB_ID="${SLURM_JOB_ID:-local}"

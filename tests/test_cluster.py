@@ -356,7 +356,7 @@ def test_check_launch_plans_a_vllm_node_and_checks_groups_for_the_training_proce
     assert cli_main(["check-launch", str(recipe), "--stage", "grpo", "--nodes", "3", "--gpus-per-node", "8",
                      "--print", "num_generations"]) == 0
     assert capsys.readouterr().out.split() == ["num_processes=16", "train_nodes=2", "vllm_server=true",
-                                               "num_generations=16"]
+                                               "vllm_tensor_parallel_size=1", "num_generations=16"]
     # 3 processes x 2 = 6 completions: not whole groups of 16; the error names the keys
     assert cli_main(["check-launch", str(recipe), "--stage", "grpo", "--num-processes", "3"]) == 2
     err = capsys.readouterr().err
@@ -438,3 +438,51 @@ def test_pipeline_accelerate_launcher_passes_num_processes(tmp_path):
 
 def cmd_value(cmd: list[str], flag: str) -> str:
     return cmd[cmd.index(flag) + 1]
+
+
+# --- the vLLM server's tensor parallel size (item 7) and srun's CPUs (item 11) ------------------
+
+
+def _server_recipe(tmp_path: Path, heads: int, kv_heads: int) -> Path:
+    from transformers import Qwen2Config
+
+    model = tmp_path / "model"
+    Qwen2Config(num_attention_heads=heads, num_key_value_heads=kv_heads, hidden_size=heads * 8).save_pretrained(model)
+    recipe = tmp_path / "rl.yaml"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": str(model), "output_dir": "o",
+                                      "dataset_mixture": [{"path": "p"}], "use_vllm": True, "vllm_mode": "server",
+                                      "num_generations": 16, "per_device_train_batch_size": 2}))
+    return recipe
+
+
+def test_check_launch_picks_a_vllm_tensor_parallel_size_the_heads_allow(tmp_path, capsys):
+    recipe = _server_recipe(tmp_path, heads=28, kv_heads=4)  # Qwen2.5-7B: 8 would be refused by vLLM
+    base = ["check-launch", str(recipe), "--stage", "grpo", "--nodes", "3", "--gpus-per-node", "8"]
+    assert cli_main(base) == 0
+    assert "vllm_tensor_parallel_size=4" in capsys.readouterr().out.split()
+    assert cli_main([*base, "--vllm-tensor-parallel-size", "2"]) == 0
+    assert "vllm_tensor_parallel_size=2" in capsys.readouterr().out.split()
+    assert cli_main([*base, "--vllm-tensor-parallel-size", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "VLLM_TENSOR_PARALLEL_SIZE 8" in err and "28 attention heads" in err and "valid sizes 1, 2, 4" in err
+
+
+def test_train_slurm_serves_vllm_on_the_node_s_gpus_and_gives_srun_steps_their_cpus(tmp_path):
+    recipe = _server_recipe(tmp_path, heads=12, kv_heads=2)  # Qwen2.5-1.5B's layout: 1, 2, 4 or 6
+    env = _env(**_fake_slurm(tmp_path, ["node01", "node02", "node03"]), GPUS_PER_NODE="8", SLURM_CPUS_ON_NODE="96")
+    result = subprocess.run(["bash", "slurm/train.slurm", "--stage", "rl1", "--recipe", str(recipe), "--dry-run"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    serve, _, train = [shlex.split(x, comments=True) for x in result.stdout.splitlines() if not x.startswith("#")]
+    assert serve[4] == train[4] == "--cpus-per-task=96"  # srun steps no longer inherit sbatch's -c
+    vllm = shlex.split(serve[7])
+    assert vllm[vllm.index("--tensor_parallel_size") + 1] == "6"
+    bad = subprocess.run(["bash", "slurm/train.slurm", "--stage", "rl1", "--recipe", str(recipe), "--dry-run"],
+                         cwd=ROOT, env={**env, "VLLM_TENSOR_PARALLEL_SIZE": "8"}, capture_output=True, text=True)
+    assert bad.returncode == 2 and "valid sizes 1, 2, 4, 6" in bad.stderr and "srun" not in bad.stdout
+    for script, args in [("generate.slurm", ["--recipe", "recipes/demo/rejection.yaml"]),
+                         ("evaluate.slurm", ["--model", "runs/demo/stage1"])]:
+        out = subprocess.run(["bash", f"slurm/{script}", *args, "--dry-run"], cwd=ROOT, capture_output=True,
+                             text=True, env=_env(SLURM_CPUS_PER_TASK="32", SLURM_CPUS_ON_NODE="96")).stdout
+        (line,) = [x for x in out.splitlines() if not x.startswith("#")]
+        assert shlex.split(line)[:4] == ["srun", "--nodes=1", "--ntasks=1", "--cpus-per-task=32"], line

@@ -365,16 +365,15 @@ def test_vllm_backend_same_prompt_tokens_and_seeds(fake_vllm, tiny_model_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    sampler = make_sampler("vllm", str(tiny_model_dir), tok, tensor_parallel_size=2, data_parallel_size=4,
-                           max_model_len=4096, seed=3)
-    init = fake_vllm["init"]
-    assert (init["model"], init["tensor_parallel_size"], init["data_parallel_size"], init["seed"]) == (
-        str(tiny_model_dir), 2, 4, 3)
+    sampler = make_sampler("vllm", str(tiny_model_dir), tok, tensor_parallel_size=2, max_model_len=4096, seed=3)
+    init = fake_vllm["init"]  # no data_parallel_size: vLLM's offline engine refuses it for dense models
+    assert (init["model"], init["tensor_parallel_size"], init["seed"]) == (str(tiny_model_dir), 2, 3)
+    assert "data_parallel_size" not in init
     prompts = [[{"role": "user", "content": "Compute 12 + 30."}], "plain r1_zero prompt"]
     out = sampler.generate(prompts, SamplingParams(n=3, temperature=0.6, top_p=0.95, max_new_tokens=9, seed=7))
     inputs, params = fake_vllm["generate"]
     assert [len(g) for g in out] == [3, 3] and out[1][2].endswith("\\boxed{2}")
-    assert [p.seed for p in params] == [7, 8] and params[0].max_tokens == 9 and params[0].top_p == 0.95
+    assert [p.seed for p in params] == [7, 10] and params[0].max_tokens == 9  # seeds 7-9, then 10-12 and params[0].top_p == 0.95
     hf = TransformersSampler(str(tiny_model_dir))
     expected = tok([hf.render(p) for p in prompts], add_special_tokens=False)["input_ids"]
     assert "get_tokenizer" not in fake_vllm  # the chat-template override passed in is the one used

@@ -13,7 +13,6 @@ from unittest import mock
 
 import pytest
 import torch
-import yaml
 
 from r1_recipe.stage import full_state_dict_for_final_save, parameter_count
 
@@ -138,11 +137,11 @@ def test_reward_model_loads_full_weights_while_a_zero3_config_is_live(tiny_rm, z
     assert is_deepspeed_zero3_enabled(), "the policy's ZeRO-3 switch was not restored"
     for (name, p), q in zip(scorer.model.named_parameters(), saved.parameters()):
         assert p.numel() == q.numel() > 0 and torch.equal(p, q), name
-    texts = ["What is 2+2?\n4", "Name a colour.\nblue"]
-    batch = scorer.tokenizer(texts, return_tensors="pt", padding=True)
+    pairs = [("What is 2+2?", "4"), ("Name a colour.", "blue")]
+    batch = scorer.tokenizer.pad({"input_ids": [scorer.encode(p, r) for p, r in pairs]}, return_tensors="pt")
     with torch.no_grad():
-        expected = saved(**batch).logits[:, 0].tolist()
-    assert scorer.score(texts) == pytest.approx(expected, abs=1e-5)
+        expected = saved(**batch).logits.float()[:, 0].tolist()
+    assert scorer.score(pairs) == pytest.approx(expected, abs=1e-5)
 
 
 def test_reward_model_goes_on_this_processs_gpu():
@@ -152,3 +151,39 @@ def test_reward_model_goes_on_this_processs_gpu():
         assert default_device() == "cuda:3"
     with mock.patch("torch.cuda.is_available", return_value=False):
         assert default_device() == "cpu"
+
+
+# --- benchmarks/gpu_check.py: the checks the GPU script relies on -------------------------------
+
+
+def _gpu_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_verify_refuses_an_untrained_output_and_the_table_reads_results(tmp_path, tiny_model_dir, capsys):
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    check = _gpu_check()
+    run = tmp_path / "sft-zero3"
+    shutil.copytree(tiny_model_dir, run)
+    results = {"model_name_or_path": str(tiny_model_dir), "global_step": 4, "wall_seconds": 8.0,
+               "peak_gpu_memory_gib": 3.5}
+    (run / "results.json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="equal the base's"):
+        check.verify(run)  # what a save that wrote nothing new (or the base) looks like
+    model = AutoModelForCausalLM.from_pretrained(run)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    model.save_pretrained(run)
+    check.verify(run)
+    (run / "STATUS").write_text("ok\n")
+    check.table(tmp_path)
+    assert "| sft | zero3 | ok | 4 | 0.50 | 3.5 |  |" in capsys.readouterr().out

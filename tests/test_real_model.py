@@ -5,8 +5,9 @@ ChatML, EOS <|im_end|>) from the `make assets` cache, with its own tokenizer and
   generations ending at ``<|im_end|>`` rather than running to the token limit;
 - cold-start SFT and GRPO, 2 optimizer steps each, parameters changed.
 
-Each test loads the 134.5 M-parameter model on CPU (tens of seconds on 2 busy cores): all are
-``slow`` (``make test-slow``), and skip when the model has not been fetched.
+Each test loads the 134.5 M-parameter model on CPU: all are ``slow`` (``make test-slow``), and
+skip when the model has not been fetched. Measured on the shared 2-core box at load 9-12 (Dec
+2026): SFT 231 s, GRPO 583 s, evaluate 1,495 s (generation dominates; an idle box is far faster).
 """
 
 from __future__ import annotations
@@ -48,19 +49,19 @@ def _recipe(tmp_path, **data) -> list[str]:
 
 
 def test_evaluate_cli_on_humaneval_and_arithmetic(smollm2, tmp_path, capsys):
-    out, max_new = tmp_path / "eval", 96
+    out, max_new = tmp_path / "eval", 80
     code = cli.main(["evaluate", "--model_name_or_path", str(smollm2), "--benchmark", "humaneval,arithmetic",
-                     "--num_problems", "3", "--num_samples", "2", "--max_new_tokens", str(max_new),
+                     "--num_problems", "2", "--num_samples", "1", "--max_new_tokens", str(max_new),
                      "--backend", "transformers", "--output_dir", str(out), "--verify_workers", "2"])
     assert code == 0
     table = capsys.readouterr().out
-    assert "| humaneval | 3 | 2 |" in table and "| arithmetic | 3 | 2 |" in table
+    assert "| humaneval | 2 | 1 |" in table and "| arithmetic | 2 | 1 |" in table
     tok = AutoTokenizer.from_pretrained(smollm2)
     for name in ("humaneval", "arithmetic"):
         summary = json.loads((out / f"eval_{name}.json").read_text())
-        assert summary["problems"] == 3 and 0.0 <= summary["pass@1"] <= 1.0 and "pass@1_stderr" in summary
+        assert summary["problems"] == 2 and 0.0 <= summary["pass@1"] <= 1.0 and "pass@1_stderr" in summary
         rows = [json.loads(line) for line in (out / f"eval_{name}_samples.jsonl").read_text().splitlines()]
-        assert len(rows) == 3 * 3  # greedy + 2 samples per problem
+        assert len(rows) == 2 * 2  # greedy + 1 sample per problem
         assert all(isinstance(r["correct"], bool) for r in rows)
         # The ChatML turn ends at <|im_end|>: a completion that stopped there is shorter than the
         # budget and never goes on into a next turn.

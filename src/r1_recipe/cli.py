@@ -195,6 +195,33 @@ def _uses_vllm_server(recipe: str, overrides: Sequence[str]) -> bool:
     return bool(values["use_vllm"]) and values["vllm_mode"] == "server"
 
 
+def _server_tensor_parallel_size(config, gpus_per_node: int, asked: int | None) -> int:
+    """The vLLM server node's tensor parallel size: ``asked`` when the model's heads allow it (an
+    error names the valid sizes otherwise), else the largest valid size up to the node's GPUs, so
+    the node's GPUs are not left idle (a model whose config cannot be read yet: ``asked`` or 1)."""
+    from transformers import AutoConfig
+
+    from r1_recipe.configs import ConfigError
+    from r1_recipe.sampling import valid_tensor_parallel_sizes
+
+    try:
+        model = AutoConfig.from_pretrained(config.model_name_or_path, revision=config.model_revision)
+    except (OSError, ValueError):
+        print(f"check-launch: cannot read {config.model_name_or_path}'s config: vLLM tensor parallel size "
+              f"{asked or 1} unchecked", file=sys.stderr)
+        return asked or 1
+    valid = valid_tensor_parallel_sizes(model, limit=gpus_per_node)
+    if asked is None:
+        return valid[-1]
+    if asked not in valid:
+        text = getattr(model, "text_config", None) or model
+        raise ConfigError(
+            f"VLLM_TENSOR_PARALLEL_SIZE {asked} does not fit {config.model_name_or_path} "
+            f"({text.num_attention_heads} attention heads, {getattr(text, 'num_key_value_heads', None)} key/value "
+            f"heads) on {gpus_per_node} GPUs: valid sizes {', '.join(map(str, valid))}")
+    return asked
+
+
 def _check_launch(argv: Sequence[str]) -> None:
     from r1_recipe.configs import ConfigError
 
@@ -210,6 +237,8 @@ def _check_launch(argv: Sequence[str]) -> None:
     p.add_argument("--num-processes", type=int, help="training processes in all (instead of --nodes)")
     p.add_argument("--nodes", type=int, help="nodes of the job, a vLLM server node included")
     p.add_argument("--gpus-per-node", type=int, default=1, help="processes per training node (default 1)")
+    p.add_argument("--vllm-tensor-parallel-size", type=int, help="the vLLM server's tensor parallel size to check "
+                   "against the model's heads (default: the largest valid size up to --gpus-per-node)")
     p.add_argument("--print", nargs="*", default=[], metavar="KEY", help="resolved recipe values to print too")
     a, overrides = p.parse_known_args(argv)
     overrides = [o for o in overrides if o != "--"]
@@ -229,6 +258,9 @@ def _check_launch(argv: Sequence[str]) -> None:
     processes = a.num_processes if a.num_processes is not None else train_nodes * a.gpus_per_node
     config = _config_for_processes(a.stage, ["--config", a.recipe, *overrides], processes)
     lines = {"num_processes": processes, "train_nodes": train_nodes, "vllm_server": str(server).lower()}
+    if server:
+        lines["vllm_tensor_parallel_size"] = _server_tensor_parallel_size(config, a.gpus_per_node,
+                                                                          a.vllm_tensor_parallel_size)
     for key in a.print:
         if not hasattr(config, key):
             raise ConfigError(f"{a.recipe}: {key!r} is not an option of the {a.stage} stage")

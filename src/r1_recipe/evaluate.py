@@ -55,7 +55,7 @@ from r1_recipe.data.templates import prompt_for
 from r1_recipe.rewards.base import final_answer
 from r1_recipe.rewards.extract import opens_think
 from r1_recipe.rewards.verify import get_verifier
-from r1_recipe.sampling import SamplerArgs, SamplingParams, render, sampler_from_config
+from r1_recipe.sampling import SamplerArgs, SamplingParams, render, sampler_from_config, truncated_share
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +291,10 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
         t0 = time.perf_counter()
         completions = sampler.generate(prompts, params, progress=True)
         gen_seconds = time.perf_counter() - t0
+        cut = truncated_share(sampler)  # cut by max_new_tokens or the model's context: scored as written
+        if cut:
+            logger.warning("%s: %.1f%% of %s samples hit max_new_tokens %d or the model's context", label,
+                           100 * cut, mode, params.max_new_tokens)
         flat = [(i, j, text) for i, group in enumerate(completions) for j, text in enumerate(group)]
         flat_answers = [final_answer(text, prompts[i], opened[i], extract=extract) for i, _, text in flat]
         flat_ok = eval_suites.verify(flat_answers, [references[i] for i, _, _ in flat], bench.verifier,
@@ -305,6 +309,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
                             "answer": answer, "correct": ok})
         if mode == "greedy":
             summary["greedy_accuracy"] = pass_at_1(verdicts)[0]
+            summary["greedy_truncated_share"] = cut
             continue
         same = math_equivalence(config.verify_workers, config.verify_timeout) if bench.verifier == "math" else None
         summary.update(score(answers, verdicts, config.pass_at_k, vote_labels(answers, same)))
@@ -312,6 +317,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
             "samples_per_problem": params.n, "temperature": params.temperature, "top_p": params.top_p,
             "max_new_tokens": params.max_new_tokens,
             "answered": sum(a is not None for a in flat_answers) / len(flat_answers),
+            "truncated_share": cut,
             "samples_per_second": len(flat) / gen_seconds if gen_seconds > 0 else None,
         })
         if label == "arithmetic":  # which way of thinking the model picks (greedy hides it)
@@ -361,6 +367,8 @@ def format_summary(summary: dict) -> str:
     if "retry_after_failed_check" in summary:
         parts.append(f"failed checks {summary['check_failed']:.3f}, "
                      f"retried after one {summary['retry_after_failed_check']:.3f}")
+    if summary.get("truncated_share"):
+        parts.append(f"truncated {100 * summary['truncated_share']:.1f}%")
     return " | ".join(parts)
 
 

@@ -57,6 +57,9 @@ class RejectionSamplingConfig(SamplerArgs, PromptArgs):
     shard_index: int | None = field(default=None, metadata={
         "help": "This job's shard, 0-based (None: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else 0)."})
     seed: int = field(default=0, metadata={"help": "Seed of the prompt order, the sampling and the general mix."})
+    merge: bool = field(default=True, metadata={
+        "help": "When every chunk is done, write the mix and stats (false for the sampler processes this "
+                "stage starts itself with data_parallel_size > 1: the starting process merges)."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -88,6 +91,8 @@ class RejectionSamplingConfig(SamplerArgs, PromptArgs):
             self.shard_index = int(env.get("SLURM_ARRAY_TASK_ID", 0)) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
         if not 0 <= self.shard_index < self.num_shards:
             raise ConfigError(f"shard_index {self.shard_index} is outside 0..{self.num_shards - 1} (num_shards)")
+        if self.data_parallel_size < 1 or self.tensor_parallel_size < 1:
+            raise ConfigError("data_parallel_size and tensor_parallel_size must be ≥ 1")
 
     def readability(self) -> Readability:
         return Readability(self.language, self.min_language_consistency, self.max_paragraph_chars,
@@ -97,5 +102,5 @@ class RejectionSamplingConfig(SamplerArgs, PromptArgs):
         """The options that decide what a chunk holds: a restart with other values must not mix outputs."""
         skip = {"output_dir", "num_shards", "shard_index", "backend", "batch_size", "tensor_parallel_size",
                 "data_parallel_size", "gpu_memory_utilization", "max_model_len", "general_mixture",
-                "general_fraction", "pass_rate_range"}
+                "general_fraction", "pass_rate_range", "merge"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}

@@ -145,6 +145,7 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
     rates = [s["pass_rate"] for s in per_prompt]
     samples = sum(m["samples"] for m in markers)
     seconds = sum(m["generation_seconds"] for m in markers)
+    truncated = sum(m.get("truncated", 0) for m in markers)  # cut by max_new_tokens or the context
     stats = {
         "prompts": len(per_prompt), "duplicate_prompts_removed": duplicates, "samples": samples,
         "passed_keep_rule": sum(s["passed"] for s in per_prompt), "kept_reasoning": kept,
@@ -154,6 +155,7 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
         "mean_pass_rate": sum(rates) / len(rates) if rates else None,
         "pass_rate_histogram": pass_rate_histogram(rates),
         "generation_seconds": round(seconds, 2), "samples_per_second": samples / seconds if seconds else None,
+        "truncated": truncated, "truncated_share": truncated / samples if samples else None,
     }
     if config.write_sft_data:
         want = round(kept * config.general_fraction / (1 - config.general_fraction))
@@ -209,6 +211,9 @@ def format_summary(stats: dict) -> str:
     if "rl_prompts" in stats:
         r = stats["rl_prompts"]
         lines.append(f"RL prompts with pass rate in {r['range']}: {r['kept']} kept, {r['dropped']} dropped")
+    if stats.get("truncated"):
+        lines.append(f"truncated (max_new_tokens or the model's context): {stats['truncated']} samples "
+                     f"({100 * stats['truncated_share']:.1f}%)")
     if stats["samples_per_second"]:
         lines.append(f"generation {stats['generation_seconds']:.0f} s, {stats['samples_per_second']:.1f} samples/s")
     return "\n".join(lines)

@@ -19,7 +19,16 @@ For every prompt, sample ``num_samples`` completions (vLLM on GPUs, transformers
 - resumable and lossless: work goes in chunks of ``chunk_size`` prompts; each chunk's shard and
   then its marker are written atomically (temp file + rename), so after ``kill -9`` the same
   command redoes only unfinished chunks; ``num_shards``/``shard_index`` (default: the Slurm array
-  task) split the chunks by index range across jobs.
+  task) split the chunks by index range across jobs;
+- one node's GPUs: ``data_parallel_size: D`` starts D sampler processes, each on its own
+  ``tensor_parallel_size`` GPUs (``CUDA_VISIBLE_DEVICES``) and its own contiguous sub-shard of this
+  job's chunks (worker k of job s is shard ``s·D + k`` of ``num_shards·D``), so every prompt is
+  sampled exactly once; their logs go to ``workers/worker-<k>.log`` and this process writes the mix
+  when they are done. vLLM's offline engine cannot do this itself: it refuses data parallelism in
+  one process for dense models. With the transformers backend on CPU the same split runs D CPU
+  processes (the tests use it);
+- truncation: each chunk's marker counts the samples cut by ``max_new_tokens`` or the model's
+  context (``truncated``), and the stats report the share.
 
 Output folder (``datasets.load_dataset(output_dir)`` and the SFT stage read it as is)::
 
@@ -35,9 +44,12 @@ before sampling; near-duplicates are removed among one prompt's samples, not acr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -50,7 +62,7 @@ from r1_recipe.rejection_config import RejectionSamplingConfig
 from r1_recipe.rejection_filters import answer_key, prompt_id, reward_failure, select
 from r1_recipe.rejection_output import finalize, format_summary, write_json, write_rows
 from r1_recipe.rewards.base import PREFILL_COLUMN, template_opens_think
-from r1_recipe.sampling import SamplingParams, sampler_from_config
+from r1_recipe.sampling import SamplingParams, prompt_seed, sampler_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +92,25 @@ def chunk_ranges(num_prompts: int, chunk_size: int) -> list[tuple[int, int]]:
     [(0, 2), (2, 4), (4, 5)]
     """
     return [(s, min(s + chunk_size, num_prompts)) for s in range(0, num_prompts, chunk_size)]
+
+
+def worker_gpus(data_parallel_size: int, tensor_parallel_size: int) -> list[str] | None:
+    """``CUDA_VISIBLE_DEVICES`` of each sampler process: consecutive groups of
+    ``tensor_parallel_size`` of this process's GPUs (None without CUDA: CPU processes)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = [g.strip() for g in visible.split(",") if g.strip()] if visible else [
+        str(i) for i in range(torch.cuda.device_count())]
+    need = data_parallel_size * tensor_parallel_size
+    if need > len(gpus):
+        raise ConfigError(f"data_parallel_size {data_parallel_size} × tensor_parallel_size {tensor_parallel_size} "
+                          f"= {need} GPUs, but this node shows {len(gpus)}: lower data_parallel_size to "
+                          f"{max(1, len(gpus) // tensor_parallel_size)}")
+    t = tensor_parallel_size
+    return [",".join(gpus[k * t : (k + 1) * t]) for k in range(data_parallel_size)]
 
 
 def shard_chunks(num_chunks: int, num_shards: int, shard_index: int) -> range:
@@ -163,8 +194,8 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
     from tqdm.auto import tqdm
 
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        raise ConfigError("rejection sampling runs as one process per node (vLLM spreads over its GPUs with "
-                          "data_parallel_size/tensor_parallel_size): run `python -m r1_recipe.rejection_sampling`, "
+        raise ConfigError("rejection sampling starts its own sampler processes (data_parallel_size of them, each on "
+                          "tensor_parallel_size GPUs): run `python -m r1_recipe.rejection_sampling`, "
                           "not `accelerate launch`; for more nodes use num_shards/shard_index (slurm/generate.slurm)")
     out = Path(config.output_dir)
     prompts_ds, ids, duplicates = load_prompts(config)
@@ -175,7 +206,9 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
     logger.info("%d prompts (%d duplicates removed) in %d chunks; shard %d/%d: chunks %d..%d, %d to do",
                 len(ids), duplicates, len(ranges), config.shard_index, config.num_shards,
                 mine.start, mine.stop - 1, len(todo))
-    if todo:
+    if todo and config.data_parallel_size > 1 and sampler is None:
+        run_workers(config, out)
+    elif todo:
         sampler = sampler or _sampler(config)
         reward_funcs = _reward_funcs(config)
         prefilled = getattr(sampler, "tokenizer", None) is not None and template_opens_think(sampler.tokenizer)
@@ -188,26 +221,60 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
             rows = prompts_ds.select(range(start, end)).to_list()
             prompts = [prompt_for(r[config.problem_column], template=config.template,
                                   system_prompt=config.system_prompt) for r in rows]
+            # prompt i of the whole run owns seeds [seed + i·n, seed + (i+1)·n): no stream shared across prompts
             params = SamplingParams(config.num_samples, config.temperature, config.top_p, config.max_new_tokens,
-                                    seed=config.seed + start)  # per-prompt seeds stay distinct across chunks
+                                    seed=prompt_seed(config.seed, start, config.num_samples))
             t0 = time.perf_counter()
             completions = sampler.generate(prompts, params)
             seconds = time.perf_counter() - t0
+            truncated = sum(f for group in getattr(sampler, "last_truncated", None) or [] for f in group)
             kept, stats = score_chunk(config, rows, prompts, ids[start:end], start, completions, reward_funcs,
                                       prefilled)
             if config.write_sft_data:  # shard first, marker last: a chunk without its marker is redone
                 write_rows(kept, out / "data" / f"train-{c:05d}.parquet", config.reward_funcs)
-            write_json({"chunk": c, "start": start, "end": end, "generation_seconds": seconds,
-                        "samples": sum(map(len, completions)), "prompts": stats}, _marker(out, c))
+            write_json({"chunk": c, "start": start, "end": end, "shard": config.shard_index,
+                        "generation_seconds": seconds, "samples": sum(map(len, completions)),
+                        "truncated": int(truncated), "prompts": stats}, _marker(out, c))
             bar.update(end - start)
             kept_so_far += len(kept)
             bar.set_postfix(kept=kept_so_far)
         bar.close()
     done = sum(_marker(out, c).exists() for c in range(len(ranges)))
-    if done < len(ranges):
+    if done < len(ranges) or not config.merge:
         logger.info("%d of %d chunks done; the last job to finish writes the mix and stats", done, len(ranges))
         return {"chunks_done": done, "chunks": len(ranges)}
     return finalize(config, prompts_ds, duplicates)
+
+
+def run_workers(config: RejectionSamplingConfig, out: Path) -> None:
+    """This job's chunks on ``data_parallel_size`` sampler processes, one per GPU group, each on its
+    own sub-shard; returns when all are done (an error names the failed worker's log)."""
+    d = config.data_parallel_size
+    gpus = worker_gpus(d, config.tensor_parallel_size)
+    folder = out / "workers"
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = folder / f"shard-{config.shard_index}.yaml"
+    import yaml
+
+    recipe.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=True))
+    procs = []
+    for k in range(d):
+        cmd = [sys.executable, "-m", "r1_recipe.rejection_sampling", "--config", str(recipe),
+               "--num_shards", str(config.num_shards * d), "--shard_index", str(config.shard_index * d + k),
+               "--data_parallel_size", "1", "--merge", "false"]
+        env = {k_: v for k_, v in os.environ.items() if not k_.startswith("SLURM_ARRAY_")}
+        if gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[k]
+        log = folder / f"worker-{config.shard_index * d + k}.log"
+        logger.info("sampler process %d/%d%s: shard %d of %d, log %s", k + 1, d,
+                    f" on GPU(s) {gpus[k]}" if gpus else "", config.shard_index * d + k, config.num_shards * d, log)
+        with open(log, "w") as f:
+            procs.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env), log))
+    failed = [(p.wait(), log) for p, log in procs]
+    failed = [(code, log) for code, log in failed if code != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {d} sampler processes failed (exit {failed[0][0]}): see {failed[0][1]}; "
+                           "rerun the same command to redo only their unfinished chunks")
 
 
 def _marker(out: Path, chunk: int) -> Path:
@@ -256,8 +323,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # errors a user can fix print one line (see cli.main)
-    import sys
-
     from r1_recipe.cli import main as cli_main
 
     sys.exit(cli_main(["rejection_sampling", *sys.argv[1:]]))

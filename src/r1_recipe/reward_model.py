@@ -24,7 +24,10 @@ reward model (e.g. ``Skywork/Skywork-Reward-V2-Llama-3.1-8B``) can replace a tra
 ``reward_model`` reward takes a Hub id as well as a folder.
 
 ``score`` (the second entry point) samples a policy on held-out general prompts and reports the
-mean score of each reward model, the demo's measure of RL stage 2.
+mean score of each reward model, the demo's measure of RL stage 2. On a GPU the policy samples
+first, with vLLM's memory share sized to leave room for the reward models (their weight files plus
+a margin, :func:`vllm_memory_share`); the sampler is then shut down and only then are the reward
+models loaded: loaded first, they took memory vLLM's default share (0.9) assumes is free.
 
 Where this departs from the paper: DeepSeek-R1 does not describe its reward models' data or
 training; here they are ordinary Bradley–Terry reward models, as in InstructGPT.
@@ -40,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, set_seed
 from trl import RewardConfig, RewardTrainer
@@ -176,27 +180,77 @@ class GeneralScoreConfig(PromptArgs):
             raise ConfigError("score: reward_funcs is empty; name the reward models, e.g. [reward_model:helpful]")
 
 
+GIB = 1024**3
+
+
+def weights_bytes(model: str) -> int:
+    """Bytes of a local model folder's weight files (0 for a Hub id: unknown before download)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return 0
+    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern))
+
+
+def vllm_memory_share(reward_model_bytes: int, gpu_bytes: int, default: float = 0.9, margin_bytes: int = 2 * GIB) -> float:
+    """vLLM's ``gpu_memory_utilization`` that leaves the reward models (with 20% for activations
+    and a fixed margin for CUDA's own use) room on the same GPU, at most ``default``.
+
+    >>> round(vllm_memory_share(15 * GIB, 80 * GIB), 3)  # a 7B reward model in bf16 next to the policy
+    0.75
+    >>> vllm_memory_share(0, 80 * GIB)
+    0.9
+    """
+    if reward_model_bytes <= 0 or gpu_bytes <= 0:
+        return default
+    share = 1.0 - (1.2 * reward_model_bytes + margin_bytes) / gpu_bytes
+    if share < 0.2:
+        raise ConfigError(f"the reward models ({reward_model_bytes / GIB:.1f} GB of weights) leave vLLM less than 20% "
+                          f"of the GPU's {gpu_bytes / GIB:.0f} GB: score with backend transformers or smaller models")
+    return min(default, share)
+
+
+def _reward_model_paths(config: GeneralScoreConfig) -> list[str]:
+    from r1_recipe.rewards import base_name
+
+    options = config.reward_kwargs or {}
+    return [str(options.get(name, {}).get("model")) for name in config.reward_funcs
+            if base_name(name) == "reward_model" and options.get(name, {}).get("model")]
+
+
+def _check_reward_names(config: GeneralScoreConfig) -> None:
+    """Unknown reward names fail before minutes of sampling, not after."""
+    from r1_recipe.rewards import REWARDS, base_name
+
+    unknown = [n for n in config.reward_funcs if base_name(n) not in REWARDS]
+    if unknown:
+        raise ConfigError(f"reward_funcs: unknown {unknown}; see `r1-recipe rewards` for the names")
+
+
 def score_general(config: GeneralScoreConfig) -> dict:
     """Mean reward per reward function over prompts (each prompt's mean over its samples), with
     standard errors across prompts; the share of each demo response style when recognised."""
     from r1_recipe.data.preferences import style_of_general
     from r1_recipe.evaluate import mean_stderr
     from r1_recipe.rewards import get_reward_funcs
-    from r1_recipe.sampling import SamplingParams, make_sampler
+    from r1_recipe.sampling import SamplingParams, make_sampler, release
 
-    try:
-        funcs = get_reward_funcs(list(config.reward_funcs), **(config.reward_kwargs or {}))
-    except ValueError as e:
-        raise ConfigError(f"reward_funcs / reward_kwargs: {e}") from e
+    _check_reward_names(config)
     rows = load_source({"path": config.prompts}, where="prompts").to_list()[: config.num_problems]
     prompts = [prompt_for(r[config.problem_column], template=config.template, system_prompt=config.system_prompt)
                for r in rows]
     check_generation_budget(config.model_name_or_path, "max_new_tokens", [(config.max_new_tokens, "")])
+    gpu = torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 0
+    share = vllm_memory_share(sum(weights_bytes(m) for m in _reward_model_paths(config)), gpu)
     sampler = make_sampler(config.backend, config.model_name_or_path, batch_size=config.batch_size,
-                           seed=config.seed)
+                           seed=config.seed, gpu_memory_utilization=share)
     params = SamplingParams(n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
                             max_new_tokens=config.max_new_tokens, seed=config.seed)
     groups = sampler.generate(prompts, params, progress=True)
+    release(sampler)  # the policy's memory goes back before the reward models load
+    try:
+        funcs = get_reward_funcs(list(config.reward_funcs), **(config.reward_kwargs or {}))
+    except ValueError as e:
+        raise ConfigError(f"reward_funcs / reward_kwargs: {e}") from e
     flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
     flat = [c for g in groups for c in g]
     k = len(groups[0]) if groups else 0

@@ -13,6 +13,22 @@ scored here is the text scored during RL. Both stop on the same ids (:func:`stop
 the tokenizer's EOS, the generation config's, and the chat template's end of turn), so a model
 whose saved EOS is still its base ``<|endoftext|>`` stops at ``<|im_end|>`` too.
 ``make_sampler`` picks a backend by name.
+
+Seeds: prompt ``i`` of a call owns the seeds ``seed + i·n … seed + i·n + n − 1``
+(:func:`prompt_seed`); vLLM gives the ``j``-th of a request's ``n`` samples ``seed + j``, so with
+``seed + i`` per prompt (the old scheme) prompt ``i``'s sample ``j`` and prompt ``i+1``'s sample
+``j−1`` drew the same stream. Callers that split prompts over calls pass ``seed`` advanced by
+``first prompt index · n`` (rejection sampling's chunks do).
+
+Truncation: after each ``generate`` a sampler holds ``last_truncated`` (one flag per sample: it
+hit the token budget or the model's context, vLLM's ``finish_reason == "length"``; for transformers,
+no stop id among the new tokens), and warns once when prompt + budget exceeds the model's positions.
+
+Parallelism: ``tensor_parallel_size`` must divide the model's attention heads (and its key/value
+heads, or be a multiple of them), as vLLM requires; an invalid size is refused with the valid
+choices (:func:`valid_tensor_parallel_sizes`). vLLM's offline ``LLM`` runs data parallelism in one
+process only for MoE models, so this sampler never asks it to: rejection sampling starts one
+sampler process per replica instead (``data_parallel_size`` there).
 """
 
 from __future__ import annotations
@@ -43,6 +59,70 @@ class SamplingParams:
         return self.temperature == 0.0
 
 
+def prompt_seed(seed: int, index: int, n: int) -> int:
+    """The first seed of prompt ``index``'s ``n`` samples; the ranges of two prompts never overlap.
+
+    >>> [prompt_seed(0, i, 4) for i in range(3)]
+    [0, 4, 8]
+    """
+    return seed + index * n
+
+
+def model_positions(config) -> int | None:
+    """The context length a model config declares (None when it declares none)."""
+    config = getattr(config, "text_config", None) or config
+    return getattr(config, "max_position_embeddings", None)
+
+
+def valid_tensor_parallel_sizes(config, limit: int = 8) -> list[int]:
+    """Tensor-parallel sizes up to ``limit`` that vLLM accepts for this model: they divide the
+    attention heads, and divide the key/value heads or are a multiple of them.
+
+    >>> from types import SimpleNamespace as C
+    >>> valid_tensor_parallel_sizes(C(num_attention_heads=28, num_key_value_heads=4))  # Qwen2.5-7B
+    [1, 2, 4]
+    >>> valid_tensor_parallel_sizes(C(num_attention_heads=12, num_key_value_heads=2))  # Qwen2.5-1.5B
+    [1, 2, 4, 6]
+    """
+    config = getattr(config, "text_config", None) or config
+    heads = getattr(config, "num_attention_heads", None)
+    if not heads:
+        return list(range(1, limit + 1))
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    return [t for t in range(1, limit + 1) if heads % t == 0 and (kv % t == 0 or t % kv == 0)]
+
+
+def check_tensor_parallel_size(model: str, size: int, *, key: str = "tensor_parallel_size") -> None:
+    """Refuse a size vLLM would refuse for ``model``, naming the valid ones (unreadable config: no check)."""
+    from transformers import AutoConfig
+
+    from r1_recipe.configs import ConfigError
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError):
+        logger.warning("%s: cannot read %s's config to check %s %d", key, model, key, size)
+        return
+    valid = valid_tensor_parallel_sizes(config, limit=max(8, size))
+    if size not in valid:
+        text = getattr(config, "text_config", None) or config
+        raise ConfigError(
+            f"{key} {size} does not fit {model}: {text.num_attention_heads} attention heads "
+            f"({getattr(text, 'num_key_value_heads', None) or text.num_attention_heads} key/value heads); "
+            f"valid sizes: {', '.join(map(str, valid))}")
+
+
+def warn_if_over_context(max_new_tokens: int, longest_prompt: int, positions: int | None, where: str) -> bool:
+    """Warn (once per sampler, the caller keeps the flag) when the budget cannot fit the context."""
+    if positions is None or longest_prompt + max_new_tokens <= positions:
+        return False
+    logger.warning(
+        "%s: max_new_tokens %d + prompts of up to %d tokens exceed the model's %d positions: completions are "
+        "cut at the context (counted as truncated); lower max_new_tokens or use a longer-context model",
+        where, max_new_tokens, longest_prompt, positions)
+    return True
+
+
 def render(tokenizer, prompt: list[dict] | str) -> str:
     """Chat messages through the chat template (with the generation prompt); strings as-is."""
     if isinstance(prompt, str):
@@ -69,6 +149,9 @@ class TransformersSampler:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
+        self.positions = model_positions(self.model.config)
+        self.last_truncated: list[list[bool]] = []
+        self._warned_context = False
 
     def render(self, prompt: list[dict] | str) -> str:
         return render(self.tokenizer, prompt)
@@ -80,11 +163,14 @@ class TransformersSampler:
         per_call = max(1, self.batch_size // max(1, params.n)) if not params.greedy else self.batch_size
         n = 1 if params.greedy else params.n
         out: list[list[str]] = []
+        truncated: list[list[bool]] = []
         try:
             bar = tqdm(total=len(prompts), desc=f"sampling n={n}", unit="problem", disable=not progress)
             for b, start in enumerate(range(0, len(prompts), per_call)):
                 texts = [self.render(p) for p in prompts[start : start + per_call]]
                 enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+                self._warned_context = self._warned_context or warn_if_over_context(
+                    params.max_new_tokens, int(enc["attention_mask"].sum(1).max()), self.positions, "sampling")
                 torch.manual_seed(params.seed + b)
                 kwargs = {"do_sample": False} if params.greedy else {
                     "do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0
@@ -97,21 +183,26 @@ class TransformersSampler:
                     eos_token_id=self.stop_ids or None,
                     **kwargs,
                 )
-                decoded = tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                new = ids[:, enc["input_ids"].shape[1] :]
+                decoded = tok.batch_decode(new, skip_special_tokens=True)
                 out.extend(decoded[i : i + n] for i in range(0, len(decoded), n))
+                ended = torch.isin(new, torch.tensor(self.stop_ids, device=new.device)).any(dim=1).tolist()  # no stop id: cut
+                truncated.extend([not e for e in ended[i : i + n]] for i in range(0, len(ended), n))
                 bar.update(len(texts))
             bar.close()
         finally:
             tok.padding_side = pad_side
         if params.greedy and params.n > 1:  # every greedy sample is the same completion
             out = [group * params.n for group in out]
+            truncated = [group * params.n for group in truncated]
+        self.last_truncated = truncated
         return out
 
 
 class VLLMSampler:
     """vLLM's offline engine behind the same interface (GPU only).
 
-    Each prompt gets its own seed (``params.seed + index``), so a run is reproducible and the
+    Each prompt gets its own seed range (:func:`prompt_seed`), so a run is reproducible and the
     k samples of different problems are independent. Prompts go in as token ids from
     :func:`prompt_ids`, so vLLM sees exactly what the transformers backend sees.
     """
@@ -126,12 +217,24 @@ class VLLMSampler:
                 "backend 'vllm' needs vLLM on a CUDA machine: pip install -e '.[vllm]'. "
                 "Without a GPU use backend 'transformers'."
             ) from e
+        from r1_recipe.configs import ConfigError
+
+        if data_parallel_size > 1:  # vLLM: "data parallel ... offline ... only supported for MoE models"
+            raise ConfigError(
+                f"data_parallel_size {data_parallel_size}: vLLM's offline engine runs one replica per process for "
+                "dense models. Rejection sampling starts one sampler process per replica itself; elsewhere use "
+                "tensor_parallel_size, or one job per GPU")
+        check_tensor_parallel_size(model, tensor_parallel_size)
         kwargs = {"max_model_len": max_model_len} if max_model_len else {}
-        if data_parallel_size > 1:
-            kwargs["data_parallel_size"] = data_parallel_size
         self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size, seed=seed, dtype=dtype,
                        gpu_memory_utilization=gpu_memory_utilization, **kwargs, **llm_kwargs)
         self.tokenizer = tokenizer or self.llm.get_tokenizer()
+        try:  # the engine's context: max_model_len, or the model's own
+            self.positions = self.llm.llm_engine.model_config.max_model_len
+        except AttributeError:
+            self.positions = max_model_len
+        self.last_truncated: list[list[bool]] = []
+        self._warned_context = False
         self.stop_ids = stop_token_ids(self.tokenizer)  # vLLM adds the folder's generation_config.json EOS ids
 
     def generate(self, prompts: list[list[dict] | str], params: SamplingParams, *, progress: bool = False) -> list[list[str]]:
@@ -140,16 +243,47 @@ class VLLMSampler:
         n = 1 if params.greedy else params.n
         per_prompt = [
             VLLMParams(n=n, temperature=params.temperature, top_p=1.0 if params.greedy else params.top_p,
-                       max_tokens=params.max_new_tokens, seed=params.seed + i, skip_special_tokens=True,
+                       max_tokens=params.max_new_tokens, seed=prompt_seed(params.seed, i, n), skip_special_tokens=True,
                        stop_token_ids=self.stop_ids)
             for i in range(len(prompts))
         ]
         inputs = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts]
+        if inputs:
+            self._warned_context = self._warned_context or warn_if_over_context(
+                params.max_new_tokens, max(len(x["prompt_token_ids"]) for x in inputs), self.positions, "sampling")
         results = self.llm.generate(inputs, per_prompt, use_tqdm=progress)
         out = [[c.text for c in r.outputs] for r in results]
+        truncated = [[getattr(c, "finish_reason", None) == "length" for c in r.outputs] for r in results]
         if params.greedy and params.n > 1:
             out = [group * params.n for group in out]
+            truncated = [group * params.n for group in truncated]
+        self.last_truncated = truncated
         return out
+
+
+def release(sampler) -> None:
+    """Give a sampler's GPU memory back (vLLM's engine and KV cache, or the transformers model)
+    before other models load in this process, e.g. the reward models of ``reward_model score``."""
+    import gc
+
+    llm = getattr(sampler, "llm", None)
+    if llm is not None:
+        engine = getattr(llm, "llm_engine", None)
+        shutdown = getattr(engine, "shutdown", None) or getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if callable(shutdown):  # vLLM's engine core runs in its own process: stop it, or its memory stays held
+            shutdown()
+        sampler.llm = None
+    if getattr(sampler, "model", None) is not None:
+        sampler.model = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def truncated_share(sampler) -> float | None:
+    """The share of the last call's samples cut by the budget or context (None: the sampler does not say)."""
+    flags = [f for group in getattr(sampler, "last_truncated", None) or [] for f in group]
+    return sum(flags) / len(flags) if flags else None
 
 
 BACKENDS = ("auto", "transformers", "vllm")
@@ -183,8 +317,13 @@ class SamplerArgs:
 
     backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
     batch_size: int = field(default=256, metadata={"help": "Sequences per generate call (transformers)."})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs per model replica."})
-    data_parallel_size: int = field(default=1, metadata={"help": "vLLM: model replicas."})
+    tensor_parallel_size: int = field(default=1, metadata={
+        "help": "vLLM: GPUs per model replica; must divide the model's attention heads (refused otherwise, "
+                "with the valid sizes)."})
+    data_parallel_size: int = field(default=1, metadata={
+        "help": "Model replicas. Rejection sampling: one sampler process per replica, each on its own "
+                "tensor_parallel_size GPUs and its own shard of the prompts. Evaluation: 1 (vLLM's offline "
+                "engine does not run dense models data parallel)."})
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM: share of GPU memory it may take."})
     max_model_len: int | None = field(default=None, metadata={"help": "vLLM: context length (None: the model's)."})
 

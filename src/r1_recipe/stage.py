@@ -34,6 +34,7 @@ import re
 import time
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from trl.data_utils import is_conversational
@@ -208,6 +209,8 @@ def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict 
         "first_logged_loss": losses[0] if losses else None,
         "last_logged_loss": losses[-1] if losses else None,
         "wall_seconds": round(time.time() - started, 1),
+        # this process's peak (the main process's GPU): what a launcher config costs, for benchmarks/gpu_check.sh
+        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
         **(extra or {}),
     }
     if main:

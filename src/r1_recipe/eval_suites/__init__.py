@@ -9,6 +9,8 @@ how an answer is pulled out of a completion and how it is checked.
     humaneval     openai/openai_humaneval (test)       code sandbox  k=4   or the `make assets` copy
 
 Domains with their own preparation and checks live beside this registry (``code``: HumanEval).
+A bare ``humaneval`` reads the copy ``make assets`` fetched when there is one (the same 164 rows,
+no network) and the Hub otherwise.
 
 Every benchmark is named on the command line as ``NAME`` (Hub, needs the network; ``gpqa`` is
 gated: log in first), ``NAME=PATH`` (a local copy in the Hub's shape: a .jsonl/.parquet file
