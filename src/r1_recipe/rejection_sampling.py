@@ -43,7 +43,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from r1_recipe.configs import ConfigError, parse_config
+from r1_recipe.configs import ConfigError, check_generation_budget, parse_config
 from r1_recipe.data.loading import DataError, load_mixture
 from r1_recipe.data.templates import prompt_for
 from r1_recipe.rejection_config import RejectionSamplingConfig
@@ -139,6 +139,7 @@ def score_chunk(config: RejectionSamplingConfig, rows: list[dict], prompts: list
 
 
 def _sampler(config: RejectionSamplingConfig):
+    check_generation_budget(config.model_name_or_path, "max_new_tokens", [(config.max_new_tokens, "")])
     return sampler_from_config(config, enable_prefix_caching=True)  # the n samples of a prompt share its prefix
 
 

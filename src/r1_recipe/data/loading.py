@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, Features, concatenate_datasets, load_dataset
 
+from r1_recipe.data.checks import DataError, check_text_columns, checked_source
+from r1_recipe.data.hub_mirror import hub_location
 from r1_recipe.data.templates import format_response, prompt_for
 
 logger = logging.getLogger(__name__)
@@ -40,10 +42,7 @@ CONSTANT_COLUMNS = ("source", "reward_type")  # source keys that set a column of
 _FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
-class DataError(ValueError):
-    """A dataset, source spec or column problem the user can fix in the recipe or the data."""
-
-
+@checked_source  # files checked first, datasets' own errors as one line naming the source (data/checks.py)
 def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
     """Load one source: a local file, a local folder of shards, or a Hub dataset id."""
     if isinstance(spec, str):
@@ -82,7 +81,7 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
 
 def _load_hub_layout(spec: dict, path: str, split: str, where: str) -> Dataset:
     try:
-        return load_dataset(path, spec.get("name"), split=split, data_dir=spec.get("data_dir"),
+        return load_dataset(hub_location(path), spec.get("name"), split=split, data_dir=spec.get("data_dir"),
                             data_files=spec.get("data_files"))
     except Exception as e:  # the Hub's errors name neither the recipe nor the fix
         hint = (" If the folder's splits have different columns, read one split's files with "
@@ -218,6 +217,8 @@ def to_sft(
     columns = [problem_column, reasoning_column, answer_column]
     if not has_messages:
         require_columns(ds, columns, where=where)
+    check_text_columns(ds, {problem_column: "problem_column", reasoning_column: "reasoning_column",
+                            answer_column: "answer_column"}, where=where)
 
     def split(msgs):
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
@@ -274,6 +275,7 @@ def to_prompts(
 
     Batched over the problem column only: the other columns are never converted to Python."""
     require_columns(ds, [problem_column], where=where)
+    check_text_columns(ds, {problem_column: "problem_column"}, where=where)
 
     def build(problems, indices):
         for problem, index in zip(problems, indices):
