@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
-from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, script_words
+from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, VARIABLE_LETTERS, script_words
 
 READABILITY_REASONS = ("mixed_language", "long_paragraph", "code_in_reasoning", "repetition")
 SELECTION_REASONS = ("exact_duplicate", "near_duplicate", "over_k")
@@ -81,40 +81,40 @@ def language_share(text: str | None, language: str = "en") -> float:
     """:func:`r1_recipe.rewards.language.language_share` (the reward's definition) without a
     Python step per character: code points are a numpy array, letter runs are found by
     comparing neighbours, and only the runs holding a non-ASCII letter are split into words
-    by script (:func:`r1_recipe.rewards.language.script_words`); every other run is one Latin word.
+    by :func:`r1_recipe.rewards.language.script_words`. Every other run is one Latin word, or,
+    for a target not written in Latin, a variable (left out) when it is as short as the
+    reward's ``VARIABLE_LETTERS["LATIN"]``.
 
-    >>> language_share("so the angle is x, add the ones"), language_share("add 的 ones")
+    >>> language_share("so the angle θ = π/3, hence sin θ = √3/2"), language_share("add 的 ones")
     (1.0, 0.6666666666666666)
-    >>> language_share(""), language_share("2 + 2 = 4"), language_share("écrire ça")
-    (0.0, 1.0, 1.0)
+    >>> language_share(""), language_share("2 + 2 = 4"), language_share("écrire ça"), language_share("设 x = 3", "zh")
+    (0.0, 1.0, 1.0, 1.0)
     """
     if text is None or not text.strip():
         return 0.0
     target = LANGUAGE_SCRIPTS[language]
-    if text.isascii():  # every letter run is one Latin word
-        has_words = any(map(str.isalpha, text)) if "LATIN" not in target else True
-        return 1.0 if "LATIN" in target or not has_words else 0.0
+    latin = "LATIN" in target
+    variable = VARIABLE_LETTERS.get("LATIN", 0)  # the longest Latin run that is a variable
+    if text.isascii():  # every letter run is Latin: all the target's words, or none of them
+        if latin:
+            return 1.0
+        return 0.0 if re.search(f"[A-Za-z]{{{variable + 1}}}", text) else 1.0
     cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     letter = _ASCII_LETTER[np.minimum(cps, 128)]
-    wide = cps >= 128
-    wide_letters = [c for c in np.unique(cps[wide]).tolist() if _is_letter(chr(c))]
-    wide_letter = np.isin(cps, np.array(wide_letters, dtype=np.uint32)) if wide_letters else np.zeros_like(wide)
+    wide_letters = [c for c in np.unique(cps[cps >= 128]).tolist() if _is_letter(chr(c))]
+    wide_letter = np.isin(cps, np.array(wide_letters, dtype=np.uint32)) if wide_letters else np.zeros_like(letter)
     letter |= wide_letter
-    starts = letter & ~np.concatenate(([False], letter[:-1]))
-    run_id = np.cumsum(starts) - 1  # the run each position belongs to
-    runs = int(starts.sum())
-    special = np.unique(run_id[wide_letter])  # runs holding a non-ASCII letter
-    scripts: list[str] = []
-    if len(special):
-        begin = np.flatnonzero(starts)
-        ends = np.flatnonzero(letter & ~np.concatenate((letter[1:], [False]))) + 1
-        for r in special.tolist():
-            scripts.extend(script_words(text[begin[r] : ends[r]]))
-    latin_runs = runs - len(special)
-    total = latin_runs + len(scripts)
+    begin = np.flatnonzero(letter & ~np.concatenate(([False], letter[:-1])))  # where each run starts
+    end = np.flatnonzero(letter & ~np.concatenate((letter[1:], [False]))) + 1
+    special = np.unique(np.searchsorted(begin, np.flatnonzero(wide_letter), side="right") - 1)  # runs with one
+    plain = np.ones(len(begin), dtype=bool)
+    plain[special] = False
+    latin_words = int(plain.sum() if latin else (plain & (end - begin > variable)).sum())
+    scripts = [s for r in special.tolist() for s in script_words(text[begin[r] : end[r]], language)]
+    total = latin_words + len(scripts)
     if total == 0:
         return 1.0
-    return (("LATIN" in target) * latin_runs + sum(s in target for s in scripts)) / total
+    return (latin * latin_words + sum(s in target for s in scripts)) / total
 
 
 @dataclass(frozen=True)
