@@ -39,7 +39,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-from datasets import Dataset, concatenate_datasets, disable_progress_bars
+from datasets import Dataset, concatenate_datasets, disable_caching, disable_progress_bars
 
 from r1_recipe import eval_suites
 from r1_recipe.data.loading import load_mixture, load_source, to_prompts, to_sft
@@ -297,6 +297,7 @@ def main() -> dict:
     parser.add_argument("--sections", default="decontaminate,rejection,mixture,accuracy,evaluation")
     args = parser.parse_args()
     disable_progress_bars()
+    disable_caching()  # the memory pass must redo each map, not read the first pass's cache files
     logging.disable(logging.WARNING)
     sizes = [int(s) for s in args.sizes.split(",")]
     memory = not args.no_memory
