@@ -16,9 +16,9 @@ The paper names the readability problems but gives no thresholds; ours are defau
 on the stats JSON of a first run.
 
 Speed (this runs serially between generation chunks, ~800k samples at R1's scale): the checks
-are the reward definitions computed in bulk, with the same results. The language share counts
-letter runs with one regex pass and looks at characters only in runs holding a non-ASCII letter
-(an ASCII letter run is one Latin word); words are hashed all at once from a prefix sum over
+are the reward definitions computed in bulk, with the same results. The language share finds
+letter runs in a numpy array of code points and asks the reward's script rules only about runs
+holding a non-ASCII letter (an ASCII letter run is one Latin word); words are hashed all at once from a prefix sum over
 the code points, and repetition and near-duplicate n-grams are numpy keys of those hashes, not
 Python tuples or strings. ``benchmarks/data_scale.py`` measures it against the
 per-character, per-n-gram versions.
