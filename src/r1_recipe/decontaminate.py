@@ -129,7 +129,7 @@ def build_index(config: DecontaminateConfig) -> NgramIndex:
         label, _, problems = load_benchmark(spec, problem_column=config.problem_column,
                                             answer_column=config.answer_column,
                                             num_problems=every_held_out if spec == "arithmetic" else None)
-        for text in problems["raw_problem"]:
+        for text in problems["raw_problem"][:]:  # a list (iterating a Column queries per row)
             index.add(text, label)
         logger.info("%s: %d problems indexed", label, len(problems))
     return index
