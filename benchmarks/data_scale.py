@@ -24,6 +24,13 @@ are memory-mapped or outside the heap):
   scoring; its own speed claim is benchmarks/rewards.py).
 - ``evaluation scoring``: ``evaluate`` with a replaying sampler (k = 8); baseline: the same
   loop indexing ``problems["problem"][i]`` per sample.
+
+Measured on the shared 2-core development machine (load 8-12, so ± 30 %), per item against the
+baseline: rejection post-processing 4.3-5.2× (≈ 7 ms vs 28-36 ms per 1,000-4,000-word trace),
+evaluation scoring 16-35× (0.02-0.07 ms per sample, the reward's own cost), decontamination
+2.8-3.7×, mixture + conversion 1.4-1.7× (what remains is datasets writing a shuffled dataset,
+one Arrow chunk per row). Python heap stays flat from 10k to 100k rows where work is chunked
+(decontamination 1.2 → 1.3 MB, mixture 6.3 → 6.4 MB, post-processing 1.5 → 1.8 MB).
 """
 
 from __future__ import annotations
