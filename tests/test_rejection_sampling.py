@@ -285,6 +285,7 @@ CRAFTED_TEXTS = [
     "so the angle θ = π/3, hence sin θ = √3/2", "add 的 ones", "先算个位 然后 十位 the sum is 4", "écrire ça",
     "ответ 3 so the answer", "abc中def", "x² + 𝑥 = 2", "カタカナ and ひらがな", "한국어 text", "", "   ", "2 + 2 = 4",
     "naïve café", "Δx → 0", "😀 fine", "_under_score_ words", "wait " * 40, LONG,
+    "设 x = 3", "设 xy = 3 和 z", "αβγδ is a Greek word, αβ is not", "ℝ and 𝑥 and µ", "λx.x",
 ]
 
 

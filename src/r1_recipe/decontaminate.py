@@ -14,6 +14,7 @@ and ``contaminated_by`` (benchmark names) columns; ``mode: drop`` removes the ma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -81,8 +82,14 @@ class NgramIndex:
         self.n = n
         self.grams: dict[str, set[str]] = {}
         self.lengths: set[int] = set()  # n, plus the lengths of shorter whole problems
+        self._digest = hashlib.sha1(str(n).encode())  # of everything added: the scan's cache key
+
+    @property
+    def digest(self) -> str:
+        return self._digest.hexdigest()
 
     def add(self, text: str, source: str) -> None:
+        self._digest.update(json.dumps([text, source]).encode())
         tokens = words(text)
         if tokens:
             self.lengths.add(min(len(tokens), self.n))
@@ -122,7 +129,7 @@ def build_index(config: DecontaminateConfig) -> NgramIndex:
         label, _, problems = load_benchmark(spec, problem_column=config.problem_column,
                                             answer_column=config.answer_column,
                                             num_problems=every_held_out if spec == "arithmetic" else None)
-        for text in problems["raw_problem"]:
+        for text in problems["raw_problem"][:]:  # a list (iterating a Column queries per row)
             index.add(text, label)
         logger.info("%s: %d problems indexed", label, len(problems))
     return index
@@ -141,7 +148,10 @@ def flag_rows(ds: Dataset, index: NgramIndex, columns: Sequence[str], *, num_pro
     features = ds.features.copy()
     features["contaminated"] = Value("bool")
     features["contaminated_by"] = List(Value("string"))
-    return ds.map(flag, batched=True, features=features, num_proc=num_proc, desc="decontaminating")
+    # datasets would otherwise fingerprint `flag` by pickling the whole index (seconds per scan)
+    fingerprint = hashlib.sha1(f"{ds._fingerprint} {index.digest} {list(columns)}".encode()).hexdigest()
+    return ds.map(flag, batched=True, features=features, num_proc=num_proc, new_fingerprint=fingerprint,
+                  desc="decontaminating")
 
 
 def flag_counts(flagged: Dataset) -> tuple[int, dict[str, int]]:

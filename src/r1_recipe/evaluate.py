@@ -269,10 +269,11 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
     if too_big:
         raise ConfigError(f"pass_at_k {too_big} exceed num_samples={k}: raise num_samples or drop them")
     instruction = bench.instruction if config.instruction is None else config.instruction
-    problem_texts = problems["problem"]  # one column read: indexing the dataset per sample rebuilds it each time
+    # one read of each column as a list: datasets' Column re-queries the table on every index or step
+    problem_texts = problems["problem"][:]
     texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problem_texts]
     prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
-    references = [str(a) for a in problems["answer"]]
+    references = [str(a) for a in problems["answer"][:]]
     sampler = sampler or _sampler_for(config, [(label, bench)])
     opened = opened_by_prompt(sampler, prompts)
 

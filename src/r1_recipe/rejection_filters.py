@@ -16,10 +16,11 @@ The paper names the readability problems but gives no thresholds; ours are defau
 on the stats JSON of a first run.
 
 Speed (this runs serially between generation chunks, ~800k samples at R1's scale): the checks
-are the reward definitions computed in bulk, with the same results. The language share counts
-letter runs with one regex pass and looks at characters only in runs holding a non-ASCII letter
-(an ASCII letter run is one Latin word); repetition and near-duplicate n-grams are numpy arrays
-of word ids, not Python tuples or strings. ``benchmarks/data_scale.py`` measures it against the
+are the reward definitions computed in bulk, with the same results. The language share finds
+letter runs in a numpy array of code points and asks the reward's script rules only about runs
+holding a non-ASCII letter (an ASCII letter run is one Latin word); words are hashed all at once from a prefix sum over
+the code points, and repetition and near-duplicate n-grams are numpy keys of those hashes, not
+Python tuples or strings. ``benchmarks/data_scale.py`` measures it against the
 per-character, per-n-gram versions.
 """
 
@@ -27,21 +28,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-import zlib
-from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
-from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, script_words
+from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, VARIABLE_LETTERS, script_words
 
 READABILITY_REASONS = ("mixed_language", "long_paragraph", "code_in_reasoning", "repetition")
 SELECTION_REASONS = ("exact_duplicate", "near_duplicate", "over_k")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 _LETTER_RUN = re.compile(r"[^\W\d_]+")  # a run of letters, as rewards.language reads words
-_ASCII_WORD = re.compile(r"[A-Za-z]{2}")  # in ASCII text: a letter run longer than one variable
 
 
 def reward_failure(rewards: Mapping[str, float | None], thresholds: Mapping[str, float]) -> str | None:
@@ -82,77 +80,98 @@ def language_share(text: str | None, language: str = "en") -> float:
     """:func:`r1_recipe.rewards.language.language_share` (the reward's definition) without a
     Python step per character: code points are a numpy array, letter runs are found by
     comparing neighbours, and only the runs holding a non-ASCII letter are split into words
-    by script (:func:`r1_recipe.rewards.language.script_words`); every other run is one Latin word.
+    by :func:`r1_recipe.rewards.language.script_words`. Every other run is one Latin word, or,
+    for a target not written in Latin, a variable (left out) when it is as short as the
+    reward's ``VARIABLE_LETTERS["LATIN"]``.
 
-    >>> language_share("so the angle is x, add the ones"), language_share("add 的 ones")
+    >>> language_share("so the angle θ = π/3, hence sin θ = √3/2"), language_share("add 的 ones")
     (1.0, 0.6666666666666666)
-    >>> language_share(""), language_share("2 + 2 = 4"), language_share("écrire ça")
-    (0.0, 1.0, 1.0)
+    >>> language_share(""), language_share("2 + 2 = 4"), language_share("écrire ça"), language_share("设 x = 3", "zh")
+    (0.0, 1.0, 1.0, 1.0)
     """
     if text is None or not text.strip():
         return 0.0
     target = LANGUAGE_SCRIPTS[language]
     latin = "LATIN" in target
-    if text.isascii():  # every letter run is one Latin word (a lone letter: a variable, for non-Latin targets)
-        return 1.0 if latin or not _ASCII_WORD.search(text) else 0.0
+    variable = VARIABLE_LETTERS.get("LATIN", 0)  # the longest Latin run that is a variable
+    if text.isascii():  # every letter run is Latin: all the target's words, or none of them
+        if latin:
+            return 1.0
+        return 0.0 if re.search(f"[A-Za-z]{{{variable + 1}}}", text) else 1.0
     cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     letter = _ASCII_LETTER[np.minimum(cps, 128)]
-    wide = cps >= 128
-    wide_letters = [c for c in np.unique(cps[wide]).tolist() if _is_letter(chr(c))]
-    wide_letter = np.isin(cps, np.array(wide_letters, dtype=np.uint32)) if wide_letters else np.zeros_like(wide)
+    wide_letters = [c for c in np.unique(cps[cps >= 128]).tolist() if _is_letter(chr(c))]
+    wide_letter = np.isin(cps, np.array(wide_letters, dtype=np.uint32)) if wide_letters else np.zeros_like(letter)
     letter |= wide_letter
-    starts = letter & ~np.concatenate(([False], letter[:-1]))
-    run_id = np.cumsum(starts) - 1  # the run each position belongs to
-    runs = int(starts.sum())
-    special = np.unique(run_id[wide_letter])  # runs holding a non-ASCII letter
-    begin = np.flatnonzero(starts)
-    ends = np.flatnonzero(letter & ~np.concatenate((letter[1:], [False]))) + 1
-    scripts: list[str] = []
-    for r in special.tolist():
-        scripts.extend(script_words(text[begin[r] : ends[r]], language))
-    if latin:
-        latin_runs = runs - len(special)
-    else:  # a lone ASCII letter is a math variable, not a Latin word (rewards.language)
-        plain = np.ones(runs, dtype=bool)
-        plain[special] = False
-        latin_runs = int((plain & (ends - begin >= 2)).sum())
-    total = latin_runs + len(scripts)
+    begin = np.flatnonzero(letter & ~np.concatenate(([False], letter[:-1])))  # where each run starts
+    end = np.flatnonzero(letter & ~np.concatenate((letter[1:], [False]))) + 1
+    special = np.unique(np.searchsorted(begin, np.flatnonzero(wide_letter), side="right") - 1)  # runs with one
+    plain = np.ones(len(begin), dtype=bool)
+    plain[special] = False
+    latin_words = int(plain.sum() if latin else (plain & (end - begin > variable)).sum())
+    scripts = [s for r in special.tolist() for s in script_words(text[begin[r] : end[r]], language)]
+    total = latin_words + len(scripts)
     if total == 0:
         return 1.0
-    return (latin * latin_runs + sum(s in target for s in scripts)) / total
+    return (latin * latin_words + sum(s in target for s in scripts)) / total
 
 
-@dataclass(frozen=True)
-class _Words:
-    """A text's whitespace words as ids: ``ids`` case-sensitive (near-duplicate shingles),
-    ``lower_ids`` lowercased (repetition, as the reward lowercases), ``distinct`` the words."""
-
-    ids: np.ndarray
-    lower_ids: np.ndarray
-    distinct: tuple[str, ...]
-
-
-@lru_cache(maxsize=256)  # one text is read by the repetition filter and by select's shingles
-def _words(text: str) -> _Words:
-    words = text.split()
-    distinct = tuple(dict.fromkeys(words))
-    index = {w: i for i, w in enumerate(distinct)}
-    ids = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
-    lower_index: dict[str, int] = {}
-    lower_of = np.fromiter((lower_index.setdefault(w.lower(), len(lower_index)) for w in distinct),
-                           dtype=np.int64, count=len(distinct))
-    return _Words(ids, lower_of[ids], distinct)
+# Word hashes without a Python step per word: a word is a run of non-whitespace characters (as
+# str.split reads them); its hash is a polynomial in its code points mod 2^64, computed for every
+# word at once from one prefix sum (Q is P's inverse mod 2^64, so no division is needed). Stable
+# across processes and runs, unlike Python's ``hash``.
+_P = np.uint64(0x100000001B3)
+_Q = np.uint64(pow(int(_P), -1, 2**64))
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # combines word hashes into n-gram keys
+_SPACE = np.array([chr(c).isspace() for c in range(0x3001)] + [False])  # str.isspace; none above U+3000
 
 
-def _ngram_keys(ids: np.ndarray, n: int) -> np.ndarray:
-    """One int64 per window of ``n`` ids, equal exactly when the windows are."""
-    windows = len(ids) - n + 1
-    base = int(ids.max()) + 1
-    if base ** n >= 2 ** 63:  # too many distinct words for an exact int64 key: rows instead
-        return np.unique(np.lib.stride_tricks.sliding_window_view(ids, n), axis=0, return_inverse=True)[1]
-    key = np.zeros(windows, dtype=np.int64)
-    for k in range(n):
-        key = key * base + ids[k : k + windows]
+def word_hashes(text: str) -> np.ndarray:
+    """One stable 64-bit hash per whitespace-separated word of ``text``, in order; equal words
+    get equal hashes.
+
+    >>> h = word_hashes("to be  or not\\nto be"); len(h), bool(h[0] == h[4]), bool(h[1] == h[5]), bool(h[0] == h[1])
+    (6, True, True, False)
+    """
+    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    if not len(cps):
+        return np.zeros(0, dtype=np.uint64)
+    char = ~_SPACE[np.minimum(cps, len(_SPACE) - 1)]
+    starts = np.flatnonzero(char & ~np.concatenate(([False], char[:-1])))
+    ends = np.flatnonzero(char & ~np.concatenate((char[1:], [False]))) + 1
+    p_pow, q_pow = _powers(len(cps))
+    with np.errstate(over="ignore"):
+        prefix = np.zeros(len(cps) + 1, dtype=np.uint64)
+        weighted = cps.astype(np.uint64)
+        weighted += np.uint64(1)
+        weighted *= q_pow[: len(cps)]
+        np.cumsum(weighted, out=prefix[1:])
+        hashes = (prefix[ends] - prefix[starts]) * p_pow[ends - 1]  # Σ (cp + 1) · P^(end - 1 - i)
+        return hashes * _P + (ends - starts).astype(np.uint64)  # the length too
+
+
+_POWERS: list[np.ndarray] = []
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P^i and Q^i for i < n (at least), computed once and grown by doubling."""
+    if not _POWERS or len(_POWERS[0]) < n:
+        size = max(n, 2 * len(_POWERS[0]) if _POWERS else 1 << 15)
+        with np.errstate(over="ignore"):
+            p_pow = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, _P, dtype=np.uint64))))
+            q_pow = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, _Q, dtype=np.uint64))))
+        _POWERS[:] = [p_pow, q_pow]
+    return _POWERS[0], _POWERS[1]
+
+
+def ngram_keys(hashes: np.ndarray, n: int) -> np.ndarray:
+    """One 64-bit key per window of ``n`` consecutive word hashes (all of them when fewer)."""
+    windows = max(len(hashes) - n + 1, 1)
+    n = min(n, len(hashes))
+    key = np.zeros(windows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            key = key * _MIX + hashes[k : k + windows]
     return key
 
 
@@ -171,10 +190,10 @@ def repetition_share(text: str, ngram_size: int = 4) -> float:
     >>> repetition_share("go on " * 20) > 0.9
     True
     """
-    ids = _words(text).lower_ids
-    if len(ids) < ngram_size:
+    hashes = word_hashes(text.lower())
+    if len(hashes) < ngram_size:
         return 0.0
-    keys = _ngram_keys(ids, ngram_size)
+    keys = ngram_keys(hashes, ngram_size)
     return 1.0 - len(_sorted_distinct(keys)) / len(keys)
 
 
@@ -239,8 +258,7 @@ def prompt_id(problem: str) -> str:
 
 def shingles(text: str, n: int = 3) -> np.ndarray:
     """Stable 64-bit hashes of the word n-grams of a text's reasoning (the whole text when
-    short), sorted and distinct. A window's hash combines its words' crc32 (stable across
-    processes, unlike Python's ``hash``), so only the distinct words are hashed one by one.
+    short), sorted and distinct (:func:`word_hashes` combined by :func:`ngram_keys`).
 
     >>> len(shingles("a b c d")), np.array_equal(shingles("a b"), shingles(" a  b "))
     (2, True)
@@ -248,19 +266,7 @@ def shingles(text: str, n: int = 3) -> np.ndarray:
     3
     """
     reasoning, _ = split_reasoning(text)
-    body = reasoning if reasoning is not None else text
-    words = _words(body)
-    if len(words.ids) < n:
-        return np.array([zlib.crc32(" ".join(body.split()).encode())], dtype=np.uint64)
-    word_hash = np.fromiter((zlib.crc32(w.encode()) for w in words.distinct), dtype=np.uint64,
-                            count=len(words.distinct))
-    hashes = word_hash[words.ids]
-    windows = len(hashes) - n + 1
-    key = np.zeros(windows, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            key = key * np.uint64(0x9E3779B97F4A7C15) + hashes[k : k + windows]  # wraps mod 2^64
-    return _sorted_distinct(key)
+    return _sorted_distinct(ngram_keys(word_hashes(reasoning if reasoning is not None else text), n))
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

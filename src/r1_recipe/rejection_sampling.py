@@ -76,7 +76,7 @@ def load_prompts(config: RejectionSamplingConfig):
         raise DataError(f"dataset_mixture: no column {config.problem_column!r} (problem_column); "
                         f"the data has {ds.column_names}")
     ids, keep, seen = [], [], set()
-    for i, problem in enumerate(ds[config.problem_column]):
+    for i, problem in enumerate(ds[config.problem_column][:]):  # a list: iterating a Column queries per row
         pid = prompt_id(str(problem))
         if pid not in seen:
             seen.add(pid)

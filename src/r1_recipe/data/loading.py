@@ -235,6 +235,7 @@ def to_sft(
     present = set(ds.column_names)
     inputs = [c for c in ("messages", *columns, "source", "reasoning_answer") if c in present]
     inputs = list(dict.fromkeys(inputs))
+    absent = [c for c in columns if c not in present]
 
     def build(batch, indices):
         prompts, completions = [], []
@@ -244,7 +245,8 @@ def to_sft(
                 prompts.append(prompt)
                 completions.append(completion)
                 continue
-            require_columns(ds, columns, where=where)  # a row without messages needs them
+            if absent:  # a row without messages needs them
+                require_columns(ds, columns, where=where)
             missing = [c for c in columns if batch[c][k] is None]
             if missing:
                 raise DataError(f"{where}: row {index} has no {missing} (its source lacks the column); "
