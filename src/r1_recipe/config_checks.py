@@ -456,6 +456,32 @@ def check_combinations(config, values: Mapping, origins: Mapping[str, str]) -> N
                               f"{eval_strategy!r} needs held-out pairs: set eval_mixture or eval_fraction")
     if getattr(config, "reward_funcs", None) is not None:
         check_reward_names(config, origins)
+    if isinstance(getattr(config, "lr_scheduler_kwargs", None), dict) and config.lr_scheduler_kwargs:
+        check_scheduler_kwargs(config, origins)
+
+
+def check_scheduler_kwargs(config, origins: Mapping[str, str]) -> None:
+    """``lr_scheduler_kwargs`` are arguments of the ``lr_scheduler_type``'s schedule function
+    (transformers would only fail on the first training step)."""
+    import inspect
+
+    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
+    from transformers.trainer_utils import SchedulerType
+
+    function = TYPE_TO_SCHEDULER_FUNCTION.get(SchedulerType(config.lr_scheduler_type))
+    if function is None:
+        return
+    params = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    given = {"optimizer", "num_warmup_steps", "num_training_steps", "last_epoch"}
+    unknown = [k for k in config.lr_scheduler_kwargs if k not in params or k in given]
+    if unknown:
+        valid = [p for p in params if p not in given]
+        raise ConfigError(
+            f"{_at(origins, 'lr_scheduler_kwargs', 'lr_scheduler_type')}: lr_scheduler_kwargs {unknown} are not "
+            f"options of lr_scheduler_type {SchedulerType(config.lr_scheduler_type).value!r} "
+            f"(its options: {', '.join(valid) or 'none'})")
 
 
 def check_reward_names(config, origins: Mapping[str, str]) -> None:

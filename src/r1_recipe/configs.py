@@ -149,12 +149,15 @@ def check_keys(cls: type, keys: Sequence[str], *, where: str) -> None:
         raise ConfigError(f"{where}: unknown key {key!r} for {cls.__name__}.{hint}")
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: the same YAML, ~10x faster to parse
+
+
 def read_recipe(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"recipe {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_YAML_LOADER) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):

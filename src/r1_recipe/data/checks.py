@@ -84,12 +84,11 @@ def check_local(path: Path, *, where: str) -> None:
 
 def check_file(path: Path, *, where: str) -> None:
     try:
-        size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(4096)
     except OSError as e:
         raise DataError(f"{where}: cannot read {path}: {e.strerror or e}") from None
-    if size == 0:
+    if not head:
         raise DataError(f"{where}: {path} is empty: no rows to load")
     if path.suffix == ".parquet":
         _check_parquet(path, head, where)
