@@ -47,3 +47,20 @@ def require_asset():
         return path
 
     return get
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory, require_asset):
+    """``standin("Qwen/Qwen2.5-1.5B")`` -> the stand-in's folder (built once per session), or skip
+    when its tokenizer asset is absent."""
+    from r1_recipe.standins import STANDINS, build_standin
+
+    built = {}
+
+    def get(model_id: str):
+        if model_id not in built:
+            require_asset(STANDINS[model_id].asset)
+            built[model_id] = build_standin(model_id, tmp_path_factory.mktemp("standin") / model_id)
+        return built[model_id]
+
+    return get

@@ -29,6 +29,7 @@ from typing import TypeVar
 
 import torch
 import yaml
+from transformers import AutoConfig
 from trl import SFTConfig, TrlParser
 
 from r1_recipe.config_checks import ConfigError, build_config, from_command_line, split_command_line
@@ -119,8 +120,8 @@ class SFTStageConfig(RecipeArgs, SFTConfig):
     reasoning_alpha: float | None = field(
         default=None,
         metadata={
-            "help": "Weighted loss L = α·L_reasoning + (1−α)·L_general by the `source` column; "
-            "per-example weights 2α and 2(1−α), so 0.5 equals the plain mean. None = unweighted."
+            "help": "Weighted loss L = α·L_reasoning + (1−α)·L_general by the `source` column, each L the "
+            "token mean of its kind over the optimizer step (see r1_recipe.sft). None = unweighted."
         },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
@@ -132,6 +133,81 @@ class SFTStageConfig(RecipeArgs, SFTConfig):
                 raise ConfigError(f"reasoning_alpha must be in [0, 1], got {self.reasoning_alpha}")
             if self.packing:
                 raise ConfigError("reasoning_alpha needs per-example losses: set packing: false")
+            if self.padding_free:
+                raise ConfigError("reasoning_alpha needs per-example losses (padding-free flattens the batch "
+                                  "into one row): set padding_free: false")
+
+
+# --- the model's context length ----------------------------------------------------------------
+
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+_SCALED_ROPE = ("yarn", "linear", "dynamic")  # their factor multiplies the trained positions
+
+
+def model_context_length(model: str, revision: str = "main") -> int | None:
+    """Positions the model can attend over, from its config only (no weights): the config's
+    ``max_position_embeddings``, times the factor of a YaRN/linear/dynamic RoPE scaling as vLLM
+    counts it. None when the config cannot be read (the model load reports that) or says nothing.
+    """
+    try:
+        config = AutoConfig.from_pretrained(model, revision=revision)
+    except (OSError, ValueError):
+        return None
+    config = config.get_text_config()
+    positions = next((getattr(config, k) for k in _POSITION_KEYS if isinstance(getattr(config, k, None), int)), None)
+    if positions is None:
+        return None
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    kind = rope.get("rope_type") or rope.get("type")
+    if kind in _SCALED_ROPE and rope.get("factor"):
+        positions = max(positions, int((rope.get("original_max_position_embeddings") or positions) * rope["factor"]))
+    return positions
+
+
+def context_length_error(key: str, value: int, limit: int, model: str, note: str = "") -> ConfigError:
+    return ConfigError(
+        f"{key}: {value}{note} is beyond the {limit} positions of {model} (max_position_embeddings in its "
+        f"config.json): the model was never trained past position {limit}. Set {key} to at most "
+        f"{limit}, or extend the context in a local copy of the model: save it to a folder, raise "
+        "max_position_embeddings in that folder's config.json (DeepSeek's R1-Distill-Qwen-1.5B, trained from "
+        "Qwen2.5-Math-1.5B's 4096 positions, sets 131072), and point model_name_or_path at the folder."
+    )
+
+
+def check_context_length(config, keys: Sequence[str]) -> None:
+    """Refuse ``config.<key>`` (token budgets) beyond the positions of ``config.model_name_or_path``.
+
+    Reads the model's config only, so it runs before the weights load. A key still at TRL's
+    default (``max_length`` 1024 for a 512-position model) is lowered to the model's limit with a
+    warning instead: the recipe did not ask for it.
+    """
+    limit = model_context_length(config.model_name_or_path, getattr(config, "model_revision", "main"))
+    if limit is None:
+        return
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for key in keys:
+        value = getattr(config, key, None)
+        if value is None or value <= limit:
+            continue
+        if value == defaults.get(key):
+            logger.warning("%s: the default %d is beyond the %d positions of %s; using %d", key, value, limit,
+                           config.model_name_or_path, limit)
+            setattr(config, key, limit)
+            continue
+        raise context_length_error(key, value, limit, config.model_name_or_path)
+
+
+def check_generation_budget(model: str, key: str, budgets: Sequence[tuple[int, str]]) -> None:
+    """Refuse generation budgets (``[(new tokens, where it comes from)]``, set by ``key``) beyond
+    ``model``'s positions, before the model loads.
+
+    Unlike :func:`check_context_length` nothing is lowered: an evaluation's budget is part of
+    its protocol (R1: 32,768 new tokens), and a silently shorter one reports other numbers.
+    """
+    limit = model_context_length(model)
+    for value, note in budgets:
+        if limit is not None and value is not None and value > limit:
+            raise context_length_error(key, value, limit, model, f" ({note})" if note else "")
 
 
 def _field_names(cls: type) -> list[str]:
@@ -230,6 +306,11 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         metadata={"help": "Options per reward: {reward name: {option: value}}; `accuracy` reads answer_column by default."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the prompt set (debugging)."})
+    eos_token: str | None = field(
+        default=None,
+        metadata={"help": "Token ending a completion (as SFT's eos_token); None: the chat template's end of turn "
+                          "for chat prompts, else the tokenizer's EOS."},
+    )
     max_train_seconds: float | None = field(
         default=None,
         metadata={"help": "Stop after this many seconds of training (a checkpoint is saved), even before max_steps."},

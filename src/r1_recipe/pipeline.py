@@ -13,7 +13,9 @@ run folder. ``evaluate: true`` runs the pipeline's evaluation recipe on the step
 ``score: {recipe, set}`` also scores it with reward models on held-out general prompts.
 
 Each step runs in its own process (``python -m r1_recipe.<stage>`` or, with ``launcher:
-accelerate``, ``accelerate launch``), its log in ``<folder>/stage.log``. A finished step writes
+accelerate``, ``accelerate launch --num_processes N`` for the training stages, N = ``num_processes``
+or else the visible GPU count; rejection sampling spreads over the GPUs itself and always runs as
+one plain process), its log in ``<folder>/stage.log``. A finished step writes
 ``lineage.json`` (what it started from: model, data, recipe hash, git commit; results; status)
 and a model card; re-running the pipeline skips finished steps and resumes an interrupted one
 from its last checkpoint. A failing step stops the pipeline, naming the step and its log.
@@ -45,7 +47,10 @@ logger = logging.getLogger(__name__)
 STAGE_MODULES = {"sft", "pretrain", "grpo", "rejection_sampling", "reward_model", "distill"}
 TOOLS = {"tiny", "data"}
 STEP_KEYS = {"name", "stage", "tool", "recipe", "from", "set", "args", "evaluate", "score"}
-PIPELINE_KEYS = {"name", "run_dir", "evaluation", "launcher", "accelerate_config", "steps", "env"}
+PIPELINE_KEYS = {"name", "run_dir", "evaluation", "launcher", "accelerate_config", "num_processes", "steps", "env"}
+# Stages that `launcher: accelerate` starts with `accelerate launch` (one process per GPU); rejection
+# sampling starts its own sampler processes (one per GPU or tensor-parallel group) and refuses a launcher.
+LAUNCHED_STAGES = {"sft", "pretrain", "grpo", "reward_model", "distill"}
 LINEAGE = "lineage.json"
 
 
@@ -78,6 +83,7 @@ class Pipeline:
     evaluation: str | None = None
     launcher: str = "python"
     accelerate_config: str | None = None
+    num_processes: int | None = None  # accelerate launch --num_processes (None: the visible GPU count)
     env: dict = field(default_factory=dict)
     source: Path | None = None
 
@@ -128,9 +134,17 @@ def load_pipeline(path: str | Path) -> Pipeline:
             raise ConfigError(f"{where} ({step.name}): 'from: {step.parent}' must name an earlier step ({sorted(names)})")
         names.add(step.name)
         steps.append(step)
+    launcher = data.get("launcher", "python")
+    if launcher not in ("python", "accelerate"):
+        raise ConfigError(f"{path}: launcher must be python or accelerate, got {launcher!r}")
+    num_processes = data.get("num_processes")
+    if num_processes is not None and (not isinstance(num_processes, int) or num_processes < 1):
+        raise ConfigError(f"{path}: num_processes must be a whole number >= 1 (or left out: the GPU count), "
+                          f"got {num_processes!r}")
     return Pipeline(name=data.get("name", path.stem), run_dir=Path(data.get("run_dir", f"runs/{path.stem}")),
-                    steps=steps, evaluation=data.get("evaluation"), launcher=data.get("launcher", "python"),
-                    accelerate_config=data.get("accelerate_config"), env=data.get("env") or {}, source=path)
+                    steps=steps, evaluation=data.get("evaluation"), launcher=launcher,
+                    accelerate_config=data.get("accelerate_config"), num_processes=num_processes,
+                    env=data.get("env") or {}, source=path)
 
 
 STEP_TYPES = {"name": (str,), "stage": (str,), "tool": (str,), "recipe": (str,), "from": (str,), "set": (dict,),
@@ -228,14 +242,23 @@ def step_command(pipeline: Pipeline, step: Step, recipe_file: Path | None) -> li
     if step.tool:
         out_flag = ["--output", str(pipeline.folder(step))]
         return [sys.executable, "-m", "r1_recipe.cli", step.tool, *out_flag, *step.args]
-    if pipeline.launcher == "accelerate":
+    if pipeline.launcher == "accelerate" and step.stage in LAUNCHED_STAGES:
+        # accelerate refuses a config file without a process count ("You need to manually pass in
+        # `--num_processes`"), and none of accelerate_configs/ holds one: the count is the machine's
         launch = [sys.executable, "-m", "accelerate.commands.launch"]
         if pipeline.accelerate_config:
             launch += ["--config_file", pipeline.accelerate_config]
-        launch += ["-m", f"r1_recipe.{step.stage}"]
+        launch += ["--num_processes", str(pipeline.num_processes or gpu_count()), "-m", f"r1_recipe.{step.stage}"]
     else:
         launch = [sys.executable, "-m", f"r1_recipe.{step.stage}"]
     return [*launch, "--config", str(recipe_file), *step.args]
+
+
+def gpu_count() -> int:
+    """The GPUs this process may use (``CUDA_VISIBLE_DEVICES`` honoured); 1 without CUDA."""
+    import torch
+
+    return max(1, torch.cuda.device_count())
 
 
 def read_lineage(folder: Path) -> dict | None:

@@ -1,0 +1,333 @@
+"""Every shipped recipe (``recipes/**.yaml`` except ``recipes/demo/``) runs as shipped on CPU.
+
+Only three things are swapped: the model (a Hub id becomes its stand-in from
+``r1_recipe.standins``: real config shrunk, real tokenizer; a ``runs/…`` folder becomes the output
+of the recipe that writes it, run here first), the data (Hub ids resolve to the Hub-shaped
+fixtures in ``tests/fixtures/hub`` through ``R1_RECIPE_HUB_MIRROR`` — the same ``load_dataset``
+call; ``runs/…`` inputs become upstream outputs) and the sizes (steps, batch, lengths, rows).
+Accumulation, loss settings, templates, rewards and filters stay as written. Each run does 2
+optimizer steps (sampling stages: a few prompts), then its output folder is checked as the next
+stage will read it.
+
+Before shrinking, the recipe's own lengths are checked against the model's positions: a recipe
+that trains past ``max_position_embeddings`` fails here even though the shrunk run would not.
+
+A random stand-in solves nothing, so the rejection stage keeps no trace; the stages that read a
+rejection folder get that folder plus one reasoning shard and an RL prompt set written with the
+stage's own writer from the OpenR1 fixture's correct traces — the rows a policy that solves the
+fixture would have kept.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "hub"
+ALL = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "demo" not in p.relative_to(ROOT / "recipes").parts)
+PIPELINES = [p for p in ALL if p.stem == "pipeline" or p.stem.startswith("pipeline_")]
+RECIPES = [p for p in ALL if p not in PIPELINES]
+FOLDER_STAGES = {"stage1": "sft", "stage2": "sft", "rl1": "grpo", "rl2": "grpo", "zero": "grpo", "distill": "distill",
+                 "rejection": "rejection_sampling", "reward_model": "reward_model", "evaluate": "evaluate"}
+# the default suite runs these (one per stage kind, the cheapest); the rest are `slow`
+FAST = {"Qwen2.5-1.5B/stage1/cold_start.yaml", "Qwen2.5-1.5B/zero/config_simplerl.yaml",
+        "Llama-3.1-8B/distill/sequence.yaml", "Qwen2.5-Math-1.5B/distill/sequence.yaml"}
+LENGTHS = {"max_length", "max_completion_length", "max_new_tokens", "max_model_len"}
+BENCHMARK_TOKENS = 32_768  # eval_suites' default generation budget for the Hub suites
+DROP = {"vllm_mode", "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode", "vllm_server_host",
+        "vllm_server_port", "vllm_server_timeout", "wandb_project", "wandb_group", "save_steps",
+        "save_total_limit", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len"}
+
+
+def stage_of(recipe: Path) -> str:
+    folder = recipe.parent.name if recipe.parent.parent != ROOT / "recipes" else recipe.stem
+    stage = next((v for k, v in FOLDER_STAGES.items() if folder == k or folder.startswith(k + "_")), None)
+    assert stage, f"{recipe}: no stage known for folder {folder!r}; add it to FOLDER_STAGES"
+    return stage
+
+
+def writer_of(path: str) -> tuple[Path, str]:
+    """The recipe whose output_dir holds ``path`` (a node recipe over a Slurm one), and the rest."""
+    found = []
+    for recipe in RECIPES:
+        out = yaml.safe_load(recipe.read_text()).get("output_dir", "")
+        if out and (path == out or path.startswith(out + "/")):
+            found.append((len(out), "slurm" not in recipe.stem, recipe, path[len(out):].lstrip("/")))
+    if not found:
+        pytest.fail(f"{path}: no recipe under recipes/ writes it (no output_dir matches); add that stage's recipe")
+    _, _, recipe, rest = max(found, key=lambda f: (f[0], f[1]))
+    return recipe, rest
+
+
+def shrink(recipe: dict, stage: str) -> dict:
+    out = {k: v for k, v in recipe.items() if k not in DROP}
+    if "mixture_size" in out:
+        out["mixture_size"] = min(out["mixture_size"], 8)
+    if stage in {"sft", "distill", "grpo", "reward_model"}:
+        out.update(max_steps=2, logging_steps=1, save_strategy="no", report_to="none", bf16=False, dtype="float32",
+                   warmup_steps=0)
+        out.pop("num_train_epochs", None)
+    if stage in {"sft", "distill"}:
+        out.update(per_device_train_batch_size=1, max_length=min(out.get("max_length", 1024), 160))
+    if stage == "reward_model":
+        out.update(per_device_train_batch_size=2, per_device_eval_batch_size=2, max_length=160, eval_steps=2,
+                   eval_fraction=max(out.get("eval_fraction", 0.0), 0.25))
+    if stage == "grpo":
+        out.update(use_vllm=False, num_generations=2, per_device_train_batch_size=2, max_completion_length=12,
+                   log_completions=False, max_train_seconds=None)
+    if stage in {"rejection_sampling", "evaluate"}:
+        out.update(backend="transformers", num_samples=2, max_new_tokens=12, batch_size=64, data_parallel_size=1)
+    if stage == "rejection_sampling":
+        out.update(mixture_size=min(out.get("mixture_size", 4), 4), chunk_size=4)
+    if stage == "evaluate":
+        out.update(num_problems=2)
+    return out
+
+
+def end_of_turn(tokenizer) -> str:
+    """The special token the chat template closes an assistant turn with."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": "ANSWER"}],
+                                         tokenize=False)
+    tail = text.split("ANSWER", 1)[1]
+    special = sorted((t for t in tokenizer.all_special_tokens + list(tokenizer.added_tokens_encoder) if t and t in tail),
+                     key=tail.index)
+    assert special, f"the chat template writes no special token after the assistant turn: {tail!r}"
+    return special[0]
+
+
+def seed_rejection(folder: Path) -> None:
+    """Add what a policy that solves the OpenR1 fixture would have kept (the stage's own schema)."""
+    from datasets import load_dataset
+
+    from r1_recipe.rejection_filters import prompt_id
+    from r1_recipe.rejection_output import write_rows
+
+    shard = folder / "data" / "train-00000.parquet"
+    if shard.exists():
+        return
+    config = yaml.safe_load((folder / "resolved_config.yaml").read_text())
+    rows = load_dataset("parquet", data_files=str(FIXTURES / "open-r1/OpenR1-Math-220k/default/*.parquet"),
+                        split="train")
+    names = list(config["reward_funcs"])
+    kept = [{"messages": [{"role": "system", "content": config["system_prompt"]}, *r["messages"]],
+             "prompt_id": prompt_id(r["problem"]), "prompt_index": i, "source": "reasoning", "sample_index": 0,
+             "rewards": {n: 1.0 for n in names}, "problem": r["problem"], "reference": r["answer"],
+             "answer": r["answer"], "pass_rate": 0.5} for i, r in enumerate(rows)]
+    write_rows(kept, shard, names)
+    if config.get("pass_rate_range"):
+        rows.select_columns(["problem", "answer"]).rename_column("answer", "solution").add_column(
+            "pass_rate", [0.5] * len(rows)).to_parquet(str(folder / "rl_prompts.parquet"))
+
+
+class Smoke:
+    """Runs recipes once per session, upstream first; remembers outputs and failures."""
+
+    def __init__(self, tmp: Path, standin):
+        self.tmp, self.standin, self.outputs, self.failed = tmp, standin, {}, {}
+        self.problems: dict[Path, list[str]] = {}  # failed checks: the recipe's test fails, downstream still runs
+
+    def model(self, path: str) -> str:
+        from r1_recipe.standins import STANDINS
+
+        if path in STANDINS:
+            return str(self.standin(path))
+        if path.startswith("runs/"):
+            recipe, rest = writer_of(path)
+            out = self.run(recipe)
+            return str(out / rest) if rest else str(out)
+        pytest.fail(f"model {path!r}: neither a stand-in (r1_recipe.standins.STANDINS) nor a runs/ folder")
+
+    def data(self, sources: list | None) -> list | None:
+        if not sources:
+            return sources
+        out = []
+        for s in sources:
+            s = {"path": s} if isinstance(s, str) else dict(s)
+            if str(s["path"]).startswith("runs/"):
+                recipe, _ = writer_of(s["path"])
+                if stage_of(recipe) == "rejection_sampling":
+                    seed_rejection(self.run(recipe))
+                s["path"] = self.model(s["path"])
+            out.append(s)
+        return out
+
+    def run(self, recipe: Path) -> Path:
+        if recipe in self.outputs:
+            return self.outputs[recipe]
+        if recipe in self.failed:
+            pytest.fail(f"upstream recipe {recipe.relative_to(ROOT)} failed: {self.failed[recipe]}")
+        try:
+            out = self._run(recipe)
+        except BaseException as e:
+            self.failed[recipe] = f"{type(e).__name__}: {str(e)[:300]}"
+            raise
+        self.outputs[recipe] = out
+        return out
+
+    def _run(self, recipe: Path) -> Path:
+        stage, original = stage_of(recipe), yaml.safe_load(recipe.read_text())
+        resolved = dict(original)
+        if stage == "evaluate":  # evaluation recipes take the model on the command line: the family's base
+            resolved["model_name_or_path"] = f"Qwen/{recipe.parent.name}"
+        resolved["model_name_or_path"] = self.model(resolved["model_name_or_path"])
+        problems = self.problems.setdefault(recipe, [])
+        try:  # before anything upstream runs: a recipe past the model's context fails on its own
+            check_context(recipe, original, stage, resolved["model_name_or_path"])
+        except AssertionError as e:
+            problems.append(str(e))
+        if resolved.get("teacher_model_name_or_path"):
+            resolved["teacher_model_name_or_path"] = self.model(resolved["teacher_model_name_or_path"])
+        for key in ("dataset_mixture", "general_mixture", "eval_mixture"):
+            resolved[key] = self.data(resolved.get(key))
+        for opts in (resolved.get("reward_kwargs") or {}).values():
+            if isinstance(opts, dict) and opts.get("model"):
+                opts["model"] = self.model(opts["model"])
+        if resolved.get("chat_template") and (ROOT / resolved["chat_template"]).exists():
+            resolved["chat_template"] = str(ROOT / resolved["chat_template"])
+        resolved = {k: v for k, v in resolved.items() if v is not None or k in original}
+        out = self.tmp / recipe.relative_to(ROOT / "recipes").with_suffix("")
+        resolved = shrink(resolved, stage) | {"output_dir": str(out)}
+        path = out.with_suffix(".yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        importlib.import_module(f"r1_recipe.{stage}").main(["--config", str(path)])
+        try:
+            check_output(recipe, stage, out, resolved)
+        except AssertionError as e:
+            problems.append(str(e).split("\nassert")[0])
+        return out
+
+
+def positions(model: str) -> int:
+    return json.loads((Path(model) / "config.json").read_text())["max_position_embeddings"]
+
+
+def check_context(recipe: Path, original: dict, stage: str, model: str) -> None:
+    """The recipe's own lengths fit the model's positions (before any shrinking)."""
+    limit = positions(model)
+    asked = {k: v for k, v in original.items() if k in LENGTHS and isinstance(v, int)}
+    if stage == "evaluate":
+        asked.setdefault("max_new_tokens", BENCHMARK_TOKENS)
+    if stage == "grpo" and "max_prompt_length" in original:
+        asked["max_prompt_length + max_completion_length"] = original["max_prompt_length"] + original.get(
+            "max_completion_length", 0)
+    # a generation budget needs room for the prompt too
+    over = {k: v for k, v in asked.items() if v > limit or (v == limit and k != "max_length")}
+    assert not over, (f"{recipe.relative_to(ROOT)}: {over} exceed the model's max_position_embeddings {limit} "
+                      f"({original.get('model_name_or_path')}); shorten them or extend the context in a local copy")
+
+
+def check_output(recipe: Path, stage: str, out: Path, resolved: dict) -> None:
+    """The output folder is what the next stage reads."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    where = recipe.relative_to(ROOT)
+    results = json.loads((out / "results.json").read_text())
+    if stage in {"sft", "distill", "grpo", "reward_model"}:
+        assert results["global_step"] == 2, f"{where}: {results['global_step']} optimizer steps, not 2"
+        tokenizer = AutoTokenizer.from_pretrained(out)
+        assert tokenizer.chat_template, f"{where}: the saved tokenizer has no chat template; the next stage needs one"
+        config = AutoConfig.from_pretrained(out)
+        if stage == "reward_model":
+            assert config.num_labels == 1 and config.pad_token_id == tokenizer.pad_token_id
+            return
+        eot = end_of_turn(tokenizer)
+        assert tokenizer.eos_token == eot, (
+            f"{where}: the saved tokenizer's EOS is {tokenizer.eos_token!r} but its chat template ends turns with "
+            f"{eot!r}: generation after this stage runs past the answer")
+        eos = GenerationConfig.from_pretrained(out).eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        assert tokenizer.convert_tokens_to_ids(eot) in eos, f"{where}: generation_config.json stops on {eos}, not {eot!r}"
+    elif stage == "rejection_sampling":
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats["prompts"] == resolved["mixture_size"], f"{where}: sampled {stats['prompts']} prompts"
+        assert (out / "data").is_dir() or not resolved.get("write_sft_data", True)
+        if resolved.get("pass_rate_range"):
+            assert (out / "rl_prompts.parquet").exists()
+    elif stage == "evaluate":
+        for name in resolved["benchmark"].split(","):
+            assert list(out.glob(f"eval_{name.strip()}*.json")), f"{where}: no summary for {name}"
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory, standin):
+    os.environ["R1_RECIPE_HUB_MIRROR"] = str(FIXTURES)
+    return Smoke(tmp_path_factory.mktemp("smoke"), standin)
+
+
+def _param(recipe: Path):
+    rel = str(recipe.relative_to(ROOT / "recipes"))
+    return pytest.param(recipe, id=rel, marks=() if rel in FAST else pytest.mark.slow)
+
+
+@pytest.mark.parametrize("recipe", [_param(r) for r in RECIPES])
+def test_recipe_runs_on_stand_ins(recipe, smoke):
+    smoke.run(recipe)
+    assert not smoke.problems[recipe], "\n".join(smoke.problems[recipe])
+
+
+def test_every_recipe_is_covered():
+    """A new recipe is picked up without editing this file, and pipelines name only present recipes."""
+    from r1_recipe.pipeline import load_pipeline
+
+    assert {"Qwen2.5-7B/stage1/cold_start.yaml", "Qwen2.5-1.5B/stage1/cold_start.yaml"} <= {
+        str(r.relative_to(ROOT / "recipes")) for r in RECIPES}
+    for recipe in RECIPES:
+        stage_of(recipe)
+    for pipeline in PIPELINES:
+        steps = load_pipeline(pipeline).steps  # fails when a step's recipe is missing
+        assert all(Path(s.recipe).exists() for s in steps if s.recipe)
+
+
+@pytest.mark.slow
+def test_qwen25_1p5b_pipeline_end_to_end_on_stand_ins(tmp_path, standin, monkeypatch):
+    """recipes/Qwen2.5-1.5B/pipeline.yaml, every step through the pipeline runner (one process per
+    step, lineage, evaluation), with its stage recipes shrunk as above and the Hub models swapped
+    for stand-ins. The rejection folder is seeded between the two halves (see the module doc)."""
+    from r1_recipe.pipeline import load_pipeline, read_lineage, run
+    from r1_recipe.standins import STANDINS
+
+    monkeypatch.setenv("R1_RECIPE_HUB_MIRROR", str(FIXTURES))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = ROOT / "recipes" / "Qwen2.5-1.5B" / "pipeline.yaml"
+    spec = yaml.safe_load(source.read_text())
+
+    def swap(recipe: dict) -> dict:
+        for key in ("model_name_or_path", "teacher_model_name_or_path"):
+            if recipe.get(key) in STANDINS:
+                recipe[key] = str(standin(recipe[key]))
+        for opts in (recipe.get("reward_kwargs") or {}).values():
+            if isinstance(opts, dict) and opts.get("model") in STANDINS:
+                opts["model"] = str(standin(opts["model"]))
+        return recipe
+
+    for step in spec["steps"]:
+        recipe = ROOT / step["recipe"]
+        shrunk = shrink(swap(yaml.safe_load(recipe.read_text())), stage_of(recipe))
+        step["recipe"] = str(tmp_path / f"{step['name']}.yaml")
+        Path(step["recipe"]).write_text(yaml.safe_dump(shrunk))
+        step["set"] = swap(step.get("set") or {})
+    evaluation = shrink(yaml.safe_load((ROOT / spec["evaluation"]).read_text()), "evaluate")
+    (tmp_path / "evaluate.yaml").write_text(yaml.safe_dump(evaluation))
+    spec.update(run_dir=str(tmp_path / "runs"), evaluation=str(tmp_path / "evaluate.yaml"), launcher="python")
+    spec.pop("accelerate_config", None)
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+    pipeline = load_pipeline(tmp_path / "pipeline.yaml")
+    names = [s.name for s in pipeline.steps]
+    first = names[: names.index("rejection") + 1]
+    run(pipeline, only=first)
+    seed_rejection(pipeline.folder("rejection"))
+    run(pipeline)
+    for step in pipeline.steps:
+        lineage = read_lineage(pipeline.folder(step))
+        assert lineage["status"] == "done", step.name
+        if step.evaluate:
+            benchmarks = {p.name.split("_samples")[0] for p in pipeline.folder(step).glob("eval_*.json")}
+            assert len(benchmarks) >= 4, (step.name, benchmarks)
+    assert read_lineage(pipeline.folder("rl2"))["model"] == str(pipeline.folder("stage2"))
