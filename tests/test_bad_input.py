@@ -47,7 +47,7 @@ LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) |examples/s|it/s\]|
 
 
 def _command(recipe: Path) -> list[str] | None:
-    key = recipe.stem if recipe.parent.name == "demo" else recipe.parent.name
+    key = recipe.stem if recipe.parent.parent.name == "recipes" else recipe.parent.name  # recipes/<model>/<file>.yaml
     for name, command in COMMANDS.items():
         if key == name or key.startswith(name + "_"):
             return command

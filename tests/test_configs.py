@@ -23,7 +23,7 @@ FOLDER_STAGES = {  # recipes/<model>/<folder>/x.yaml or recipes/demo/<file>.yaml
 
 def _config_class(recipe: Path):
     """The stage a recipe belongs to, from its folder (recipes/<model>/<stage>/) or demo file name."""
-    key = recipe.stem if recipe.parent.name == "demo" else recipe.parent.name
+    key = recipe.stem if recipe.parent.parent.name == "recipes" else recipe.parent.name  # recipes/<model>/<file>.yaml
     stage = next((v for k, v in FOLDER_STAGES.items() if key == k or key.startswith(k + "_")), None)
     if stage is None or stage not in CONFIGS:
         return None
