@@ -94,7 +94,7 @@ def _data(argv: Sequence[str]) -> None:
     out = Path(a.output)
     extra = {}
     if a.pretrain:
-        from r1_recipe.pretrain import corpus
+        from r1_recipe.data.pretrain_text import corpus
 
         extra["pretrain.jsonl"] = write_jsonl(corpus(a.pretrain, seed=a.seed), out / "pretrain.jsonl")
     if a.pairs:
