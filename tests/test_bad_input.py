@@ -71,13 +71,13 @@ def _config_class(command: list[str]) -> type:
 
 def _wrong_type(cls: type, key: str, value):
     """A value no annotation of ``key`` accepts."""
-    tp = config_checks._hints(cls)[key]
-    members = config_checks._members(tp)
+    tp = config_checks.field_types(cls)[key]
+    members = config_checks.union_members(tp)
     if any(m in (int, float) for m in members):
         return "abc"
     if bool in members:
         return "maybe"
-    if any(config_checks._is_enum(m) for m in members):
+    if any(config_checks.is_enum(m) for m in members):
         return "no-such-choice"
     if any(typing_origin(m) is dict or m is dict for m in members):
         return [1, 2]

@@ -20,7 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from r1_recipe.config_checks import STAGE_CONFIGS, ArgParser
+from r1_recipe.command_line import ArgParser
+from r1_recipe.config_checks import STAGE_CONFIGS
 
 # command -> (module with main(argv), one-line help); the stage configs are looked up by name
 STAGES = {

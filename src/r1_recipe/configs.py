@@ -32,7 +32,8 @@ import yaml
 from transformers import AutoConfig
 from trl import SFTConfig, TrlParser
 
-from r1_recipe.config_checks import ConfigError, build_config, from_command_line, split_command_line
+from r1_recipe.command_line import from_command_line, split_command_line
+from r1_recipe.config_checks import ConfigError, build_config
 from r1_recipe.data.templates import TEMPLATES
 
 logger = logging.getLogger(__name__)
