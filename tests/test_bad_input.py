@@ -336,6 +336,30 @@ def test_a_column_of_the_wrong_type_fails_before_the_model_loads(name, tmp_path,
     assert not loads
 
 
+def test_a_saved_dataset_without_rows_gets_one_line(tmp_path, no_model_loads):
+    from datasets import Dataset
+
+    folder = tmp_path / "saved"
+    Dataset.from_dict({"problem": [], "solution": []}).save_to_disk(str(folder))
+    code, stderr = run_cli(["decontaminate", "--dataset", str(folder), "--output", str(tmp_path / "o.jsonl"),
+                            "--benchmark", "arithmetic"])
+    assert_one_line_error(code, stderr, str(folder))  # datasets itself fails on it: its error, one line
+
+
+def test_a_source_that_yields_no_rows_is_refused():
+    """A Hub split with no rows, say: the loader returns an empty dataset, which a mixture would divide by."""
+    from datasets import Dataset
+
+    from r1_recipe.data.checks import DataError, checked_source
+
+    @checked_source
+    def load(spec, *, where="dataset_mixture"):
+        return Dataset.from_dict({"problem": []})
+
+    with pytest.raises(DataError, match=r"dataset_mixture\[2\]: org/empty \(split 'test'\) yields no rows"):
+        load({"path": "org/empty", "split": "test"}, where="dataset_mixture[2]")
+
+
 def test_data_checks_pass_good_files(tmp_path):
     from r1_recipe.data.loading import load_source
 
