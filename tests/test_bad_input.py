@@ -411,6 +411,9 @@ def test_bad_pipeline_steps_get_one_line_naming_the_step(steps, name, tmp_path, 
     (["decontaminate", "--dataset", "x.jsonl"], "output"),
     (["decontaminate", "--dataset", "x.jsonl", "--output", "o.jsonl", "--ngram", "0"], "ngram"),
     (["print-config", "recipes/demo/rl1.yaml"], "key"),
+    (["sft", "--config", "recipes/demo"], "recipes/demo"),  # a folder, not a recipe
+    (["sft", "--config", "recipes/demo/nope.yaml"], "nope.yaml"),
+    (["sft", "--config", "README.md"], "README.md"),  # not a mapping
     (["data", "--output", "x", "--seed", "abc"], "--seed"),
 ])
 def test_tools_and_sampling_commands_get_one_line(argv, name, monkeypatch, no_model_loads):

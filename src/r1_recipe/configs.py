@@ -237,6 +237,8 @@ def read_recipe(path: str | Path) -> dict:
         data = yaml.load(path.read_text(), Loader=_YAML_LOADER) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:  # a folder, a binary file, no permission
+        raise ConfigError(f"{path}: cannot read the recipe: {getattr(e, 'strerror', None) or e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe must be a YAML mapping of option: value")
     return data
