@@ -22,9 +22,8 @@ FOLDER_STAGES = {  # recipes/<model>/<folder>/x.yaml or recipes/demo/<file>.yaml
 
 
 def _config_class(recipe: Path):
-    """The stage a recipe belongs to, from its folder (recipes/<model>/<stage>/) or its file name
-    (recipes/demo/<stage>.yaml, recipes/<model>/<stage>.yaml)."""
-    key = recipe.stem if recipe.parent.name == "demo" or recipe.parent.parent.name == "recipes" else recipe.parent.name
+    """The stage a recipe belongs to, from its folder (recipes/<model>/<stage>/) or demo file name."""
+    key = recipe.stem if recipe.parent.parent.name == "recipes" else recipe.parent.name  # recipes/<model>/<file>.yaml
     stage = next((v for k, v in FOLDER_STAGES.items() if key == k or key.startswith(k + "_")), None)
     if stage is None or stage not in CONFIGS:
         return None
@@ -107,3 +106,46 @@ def test_stage_help_lists_options(stage, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([stage, "--help"])
     assert exit_.value.code == 0 and "--output_dir" in capsys.readouterr().out
+
+
+def _imports(path: Path) -> set[str]:
+    """The r1_recipe modules a module imports anywhere (function bodies too), except under
+    ``if __name__ == "__main__":``, where a stage hands over to the CLI."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    main_blocks = [n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)]
+    skipped = {id(n) for block in main_blocks for n in ast.walk(block)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("r1_recipe"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("r1_recipe"))
+    return found
+
+
+def test_imports_have_no_cycles_and_the_cli_imports_no_stage():
+    src = ROOT / "src"
+    modules = {".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in (src / "r1_recipe").rglob("*.py")}
+    graph = {m: {i for i in _imports(p) if i in modules and i != m} for m, p in modules.items()}
+    stages = {f"r1_recipe.{s}" for s in ("sft", "grpo", "rejection_sampling", "reward_model", "distill",
+                                        "evaluate", "pretrain", "decontaminate", "pipeline")}
+    assert not graph["r1_recipe.cli"] & stages, "the CLI reaches stages by name (STAGES), never by import"
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            assert state.get(n) != 1, f"import cycle: {' -> '.join(path + [m, n])}"
+            if n not in state:
+                visit(n, path + [m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])

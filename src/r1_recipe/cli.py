@@ -20,7 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from r1_recipe.config_checks import STAGE_CONFIGS, ArgParser
+from r1_recipe.command_line import ArgParser
+from r1_recipe.config_checks import STAGE_CONFIGS
 
 # command -> (module with main(argv), one-line help); the stage configs are looked up by name
 STAGES = {
@@ -94,7 +95,7 @@ def _data(argv: Sequence[str]) -> None:
     out = Path(a.output)
     extra = {}
     if a.pretrain:
-        from r1_recipe.pretrain import corpus
+        from r1_recipe.data.pretrain_text import corpus
 
         extra["pretrain.jsonl"] = write_jsonl(corpus(a.pretrain, seed=a.seed), out / "pretrain.jsonl")
     if a.pairs:

@@ -17,15 +17,12 @@ usage dump or a traceback from deep inside torch or TRL:
 - **combinations** that TRL or the samplers would only reject deep inside, naming both keys
   (:func:`check_combinations`).
 
-Command-line values arrive as strings: list and dict options take JSON or YAML
-(``--dataset_mixture '[{path: a.jsonl}]'``, ``--reward_kwargs '{"accuracy": {"timeout": 5}}'``),
-lists also space-separated items (``--reward_funcs accuracy format``), and the result is checked
-like a recipe value.
+Command-line values are read by :mod:`r1_recipe.command_line` and then checked here like recipe
+values.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import enum
 import functools
@@ -33,28 +30,18 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-import yaml
 
 
 class ConfigError(ValueError):
     """A recipe problem the user fixes in the YAML or on the command line."""
 
 
-class ArgParser(argparse.ArgumentParser):
-    """argparse for the tools' own options, whose usage mistakes are one :class:`ConfigError`
-    line: the usage text is for ``--help`` only."""
-
-    def error(self, message: str):
-        raise ConfigError(f"{message} (see {self.prog} --help)")
-
-
 class _Mismatch(Exception):
     """A value does not fit a type; ``args[0]`` says what was expected."""
 
 
-NONE_WORDS = ("null", "None")  # command-line spellings of None for optional fields
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 # (field-name pattern, lowest, lowest allowed?, highest, highest allowed?): first match wins
@@ -73,12 +60,9 @@ RANGES: list[tuple[str, float | None, bool, float | None, bool]] = [
 STEP_COUNTS = ("logging_steps", "save_steps", "eval_steps", "warmup_steps")  # floats: < 1 is a share of the run
 
 
-def _hints(cls: type) -> dict[str, object]:
-    return _hints_cached(cls)
-
-
 @functools.cache
-def _hints_cached(cls: type) -> dict[str, object]:
+def field_types(cls: type) -> dict[str, object]:
+    """Every field's annotation, resolved (TRL's and transformers' included)."""
     return typing.get_type_hints(cls)
 
 
@@ -86,22 +70,22 @@ def init_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init}
 
 
-def _members(tp) -> tuple:
+def union_members(tp) -> tuple:
     """The members of a union (``X | None`` included), or ``(tp,)``."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return typing.get_args(tp)
     return (tp,)
 
 
-def _is_enum(tp) -> bool:
+def is_enum(tp) -> bool:
     return isinstance(tp, type) and issubclass(tp, enum.Enum)
 
 
 def expected(tp) -> str:
     """How an error message names what a type wants."""
-    members = [m for m in _members(tp) if m is not type(None)]
-    if any(_is_enum(m) for m in members):  # `SchedulerType | str`: the enum's values are the choices
-        tp = next(m for m in members if _is_enum(m))
+    members = [m for m in union_members(tp) if m is not type(None)]
+    if any(is_enum(m) for m in members):  # `SchedulerType | str`: the enum's values are the choices
+        tp = next(m for m in members if is_enum(m))
         return "one of " + ", ".join(str(e.value) for e in tp)
     if len(members) > 1:
         return " or ".join(expected(m) for m in members)
@@ -121,11 +105,11 @@ def coerce(tp, value):
     """``value`` as type ``tp`` (a number spelled as a string becomes a number), or raise ``_Mismatch``."""
     if tp is typing.Any or tp is object:
         return value
-    members = _members(tp)
+    members = union_members(tp)
     if len(members) > 1:
         if value is None and type(None) in members:
             return None
-        enums = [m for m in members if _is_enum(m)]
+        enums = [m for m in members if is_enum(m)]
         if enums and isinstance(value, str):  # `IntervalStrategy | str`: transformers only accepts the enum's values
             return coerce(enums[0], value)
         # exact kinds first, so `int | str` keeps 5 an int and "5" a string
@@ -145,7 +129,7 @@ def coerce(tp, value):
         if value in typing.get_args(tp):
             return value
         raise _Mismatch(expected(tp))
-    if _is_enum(tp):
+    if is_enum(tp):
         choices = [e.value for e in tp]
         if isinstance(value, tp) or value in choices:
             return value
@@ -181,7 +165,7 @@ def coerce(tp, value):
             try:
                 out.append(coerce(item, v))
             except _Mismatch as e:
-                raise _Mismatch(f"{expected(tp)}; item {i} ({_show(v)}) is not {e.args[0]}") from None
+                raise _Mismatch(f"{expected(tp)}; item {i} ({show(v)}) is not {e.args[0]}") from None
         return out
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
@@ -192,7 +176,7 @@ def coerce(tp, value):
                 try:
                     coerce(args[1], v)
                 except _Mismatch as e:
-                    raise _Mismatch(f"{expected(tp)}; {k!r} is {_show(v)}, not {e.args[0]}") from None
+                    raise _Mismatch(f"{expected(tp)}; {k!r} is {show(v)}, not {e.args[0]}") from None
         return value
     return value  # other classes (accelerate's ParallelismConfig, ...): their own checks apply
 
@@ -221,14 +205,14 @@ def _number(value) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _show(value) -> str:
+def show(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def value_range(cls: type, name: str) -> tuple[float | None, bool, float | None, bool] | None:
     """The interval a numeric field's values must lie in, from its name (see :data:`RANGES`)."""
-    kinds = {m for m in _members(_hints(cls).get(name)) if m in (int, float)}
+    kinds = {m for m in union_members(field_types(cls).get(name)) if m in (int, float)}
     if not kinds:
         return None
     if name in STEP_COUNTS:
@@ -256,16 +240,16 @@ def in_range(value: float, bounds) -> bool:
 def check_value(cls: type, name: str, value, where: str):
     """``value`` for field ``name`` of ``cls``, type-checked and range-checked; ``where`` prefixes errors."""
     field = init_fields(cls)[name]
-    tp = _hints(cls).get(name, typing.Any)
+    tp = field_types(cls).get(name, typing.Any)
     try:
         value = coerce(tp, value)
     except _Mismatch as e:
         hint = (" (YAML reads an unquoted no/yes as false/true: write \"no\")"
                 if isinstance(value, bool) and "one of" in e.args[0] else "")
-        raise ConfigError(f"{where}: {name}: expected {e.args[0]}, got {_show(value)}{hint}") from None
+        raise ConfigError(f"{where}: {name}: expected {e.args[0]}, got {show(value)}{hint}") from None
     choices = field.metadata.get("choices")
     if choices is not None and value is not None and value not in list(choices):
-        raise ConfigError(f"{where}: {name}: {_show(value)} is not one of {', '.join(map(str, choices))}")
+        raise ConfigError(f"{where}: {name}: {show(value)} is not one of {', '.join(map(str, choices))}")
     bounds = value_range(cls, name)
     default = field.default if field.default is not dataclasses.MISSING else None
     numbers = value if isinstance(value, list) else [value]
@@ -290,7 +274,7 @@ def check_sources(sources, where: str) -> None:
         if isinstance(spec, str):
             continue
         if not isinstance(spec, dict):
-            raise ConfigError(f"{at}: expected a mapping like {{path: data.jsonl}} or a path, got {_show(spec)}")
+            raise ConfigError(f"{at}: expected a mapping like {{path: data.jsonl}} or a path, got {show(spec)}")
         unknown = sorted(set(spec) - SOURCE_KEYS)
         if unknown:
             raise ConfigError(f"{at}: unknown key(s) {unknown}; valid keys: {sorted(SOURCE_KEYS)}")
@@ -298,80 +282,15 @@ def check_sources(sources, where: str) -> None:
             raise ConfigError(f"{at}: 'path' is required: a Hub id, a .jsonl/.parquet file or a folder")
         for key in ("name", "split", "data_dir", "source", "reward_type"):
             if spec.get(key) is not None and not isinstance(spec[key], str):
-                raise ConfigError(f"{at}: {key}: expected a string, got {_show(spec[key])}")
+                raise ConfigError(f"{at}: {key}: expected a string, got {show(spec[key])}")
         if "weight" in spec:
             weight = _number(spec["weight"])
             if weight is None or weight < 0 or math.isinf(weight):
-                raise ConfigError(f"{at}: weight: expected a number ≥ 0, got {_show(spec['weight'])}")
+                raise ConfigError(f"{at}: weight: expected a number ≥ 0, got {show(spec['weight'])}")
         columns = spec.get("columns")
         if columns is not None and not (isinstance(columns, dict) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in columns.items())):
-            raise ConfigError(f"{at}: columns: expected a mapping {{wanted: existing}} of column names, got {_show(columns)}")
-
-
-# --- the command line --------------------------------------------------------------------------
-
-
-def split_command_line(args: Sequence[str]) -> tuple[str | None, list[tuple[str, list[str]]]]:
-    """``--config FILE`` and the ``--key value...`` overrides, in order (``--key=value`` too)."""
-    recipe, overrides, current = None, [], None
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a.startswith("--"):
-            key, eq, value = a[2:].partition("=")
-            if key == "config":
-                if eq:
-                    recipe = value
-                elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-                    recipe, i = args[i + 1], i + 1
-                else:
-                    raise ConfigError("--config needs a recipe path")
-                current = None
-            else:
-                current = (key, [value] if eq else [])
-                overrides.append(current)
-        elif current is None:
-            raise ConfigError(f"command line: unexpected argument {a!r}; options look like --key value")
-        else:
-            current[1].append(a)
-        i += 1
-    return recipe, overrides
-
-
-def from_command_line(cls: type, name: str, tokens: list[str]):
-    """The raw value of one ``--name tokens...`` override (checked afterwards like a recipe value)."""
-    tp = _hints(cls).get(name, typing.Any)
-    members = _members(tp)
-    structured = [m for m in members if typing.get_origin(m) in (list, dict) or m in (list, dict)]
-    where = f"command line: --{name}"
-    if not tokens:
-        if bool in members:
-            return True
-        raise ConfigError(f"{where}: needs a value")
-    if len(tokens) == 1 and tokens[0] in NONE_WORDS and type(None) in members:
-        return None
-    if structured and len(tokens) == 1 and tokens[0].lstrip()[:1] in ("[", "{"):
-        try:
-            return yaml.safe_load(tokens[0])
-        except yaml.YAMLError as e:
-            problem = str(getattr(e, "problem", None) or e).splitlines()[0]
-            raise ConfigError(f"{where}: not valid JSON or YAML ({problem}): {_show(tokens[0])}") from None
-    lists = [m for m in structured if typing.get_origin(m) is list or m is list]
-    if lists and (len(tokens) > 1 or not any(m in (str, int, float, bool) for m in members)):
-        (item,) = typing.get_args(lists[0]) or (str,)
-        if typing.get_origin(item) is dict or item is dict:
-            try:
-                items = [yaml.safe_load(t) for t in tokens]
-            except yaml.YAMLError:
-                raise ConfigError(f"{where}: each item must be a JSON or YAML mapping, got {tokens}") from None
-            return [{"path": i} if isinstance(i, str) else i for i in items]  # a bare path is a source
-        return list(tokens)
-    if len(tokens) > 1:
-        raise ConfigError(f"{where}: takes one value, got {len(tokens)}: {' '.join(tokens)}")
-    if structured and not any(m in (str, int, float, bool) for m in members):
-        raise ConfigError(f"{where}: expected {expected(tp)} as JSON or YAML, got {_show(tokens[0])}")
-    return tokens[0]
+            raise ConfigError(f"{at}: columns: expected a mapping {{wanted: existing}} of column names, got {show(columns)}")
 
 
 # --- building the config -------------------------------------------------------------------------
@@ -435,7 +354,6 @@ def _at(origins: Mapping[str, str], *keys: str) -> str:
 
 def check_combinations(config, values: Mapping, origins: Mapping[str, str]) -> None:
     """Pairs of values each fine alone that the trainer or sampler would reject deep inside."""
-    get = functools.partial(getattr, config)
     max_len = getattr(config, "max_model_len", None)
     if max_len is not None and isinstance(getattr(config, "max_new_tokens", None), int) and config.max_new_tokens >= max_len:
         raise ConfigError(
@@ -451,11 +369,37 @@ def check_combinations(config, values: Mapping, origins: Mapping[str, str]) -> N
         if not hasattr(config, "eval_mixture"):
             raise ConfigError(f"{_at(origins, 'eval_strategy')}: eval_strategy {eval_strategy!r}, but this stage "
                               "trains without an eval set: set eval_strategy: no")
-        if not config.eval_mixture and not get("eval_fraction"):
+        if not config.eval_mixture and not getattr(config, "eval_fraction", 0):
             raise ConfigError(f"{_at(origins, 'eval_strategy', 'eval_mixture', 'eval_fraction')}: eval_strategy "
                               f"{eval_strategy!r} needs held-out pairs: set eval_mixture or eval_fraction")
     if getattr(config, "reward_funcs", None) is not None:
         check_reward_names(config, origins)
+    if isinstance(getattr(config, "lr_scheduler_kwargs", None), dict) and config.lr_scheduler_kwargs:
+        check_scheduler_kwargs(config, origins)
+
+
+def check_scheduler_kwargs(config, origins: Mapping[str, str]) -> None:
+    """``lr_scheduler_kwargs`` are arguments of the ``lr_scheduler_type``'s schedule function
+    (transformers would only fail on the first training step)."""
+    import inspect
+
+    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
+    from transformers.trainer_utils import SchedulerType
+
+    function = TYPE_TO_SCHEDULER_FUNCTION.get(SchedulerType(config.lr_scheduler_type))
+    if function is None:
+        return
+    params = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    given = {"optimizer", "num_warmup_steps", "num_training_steps", "last_epoch"}
+    unknown = [k for k in config.lr_scheduler_kwargs if k not in params or k in given]
+    if unknown:
+        valid = [p for p in params if p not in given]
+        raise ConfigError(
+            f"{_at(origins, 'lr_scheduler_kwargs', 'lr_scheduler_type')}: lr_scheduler_kwargs {unknown} are not "
+            f"options of lr_scheduler_type {SchedulerType(config.lr_scheduler_type).value!r} "
+            f"(its options: {', '.join(valid) or 'none'})")
 
 
 def check_reward_names(config, origins: Mapping[str, str]) -> None:
@@ -473,4 +417,4 @@ def check_reward_names(config, origins: Mapping[str, str]) -> None:
     bad = {n: o for n, o in (getattr(config, "reward_kwargs", None) or {}).items() if not isinstance(o, dict | None)}
     if bad:
         raise ConfigError(f"{_at(origins, 'reward_kwargs')}: reward_kwargs: each reward's options are a mapping "
-                          f"{{option: value}}, got {_show(bad)}")
+                          f"{{option: value}}, got {show(bad)}")

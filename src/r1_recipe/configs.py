@@ -32,7 +32,8 @@ import yaml
 from transformers import AutoConfig
 from trl import SFTConfig, TrlParser
 
-from r1_recipe.config_checks import ConfigError, build_config, from_command_line, split_command_line
+from r1_recipe.command_line import from_command_line, split_command_line
+from r1_recipe.config_checks import ConfigError, build_config
 from r1_recipe.data.templates import TEMPLATES
 
 logger = logging.getLogger(__name__)
@@ -226,14 +227,19 @@ def check_keys(cls: type, keys: Sequence[str], *, where: str) -> None:
         raise ConfigError(f"{where}: unknown key {key!r} for {cls.__name__}.{hint}")
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: the same YAML, ~10x faster to parse
+
+
 def read_recipe(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"recipe {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_YAML_LOADER) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:  # a folder, a binary file, no permission
+        raise ConfigError(f"{path}: cannot read the recipe: {getattr(e, 'strerror', None) or e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe must be a YAML mapping of option: value")
     return data

@@ -37,9 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from r1_recipe.config_checks import (
-    ArgParser, build_config, check_values, config_class, from_command_line, split_command_line,
-)
+from r1_recipe.command_line import ArgParser, from_command_line, split_command_line
+from r1_recipe.config_checks import build_config, check_values, config_class
 from r1_recipe.configs import ConfigError, read_recipe
 
 logger = logging.getLogger(__name__)

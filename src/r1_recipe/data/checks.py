@@ -41,8 +41,8 @@ TEXT_TYPES = ("string", "large_string")
 
 def checked_source(load: Callable[..., Dataset]) -> Callable[..., Dataset]:
     """Wrap a source loader ``load(spec, *, where=...)``: :func:`check_local` on the source's path
-    first, and any error of the loader itself (``datasets``, ``pyarrow``) re-raised as one
-    :class:`DataError` line naming the source."""
+    first, any error of the loader itself (``datasets``, ``pyarrow``) re-raised as one
+    :class:`DataError` line naming the source, and a source that yields no rows refused."""
     signature = inspect.signature(load)
 
     @functools.wraps(load)
@@ -54,7 +54,7 @@ def checked_source(load: Callable[..., Dataset]) -> Callable[..., Dataset]:
         if isinstance(path, (str, Path)):
             check_local(Path(path), where=where)
         try:
-            return load(*args, **kwargs)
+            ds = load(*args, **kwargs)
         except DataError:
             raise
         except Exception as e:
@@ -63,6 +63,10 @@ def checked_source(load: Callable[..., Dataset]) -> Callable[..., Dataset]:
                 cause = cause.__cause__ or cause.__context__
             message = " ".join(str(cause).split())[:300] or type(cause).__name__
             raise DataError(f"{where}: cannot load {path}: {message}") from e
+        if len(ds) == 0:  # a Hub split or a save_to_disk folder with no rows: a mixture would divide by it
+            split = f" (split {spec.get('split')!r})" if isinstance(spec, dict) and spec.get("split") else ""
+            raise DataError(f"{where}: {path}{split} yields no rows: check the path and split")
+        return ds
 
     return wrapper
 
@@ -99,12 +103,11 @@ def holds_no_rows(path: Path) -> bool:
 
 def check_file(path: Path, *, where: str) -> None:
     try:
-        size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(4096)
     except OSError as e:
         raise DataError(f"{where}: cannot read {path}: {e.strerror or e}") from None
-    if size == 0:
+    if not head:
         raise DataError(f"{where}: {path} is empty: no rows to load")
     if path.suffix == ".parquet":
         _check_parquet(path, head, where)
