@@ -101,7 +101,7 @@ def test_lora_sft_trains_only_the_adapter_and_hands_off_base_plus_adapter(tmp_pa
     snap = _snapshot(sft.WeightedSFTTrainer, monkeypatch)
     results = sft.main(_sft_recipe(tmp_path, tiny_model_dir, demo_data_dir))
     _assert_only_adapter_changed(snap)
-    assert results["peft"]["merged"] is True
+    assert results["peft"]["merged"] is True and results["peft"]["target_modules"] == BLOCK_LINEARS
     out = tmp_path / "sft"
     assert not (out / ADAPTER_CONFIG).exists() and (out / "model.safetensors").exists()  # an ordinary folder
     merged = AutoModelForCausalLM.from_pretrained(out).eval()
@@ -200,7 +200,8 @@ def test_lora_reward_model_trains_its_score_head_and_scores_after_merging(tmp_pa
         lora.save_model(trainer, config)
 
     monkeypatch.setattr(stage, "save_stage_model", save_after_scoring)
-    reward_model.train(parse_config(reward_model.RewardModelStageConfig, args))
+    results = reward_model.train(parse_config(reward_model.RewardModelStageConfig, args))
+    assert "score" in results["peft"]["modules_to_save"]
     _assert_only_adapter_changed(snap, must_change=("lora_", "modules_to_save"))
     merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm", num_labels=1).eval()
     with torch.no_grad():

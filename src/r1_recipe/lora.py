@@ -165,14 +165,17 @@ def save_model(trainer, config: RecipeArgs) -> None:
     logger.info("merged the LoRA adapter into %s", config.output_dir)
 
 
-def lineage(config: RecipeArgs) -> dict:
-    """What ``results.json`` records about adapters: the one trained here and the one started from."""
+def lineage(config: RecipeArgs, model=None) -> dict:
+    """What ``results.json`` records about adapters: the one trained here (its target modules read
+    from ``model``'s peft config) and the one the stage started from."""
     out: dict = {}
     if is_adapter_folder(config.model_name_or_path):
         out["base_model"] = adapter_base(config.model_name_or_path)
         out["adapter"] = str(config.model_name_or_path)
     if config.use_peft:
-        out["peft"] = {"lora_r": config.lora_r, "lora_alpha": config.lora_alpha,
-                       "target_modules": config.lora_target_modules, "load_in_4bit": config.load_in_4bit,
-                       "merged": config.merge_adapter}
+        peft = getattr(model, "peft_config", {}).get("default")
+        targets = sorted(peft.target_modules) if peft is not None else config.lora_target_modules
+        out["peft"] = {"lora_r": config.lora_r, "lora_alpha": config.lora_alpha, "target_modules": targets,
+                       "modules_to_save": sorted(peft.modules_to_save or []) if peft is not None else None,
+                       "load_in_4bit": config.load_in_4bit, "merged": config.merge_adapter}
     return out

@@ -203,6 +203,7 @@ def full_state_dict_for_final_save(trainer) -> None:
 
 def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict | None = None) -> dict:
     """Save weights + tokenizer + resolved config + results.json; return the results."""
+    adapters = lineage(config, trainer.accelerator.unwrap_model(trainer.model))  # before a merge unloads it
     full_state_dict_for_final_save(trainer)
     save_stage_model(trainer, config)  # merged LoRA, or trainer.save_model on every rank (ZeRO-3 / FSDP gather)
     trainer.save_state()  # trainer_state.json: the log history the report plots (world process zero only)
@@ -219,7 +220,7 @@ def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict 
         "first_logged_loss": losses[0] if losses else None,
         "last_logged_loss": losses[-1] if losses else None,
         "wall_seconds": round(time.time() - started, 1),
-        **lineage(config),
+        **adapters,
         **(extra or {}),
     }
     if main:
