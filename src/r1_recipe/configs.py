@@ -62,7 +62,47 @@ class PromptArgs:
 
 
 @dataclass
-class RecipeArgs(PromptArgs):
+class LoraArgs:
+    """LoRA / QLoRA through peft, shared by every stage that trains weights (see r1_recipe.lora)."""
+
+    use_peft: bool = field(default=False, metadata={"help": "Train a LoRA adapter (TRL's peft_config) instead of every weight."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / lora_r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Linear layer names to adapt (e.g. [q_proj, v_proj]); None: every linear layer of the "
+                          "attention and MLP blocks."},
+    )
+    lora_modules_to_save: list[str] | None = field(
+        default=None, metadata={"help": "Modules trained in full beside the adapter (a reward model's score head always is)."}
+    )
+    load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA: load the base in 4-bit NF4 (CUDA, `qlora` extra)."})
+    merge_adapter: bool = field(
+        default=True,
+        metadata={"help": "Merge the adapter into the weights and write an ordinary model folder; false keeps the "
+                          "adapter folder (the next stage loads base + adapter)."},
+    )
+
+    def __post_init__(self):
+        if self.use_peft:
+            if self.lora_r < 1:
+                raise ConfigError(f"lora_r must be >= 1, got {self.lora_r}")
+            if not 0.0 <= self.lora_dropout < 1.0:
+                raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.load_in_4bit:
+            if not self.use_peft:
+                raise ConfigError("load_in_4bit (QLoRA) trains an adapter on frozen 4-bit weights: set use_peft: true")
+            if not torch.cuda.is_available():
+                raise ConfigError("load_in_4bit: QLoRA needs a CUDA GPU (bitsandbytes' 4-bit kernels); on this "
+                                  "machine set load_in_4bit: false (plain LoRA)")
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+
+
+@dataclass
+class RecipeArgs(LoraArgs, PromptArgs):
     """Options shared by every training stage: model, data, templates, lineage and tracking."""
 
     model_name_or_path: str | None = field(

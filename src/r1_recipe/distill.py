@@ -59,7 +59,9 @@ from trl.trainer.utils import maybe_gather_lm_head_ctx
 
 from r1_recipe.configs import ConfigError, SFTStageConfig, parse_config
 from r1_recipe.sft import STEP_TOKENS, WeightedSFTTrainer, build_dataset
+from r1_recipe.lora import peft_config_for
 from r1_recipe.stage import (
+    check_before_training,
     checkpoint_to_resume,
     configure_tracking,
     finish,
@@ -345,7 +347,8 @@ def train(config: DistillStageConfig) -> dict:
     use_end_of_turn_as_eos(tokenizer, student, dataset, eos_token=config.eos_token)  # stops after its answer
     extra = {"distill_mode": config.distill_mode, "teacher": config.teacher_model_name_or_path,
              "student_parameters": parameter_count(student), "train_rows": len(dataset)}
-    common = dict(model=student, args=config, train_dataset=dataset, processing_class=tokenizer)
+    common = dict(model=student, args=config, train_dataset=dataset, processing_class=tokenizer,
+                  peft_config=peft_config_for(config, student))  # use_peft: a LoRA student
     if config.distill_mode == "sequence":
         trainer = WeightedSFTTrainer(**common)
     else:
@@ -357,6 +360,7 @@ def train(config: DistillStageConfig) -> dict:
                                            kd_temperature=config.kd_temperature, vocab_size=len(tokenizer))
     logger.info("%s-level distillation of %s into %s (%d parameters)", config.distill_mode,
                 config.teacher_model_name_or_path, config.model_name_or_path, extra["student_parameters"])
+    check_before_training(trainer, config)
     resume = checkpoint_to_resume(config)
     trainer.train(resume_from_checkpoint=resume)
     return finish(trainer, config, "distill", started, {**extra, "resumed_from": resume})

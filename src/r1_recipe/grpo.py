@@ -23,7 +23,10 @@ A thin wrapper over TRL's ``GRPOTrainer``. Features and the recipe keys that tur
   logging step to ``output_dir/aha_metrics.jsonl``: completion length, the share of completions
   whose reasoning self-corrects (``aha_phrases``), the language consistency of the reasoning
   (``aha_language``);
-- auto-resume from the last ``checkpoint-N`` in ``output_dir``: ``resume: true`` (default).
+- auto-resume from the last ``checkpoint-N`` in ``output_dir``: ``resume: true`` (default);
+- LoRA / QLoRA through TRL's ``peft_config``: ``use_peft: true`` (see :mod:`r1_recipe.lora`); with
+  ``beta > 0`` TRL's reference log-probs come from the base with the adapter disabled (no second
+  model in memory), and vLLM is sent merged weights.
 
 Writes the model, tokenizer, ``resolved_config.yaml`` and ``results.json`` to ``output_dir``.
 
@@ -53,7 +56,9 @@ from r1_recipe.data.templates import hidden_tags_problem
 from r1_recipe.rewards.base import PREFILL_COLUMN, mark_prefilled, texts
 from r1_recipe.rewards.extract import split_reasoning
 from r1_recipe.rewards.language import language_share
+from r1_recipe.lora import peft_config_for
 from r1_recipe.stage import (
+    check_before_training,
     checkpoint_to_resume,
     configure_tracking,
     finish,
@@ -258,7 +263,9 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
         processing_class=tokenizer,
         aha_phrases=config.aha_phrases,
         aha_language=config.aha_language,
+        peft_config=peft_config_for(config, model),  # β > 0: TRL's reference is the base, adapter disabled
     )
+    check_before_training(trainer, config)
     if config.max_train_seconds:
         trainer.add_callback(TimeBudget(config.max_train_seconds))
     if config.aha_log_file:

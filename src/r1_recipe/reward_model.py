@@ -16,7 +16,9 @@ Training is a thin wrapper over TRL's ``RewardTrainer`` (Bradley–Terry loss
 - which reward model this is (``aspect: helpful | harmless``), recorded in ``results.json``:
   helpfulness pairs should hold the final answer only and harmlessness pairs the whole
   response, because RL stage 2 scores them so (``reward_model`` reward, ``on: answer | full``);
-- TRL's margin column and ``center_rewards_coefficient``; auto-resume (``resume: true``).
+- TRL's margin column and ``center_rewards_coefficient``; auto-resume (``resume: true``);
+- LoRA through TRL's ``peft_config`` (``use_peft: true``): the score head is trained in full
+  (``modules_to_save``) and merged into the saved model (see :mod:`r1_recipe.lora`).
 
 The model starts from any causal LM or sequence-classification checkpoint
 (``model_name_or_path``); a one-output score head is added when it has none. At scale, a public
@@ -51,7 +53,9 @@ from trl import RewardConfig, RewardTrainer
 from r1_recipe.configs import ConfigError, PromptArgs, RecipeArgs, check_generation_budget, parse_config
 from r1_recipe.data.loading import load_mixture, load_source, require_columns
 from r1_recipe.data.templates import prompt_for
+from r1_recipe.lora import load_pretrained, peft_config_for
 from r1_recipe.stage import (
+    check_before_training,
     checkpoint_to_resume,
     configure_tracking,
     finish,
@@ -111,9 +115,7 @@ def build_datasets(config: RewardModelStageConfig) -> tuple[Dataset, Dataset | N
 def load_reward_model(config: RecipeArgs, tokenizer):
     """A one-output sequence classifier from ``model_name_or_path`` (a new head for a causal LM)."""
     set_seed(config.seed)  # the new score head is random: same seed, same head
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.model_name_or_path, num_labels=1, **config.model_kwargs()
-    )
+    model = load_pretrained(AutoModelForSequenceClassification, config, num_labels=1)
     if model.config.num_labels != 1:
         raise ConfigError(f"{config.model_name_or_path} has {model.config.num_labels} labels; a reward model has one")
     model.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
@@ -133,8 +135,10 @@ def train(config: RewardModelStageConfig) -> dict:
     train_pairs, held_out = build_datasets(config)
     logger.info("reward model (%s) on %d pairs from %s", config.aspect or "unnamed", len(train_pairs),
                 config.model_name_or_path)
-    trainer = RewardTrainer(model=load_reward_model(config, tokenizer), args=config, train_dataset=train_pairs,
-                            eval_dataset=held_out, processing_class=tokenizer)
+    model = load_reward_model(config, tokenizer)
+    trainer = RewardTrainer(model=model, args=config, train_dataset=train_pairs, eval_dataset=held_out,
+                            processing_class=tokenizer, peft_config=peft_config_for(config, model, task_type="SEQ_CLS"))
+    check_before_training(trainer, config)
     resume = checkpoint_to_resume(config)
     before = _accuracy(trainer.evaluate()) if held_out is not None and resume is None else {}
     trainer.train(resume_from_checkpoint=resume)

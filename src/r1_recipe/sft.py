@@ -11,7 +11,8 @@ A thin wrapper over TRL's ``SFTTrainer``. Features and the recipe keys that turn
   ``reasoning_alpha: α`` (see "The weighted loss" below);
 - auto-resume from the last ``checkpoint-N`` in ``output_dir``: ``resume: true`` (default);
 - the R1 or R1-Zero template: ``template: r1 | r1_zero``;
-- the chat template's end of turn as the saved EOS (chat rows): always, or TRL's ``eos_token``.
+- the chat template's end of turn as the saved EOS (chat rows): always, or TRL's ``eos_token``;
+- LoRA / QLoRA through TRL's ``peft_config``: ``use_peft: true`` (see :mod:`r1_recipe.lora`).
 
 Writes the model, tokenizer, ``resolved_config.yaml`` and ``results.json`` to ``output_dir``.
 
@@ -57,7 +58,9 @@ from trl import SFTTrainer
 from r1_recipe.configs import SFTStageConfig, parse_config
 from r1_recipe.data.loading import DataError, to_sft
 from r1_recipe.data.templates import hidden_tags_problem
+from r1_recipe.lora import peft_config_for
 from r1_recipe.stage import (
+    check_before_training,
     checkpoint_to_resume,
     configure_tracking,
     finish,
@@ -233,7 +236,9 @@ def train(config: SFTStageConfig) -> dict:
     logger.info("SFT on %d rows from %s", len(dataset), config.model_name_or_path)
     model = load_model(config)
     use_end_of_turn_as_eos(tokenizer, model, dataset, eos_token=config.eos_token)  # stop at the end of the answer
-    trainer = WeightedSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    trainer = WeightedSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                                 peft_config=peft_config_for(config, model))
+    check_before_training(trainer, config)
     resume = checkpoint_to_resume(config)
     trainer.train(resume_from_checkpoint=resume)
     return finish(trainer, config, "sft", started, {"train_rows": len(dataset), "resumed_from": resume})

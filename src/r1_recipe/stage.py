@@ -3,6 +3,9 @@ tokenizer the recipe names, load its data, find the checkpoint to resume from, a
 stage's output folder (weights, tokenizer, ``resolved_config.yaml``, ``results.json``).
 
 The output folder is the hand-off: the next stage names it as its ``model_name_or_path``.
+With ``use_peft`` the stage trains a LoRA adapter through TRL's ``peft_config`` and, by default,
+writes the merged model; ``merge_adapter: false`` writes the adapter folder (see
+:mod:`r1_recipe.lora`).
 
 End of turn: a stage that trains a chat format (conversational rows) makes the chat template's
 end-of-turn token the EOS of the tokenizer, of the model config and of the generation config it
@@ -42,6 +45,8 @@ from trl.data_utils import is_conversational
 from r1_recipe.configs import ConfigError, RecipeArgs, check_context_length, save_resolved
 from r1_recipe.data.end_of_turn import end_of_turn_token
 from r1_recipe.data.loading import load_mixture
+from r1_recipe.lora import check_can_merge, lineage, load_pretrained
+from r1_recipe.lora import save_model as save_stage_model
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +117,8 @@ def use_end_of_turn_as_eos(tokenizer, model, dataset: Dataset, *, eos_token: str
 
 
 def load_model(config: RecipeArgs):
-    return AutoModelForCausalLM.from_pretrained(config.model_name_or_path, **config.model_kwargs())
+    """The causal LM the stage starts from: a model folder, or base + a previous stage's adapter."""
+    return load_pretrained(AutoModelForCausalLM, config)
 
 
 def load_train_data(config: RecipeArgs) -> Dataset:
@@ -179,6 +185,11 @@ def parameter_count(model) -> int:
     return sum(getattr(p, "ds_numel", 0) or p.numel() for p in model.parameters())
 
 
+def check_before_training(trainer, config: RecipeArgs) -> None:
+    """Refusals that need the trainer (its distributed setup) but must come before any step."""
+    check_can_merge(trainer, config)
+
+
 def full_state_dict_for_final_save(trainer) -> None:
     """Make FSDP's next ``save_model`` write one full state dict (accelerate's plugin keeps the type)."""
     if not getattr(trainer, "is_fsdp_enabled", False):
@@ -193,8 +204,9 @@ def full_state_dict_for_final_save(trainer) -> None:
 
 def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict | None = None) -> dict:
     """Save weights + tokenizer + resolved config + results.json; return the results."""
+    adapters = lineage(config, trainer.accelerator.unwrap_model(trainer.model))  # before a merge unloads it
     full_state_dict_for_final_save(trainer)
-    trainer.save_model(config.output_dir)  # every rank: gathers shards under ZeRO-3 / FSDP
+    save_stage_model(trainer, config)  # merged LoRA, or trainer.save_model on every rank (ZeRO-3 / FSDP gather)
     trainer.save_state()  # trainer_state.json: the log history the report plots (world process zero only)
     main = trainer.accelerator.is_main_process
     if main:
@@ -211,6 +223,7 @@ def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict 
         "wall_seconds": round(time.time() - started, 1),
         # this process's peak (the main process's GPU): what a launcher config costs, for benchmarks/gpu_check.sh
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        **adapters,
         **(extra or {}),
     }
     if main:
