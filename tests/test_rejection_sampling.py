@@ -240,3 +240,17 @@ def test_recipes_parse_and_open_with_their_command(recipe):
     assert text.startswith("#") and "make rejection RECIPE=" + str(recipe.relative_to(Path(__file__).parents[1])) in text
     config = parse_config(RejectionSamplingConfig, underscored(["--config", str(recipe), "--pass-rate-range", "0.2", "0.8"]))
     assert config.pass_rate_range == [0.2, 0.8] and config.reward_thresholds["accuracy"] == 1.0
+
+
+def test_no_prompt_in_the_pass_rate_range_of_a_mixture_writes_an_empty_prompt_set(tmp_path):
+    # a mixture of two sources (concatenated, sampled: an indices mapping) and a range no prompt
+    # falls in: the empty selection once crashed Dataset.add_column ("tables don't have the same
+    # number of rows"), which a random or a saturated model reaches on a real run
+    config = _config(tmp_path, num_samples=4, write_sft_data=False, pass_rate_range=[0.1, 0.7], mixture_size=8)
+    first = config.dataset_mixture[0]["path"]
+    config.dataset_mixture = [{"path": first, "weight": 1}, {"path": first, "weight": 1}]
+    stats = run(config, sampler=CraftedSampler())
+    import pyarrow.parquet as pq
+
+    rl = pq.read_table(Path(config.output_dir, "rl_prompts.parquet"))
+    assert stats["rl_prompts"]["kept"] == 0 and rl.num_rows == 0 and "pass_rate" in rl.column_names

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from r1_recipe.data.loading import DataError, load_mixture
@@ -134,9 +136,15 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
     if config.pass_rate_range is not None:
         lo, hi = config.pass_rate_range
         chosen = [s for s in per_prompt if lo <= s["pass_rate"] <= hi]
-        subset = prompts_ds.select([s["prompt_index"] for s in chosen])
-        subset = subset.add_column("pass_rate", [s["pass_rate"] for s in chosen])
-        _atomic(out / "rl_prompts.parquet", lambda f: subset.to_parquet(f))
+        # through Arrow, not Dataset.add_column: that fails on an empty selection of a mixture
+        # (a concatenated dataset with an indices mapping), which no prompt in the range gives
+        table = prompts_ds.select([s["prompt_index"] for s in chosen]).with_format("arrow")[:]
+        table = table.append_column("pass_rate", pa.array([s["pass_rate"] for s in chosen], pa.float64()))
+        _atomic(out / "rl_prompts.parquet", lambda f: pq.write_table(table, f))
+        if not chosen:
+            logger.warning("no prompt has a pass rate in pass_rate_range %s: rl_prompts.parquet is empty; widen "
+                           "the range (or check the model: %d prompts, mean pass rate %s)", [lo, hi],
+                           len(per_prompt), stats["mean_pass_rate"])
         stats["rl_prompts"] = {"range": [lo, hi], "kept": len(chosen), "dropped": len(per_prompt) - len(chosen)}
     write_json(stats, out / "stats.json")
     write_json({"stage": "rejection_sampling", "model_name_or_path": config.model_name_or_path,
