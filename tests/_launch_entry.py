@@ -4,7 +4,9 @@
 
 Runs ``r1-recipe STAGE --config RECIPE`` unchanged, except that just before the stage saves its
 output each rank writes ``DIGEST_DIR/rank<N>.json``: a SHA-256 of its own copy of the weights,
-so the test can tell whether the ranks stayed in sync. For GRPO it also registers the test-only
+so the test can tell whether the ranks stayed in sync, and each rank lists in
+``DIGEST_DIR/writes-rank<N>.json`` the tokenizer and resolved-config saves it made (one writer,
+not one per rank). For GRPO it also registers the test-only
 ``spread`` reward (the completion's length mod 5): rule rewards are all 0 on a random model, and
 zero advantages would leave the weights unchanged.
 """
@@ -26,6 +28,35 @@ def weights_digest(state_dict) -> str:
     return digest.hexdigest()
 
 
+def _record_writes(out: Path) -> None:
+    """Wrap the tokenizer's save and the resolved-config save to note which rank made them."""
+    import os
+
+    from transformers import PreTrainedTokenizerBase
+
+    from r1_recipe import stage
+
+    rank = os.environ.get("RANK", "0")
+    log = out / f"writes-rank{rank}.json"
+
+    def note(what: str) -> None:
+        done = json.loads(log.read_text()) if log.exists() else []
+        log.write_text(json.dumps([*done, what]))
+
+    save_tokenizer, save_resolved = PreTrainedTokenizerBase.save_pretrained, stage.save_resolved
+
+    def tokenizer_save(self, *args, **kwargs):
+        note("tokenizer")
+        return save_tokenizer(self, *args, **kwargs)
+
+    def resolved_save(*args, **kwargs):
+        note("resolved_config")
+        return save_resolved(*args, **kwargs)
+
+    PreTrainedTokenizerBase.save_pretrained = tokenizer_save
+    stage.save_resolved = resolved_save
+
+
 def main() -> int:
     stage, out, argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
     module = importlib.import_module(f"r1_recipe.{stage}")
@@ -40,6 +71,7 @@ def main() -> int:
         return save(trainer, config, *args, **kwargs)
 
     module.finish = finish
+    _record_writes(out)
     if stage == "grpo":
         from r1_recipe.rewards import REWARDS
         from r1_recipe.rewards.base import named, texts

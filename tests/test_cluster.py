@@ -91,6 +91,9 @@ def test_sft_on_two_cpu_ranks_ends_with_identical_weights(tmp_path, tiny_model_d
               "logging_steps": 1, "save_strategy": "no", "report_to": "none", "seed": 0, "dataloader_num_workers": 0}
     ranks = _launch_two_ranks("sft", recipe, tmp_path)
     _assert_in_sync(ranks, tiny_model_dir, tmp_path / "sft", steps=3)
+    # one writer of the tokenizer and the resolved config, not one per rank (issue 20, item 11)
+    writes = {r: json.loads(p.read_text()) for r in range(2) if (p := tmp_path / "digests" / f"writes-rank{r}.json").exists()}
+    assert set(writes) == {0} and "tokenizer" in writes[0] and "resolved_config" in writes[0], writes
 
 
 def test_grpo_on_two_cpu_ranks_ends_with_identical_weights(tmp_path, tiny_model_dir, demo_data_dir):
@@ -365,3 +368,73 @@ def test_check_launch_plans_a_vllm_node_and_checks_groups_for_the_training_proce
     assert cli_main(["check-launch", str(recipe), "--stage", "grpo", "--nodes", "1", "--gpus-per-node", "8"]) == 2
     assert "needs a node of its own" in capsys.readouterr().err
     assert "WORLD_SIZE" not in os.environ
+
+
+# --- the process count a launch passes (issue 20, item 1) --------------------------------------
+
+
+def _fake_gpus(tmp_path: Path, count: int) -> str:
+    """A PATH whose `nvidia-smi -L` lists ``count`` GPUs, as on a CUDA node."""
+    bin_dir = tmp_path / "fake-gpu"
+    bin_dir.mkdir(exist_ok=True)
+    lines = "".join(f'echo "GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i})"; ' for i in range(count))
+    (bin_dir / "nvidia-smi").write_text(f'#!/usr/bin/env bash\n[[ "$1" == -L ]] && {{ {lines}}}\nexit 0\n')
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+
+def _validated_launch(words: list[str], gpus: int):
+    """accelerate's own check of a launch command line (the one that refuses a missing --num_processes)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    i = words.index("launch")
+    args = launch_command_parser().parse_args(words[i + 1 :])
+    with mock.patch("torch.cuda.is_available", return_value=True), \
+            mock.patch("torch.cuda.device_count", return_value=gpus):
+        args, _, _ = _validate_launch_command(args)
+    return args
+
+
+@pytest.mark.parametrize("target, accel", [("stage1", "ddp"), ("rl1", "zero3"), ("distill", "fsdp"),
+                                           ("reward-model", "zero2")])
+def test_make_stage_targets_pass_the_gpu_count_to_accelerate(tmp_path, target, accel):
+    env = _env(PATH=_fake_gpus(tmp_path, 4))
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    dry = subprocess.run(["make", "-n", target, "RECIPE=r.yaml", f"ACCELERATE={accel}"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    (line,) = [x for x in dry.stdout.splitlines() if "accelerate launch" in x]
+    args = _validated_launch(shlex.split(line), gpus=4)
+    assert args.num_processes == 4 and args.config_file == f"accelerate_configs/{accel}.yaml"
+    # CUDA_VISIBLE_DEVICES narrows the count; NUM_PROCESSES overrides it
+    for extra_env, extra_args, expected in [({"CUDA_VISIBLE_DEVICES": "1,3"}, [], "2"), ({}, ["NUM_PROCESSES=3"], "3")]:
+        out = subprocess.run(["make", "-n", target, "RECIPE=r.yaml", *extra_args], cwd=ROOT,
+                             env={**env, **extra_env}, capture_output=True, text=True).stdout
+        assert f"--num_processes {expected} -m" in out, out
+
+
+def test_accelerate_refuses_a_config_file_without_a_process_count():
+    """Why item 1 mattered: the launch the Makefile used to compose fails accelerate's own check."""
+    with pytest.raises(ValueError, match="num_processes"):
+        _validated_launch(["accelerate", "launch", "--config_file", "accelerate_configs/zero3.yaml", "-m", "x"], gpus=8)
+
+
+def test_pipeline_accelerate_launcher_passes_num_processes(tmp_path):
+    from r1_recipe.pipeline import Pipeline, Step, step_command
+
+    pipe = Pipeline(name="p", run_dir=tmp_path, steps=[], launcher="accelerate",
+                    accelerate_config="accelerate_configs/zero3.yaml")
+    sft = Step(name="stage1", stage="sft", recipe="r.yaml")
+    with mock.patch("torch.cuda.device_count", return_value=8):
+        cmd = step_command(pipe, sft, tmp_path / "r.yaml")
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert _validated_launch(["launch", *cmd[3:]], gpus=8).num_processes == 8
+    pipe.num_processes = 2
+    assert cmd_value(step_command(pipe, sft, tmp_path / "r.yaml"), "--num_processes") == "2"
+    # rejection sampling starts its own sampler processes: never under accelerate launch
+    rs = step_command(pipe, Step(name="rs", stage="rejection_sampling", recipe="r.yaml"), tmp_path / "r.yaml")
+    assert rs[1:3] == ["-m", "r1_recipe.rejection_sampling"]
+
+
+def cmd_value(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1]

@@ -157,3 +157,67 @@ def test_checked_traces_fail_exactly_when_wrong_and_retries_reach_the_answer():
     assert abs(stats["retry_after_failed_check"] - sum(r["retried"] for r in failed) / len(failed)) < 1e-12
     plain = next(arithmetic.generate(1, seed=0))
     assert "check" not in plain["reasoning"] and "retried" not in plain
+
+
+def test_oversampling_shows_every_row_before_any_row_twice(tmp_path, caplog):
+    """n > N: each row ⌊n/N⌋ or ⌈n/N⌉ times (the stacked copies used to leave rows out, others thrice)."""
+    write_jsonl(({"problem": f"a{i}"} for i in range(10)), tmp_path / "a.jsonl")
+    write_jsonl(({"problem": f"b{i}"} for i in range(100)), tmp_path / "b.jsonl")
+    for seed in range(5):
+        ds = load_mixture([{"path": str(tmp_path / "a.jsonl"), "weight": 1}, {"path": str(tmp_path / "b.jsonl")}],
+                          size=50, seed=seed)
+        counts = Counter(p for p in ds["problem"] if p.startswith("a"))
+        assert sum(counts.values()) == 25 and len(counts) == 10 and set(counts.values()) == {2, 3}
+        assert Counter(counts.values()) == {2: 5, 3: 5}
+        b = [p for p in ds["problem"] if p.startswith("b")]
+        assert len(b) == len(set(b)) == 25  # n ≤ N: distinct rows
+
+
+def test_a_mixture_that_must_repeat_rows_warns_naming_the_source_and_mixture_size(tmp_path, caplog):
+    write_jsonl(({"problem": f"a{i}"} for i in range(10)), tmp_path / "a.jsonl")
+    with caplog.at_level("WARNING", logger="r1_recipe.data.loading"):
+        load_mixture([{"path": str(tmp_path / "a.jsonl")}], size=15, seed=0)
+    [record] = [r for r in caplog.records if r.levelname == "WARNING"]
+    message = record.getMessage()
+    assert "a.jsonl" in message and "mixture_size 15" in message and "5 rows repeat" in message
+
+
+def test_constant_and_missing_columns_are_added_without_copying_the_source(tmp_path):
+    write_jsonl(({"problem": f"a{i}", "solution": str(i)} for i in range(300)), tmp_path / "a.jsonl")
+    write_jsonl(({"problem": f"b{i}"} for i in range(300)), tmp_path / "b.jsonl")
+    ds = load_mixture([{"path": str(tmp_path / "a.jsonl"), "source": "reasoning"},
+                       {"path": str(tmp_path / "b.jsonl"), "source": "general"}], size=200, seed=0)
+    assert Counter(ds["source"]) == {"reasoning": 100, "general": 100}
+    rows = ds.to_list()
+    assert all((r["solution"] is None) == (r["source"] == "general") for r in rows)
+    assert all(r["problem"][0] == ("a" if r["source"] == "reasoning" else "b") for r in rows)
+    assert ds._indices is not None and len(ds.data) == 600  # sampled by an indices mapping, not copied
+
+
+def _simplerl_layout(root):
+    """A local copy laid out like hkust-nlp/SimpleRL-Zoo-Data: data dirs with train and test
+    files whose columns differ."""
+    for folder, n in (("simplelr_qwen_level3to5", 3), ("simplelr_qwen_gsm8k_level1", 4)):
+        (root / folder).mkdir(parents=True)
+        Dataset.from_list([{"question": f"{folder} q{i}", "gt_answer": str(i)} for i in range(n)]).to_parquet(
+            str(root / folder / "train.parquet"))
+        Dataset.from_list([{"problem": "p", "answer": "2", "level": 1}]).to_parquet(str(root / folder / "test.parquet"))
+    return root
+
+
+def test_data_files_reads_one_split_of_a_hub_layout_folder(tmp_path):
+    root = _simplerl_layout(tmp_path / "SimpleRL-Zoo-Data")
+    ds = load_source({"path": str(root), "data_files": "simplelr_qwen_level3to5/train.parquet",
+                      "columns": {"problem": "question", "answer": "gt_answer"}})
+    assert ds.column_names == ["problem", "answer"] and len(ds) == 3
+    assert ds[0]["problem"].startswith("simplelr_qwen_level3to5 ")
+    split = load_source({"path": str(root), "data_files": {"train": "simplelr_qwen_gsm8k_level1/train.parquet"}})
+    assert len(split) == 4
+
+
+def test_data_dir_of_a_local_folder_uses_the_hub_path_and_its_error_names_data_files(tmp_path):
+    root = _simplerl_layout(tmp_path / "SimpleRL-Zoo-Data")
+    with pytest.raises(DataError, match="data_files"):
+        load_source({"path": str(root), "data_dir": "simplelr_qwen_level3to5"})
+    with pytest.raises(DataError, match="data_dir/data_files"):
+        load_source({"path": str(root / "simplelr_qwen_level3to5" / "train.parquet"), "data_files": "x"})

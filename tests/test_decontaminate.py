@@ -79,3 +79,23 @@ def test_errors_name_the_fix(tmp_path, capsys):
     assert code == 2 and "missing column(s) ['problem']" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="flag or drop"):
         DecontaminateConfig(dataset="d", output="o.jsonl", mode="remove")
+
+
+@pytest.mark.parametrize("leak_at", [5, 1200])
+def test_a_leak_after_the_first_write_batch_is_flagged(tmp_path, leak_at):
+    """Rare contamination: the first 1,000 rows (datasets.map's write batch) can all be clean."""
+    bench = tmp_path / "aime.jsonl"
+    write_jsonl([{"problem": AIME_LIKE, "answer": "3"}], bench)
+    rows = [{"problem": f"Fresh problem number {i} about a triangle with sides {i}, {i + 1} and {i + 2}."}
+            for i in range(1500)]
+    rows[leak_at] = {"problem": "Solve: " + AIME_LIKE}
+    data = tmp_path / "train.jsonl"
+    write_jsonl(rows, data)
+    out = tmp_path / "flagged.parquet"
+    s = decontaminate(DecontaminateConfig(dataset=str(data), output=str(out), benchmark=f"aime24={bench}"))
+    assert s["contaminated"] == 1 and s["by_benchmark"] == {"aime24": 1}
+    from datasets import Dataset
+
+    flagged = Dataset.from_parquet(str(out))
+    assert [i for i, c in enumerate(flagged["contaminated"]) if c] == [leak_at]
+    assert flagged[leak_at]["contaminated_by"] == ["aime24"] and flagged[0]["contaminated_by"] == []

@@ -200,6 +200,57 @@ def test_gpqa_evaluation_scores_letters(tmp_path):
     assert s["pass@1"] == 0.5 and s["cons@k"] == 1.0 and "greedy_accuracy" not in s
 
 
+# --- answers read as the rewards read them ----------------------------------------------------
+
+def _one_problem(tmp_path):
+    path = tmp_path / "one.jsonl"
+    write_jsonl([{"problem": "What is 2+2?", "answer": "4"}], path)
+    return f"math_500={path}"
+
+
+def test_r1_zero_truncated_completion_scores_zero_in_evaluation_as_in_the_reward(tmp_path):
+    # The R1-Zero prompt opens <think>: a completion cut before </think> is all reasoning, and the
+    # box inside it is no answer. Evaluation used to read the raw text and credit it.
+    cut, done = "2+2 is \\boxed{4}, but let me check", "2+2 is 4.\n</think>\n<answer>4</answer>"
+    samples = tmp_path / "out"
+    s = evaluate(EvalConfig(model_name_or_path="scripted", benchmark=_one_problem(tmp_path), template="r1_zero",
+                            num_samples=2, greedy=False, output_dir=str(samples), **FAST),
+                 sampler=ScriptedSampler({"2+2": [cut, done]}))
+    assert s["pass@1"] == 0.5
+    rows = [json.loads(line) for line in (samples / "eval_math_500_samples.jsonl").read_text().splitlines()]
+    assert [(r["answer"], r["correct"]) for r in rows] == [(None, False), ("4", True)]
+    from r1_recipe.rewards import get_reward_funcs
+
+    (accuracy,) = get_reward_funcs(["accuracy"], accuracy={"workers": 2, "timeout": 3.0})
+    prompt = rows[0]["prompt"]
+    assert accuracy(prompts=[prompt, prompt], completions=[cut, done], solution=["4", "4"]) == [0.0, 1.0]
+
+
+R1_DISTILL_TEMPLATE = (  # DeepSeek-R1-Distill's generation prompt opens the reasoning block
+    "{% for message in messages %}{{ '<｜User｜>' + message['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}"
+)
+
+
+class TemplatedSampler(ScriptedSampler):
+    """The scripted completions behind a real tokenizer's chat template (as every real sampler has)."""
+
+    def __init__(self, script, tokenizer):
+        super().__init__(script)
+        self.tokenizer = tokenizer
+
+
+def test_a_chat_template_that_opens_think_is_restored_before_extraction(tmp_path):
+    from r1_recipe.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    tok.chat_template = R1_DISTILL_TEMPLATE
+    done, cut = "2+2 is 4.\n</think>\n\\boxed{4}", "so \\boxed{4} and then it was cut"
+    s = evaluate(EvalConfig(model_name_or_path="scripted", benchmark=_one_problem(tmp_path), num_samples=2,
+                            greedy=False, **FAST), sampler=TemplatedSampler({"2+2": [done, cut]}, tok))
+    assert s["pass@1"] == 0.5 and s["answered"] == 0.5
+
+
 # --- real backends on the tiny model ---------------------------------------------------------
 
 def _summary_numbers(s):

@@ -242,6 +242,58 @@ def test_recipes_parse_and_open_with_their_command(recipe):
     assert config.pass_rate_range == [0.2, 0.8] and config.reward_thresholds["accuracy"] == 1.0
 
 
+def _mixed_texts(n: int, seed: int = 0) -> list[str]:
+    """Texts mixing scripts at random, inside words and between them: Latin (ASCII and
+    accented), Greek, Cyrillic, Han, kana, Hangul, superscripts, math italic letters,
+    operators, digits, emoji."""
+    import random
+
+    pool = list("abcxyzABC ") * 6 + list("éïçΘθπλжд中文的ひカ한²𝑥√≤×−’→0123456789+=_.,!\n😀")
+    rng = random.Random(seed)
+    return ["".join(rng.choices(pool, k=rng.randint(0, 60))) for _ in range(n)]
+
+
+CRAFTED_TEXTS = [
+    "so the angle θ = π/3, hence sin θ = √3/2", "add 的 ones", "先算个位 然后 十位 the sum is 4", "écrire ça",
+    "ответ 3 so the answer", "abc中def", "x² + 𝑥 = 2", "カタカナ and ひらがな", "한국어 text", "", "   ", "2 + 2 = 4",
+    "naïve café", "Δx → 0", "😀 fine", "_under_score_ words", "wait " * 40, LONG,
+]
+
+
+@pytest.mark.parametrize("language", ["en", "zh", "ru", "el", "ja", "ko"])
+def test_the_filters_fast_language_share_equals_the_rewards_definition(language):
+    from r1_recipe.rejection_filters import language_share as fast
+    from r1_recipe.rewards.language import language_share as reward
+
+    for text in CRAFTED_TEXTS + _mixed_texts(400, seed=len(language)):
+        assert fast(text, language) == reward(text, language), (text, language)
+
+
+def test_the_filters_repetition_and_shingles_equal_the_per_ngram_definitions():
+    import zlib
+
+    from r1_recipe.rejection_filters import jaccard, repetition_share, shingles
+    from r1_recipe.rewards.length import repetition_penalty
+
+    texts = CRAFTED_TEXTS + _mixed_texts(200) + ["Go on GO on go ON " * 5, "a b " * 3, "A a"]
+    for text in texts:
+        for n in (1, 3, 4):
+            assert repetition_share(text, n) == -repetition_penalty(text, n, -1.0) + 0.0, (text, n)
+
+    def crc_shingles(text):  # the per-n-gram definition (crc32 of each joined 3-gram)
+        words = text.split()
+        if len(words) < 3:
+            return frozenset({zlib.crc32(" ".join(words).encode())})
+        return frozenset(zlib.crc32(" ".join(words[i : i + 3]).encode()) for i in range(len(words) - 2))
+
+    def crc_jaccard(a, b):
+        return len(a & b) / len(a | b) if a or b else 1.0
+
+    pairs = list(zip(texts, texts[1:] + texts[:1])) + [(LONG, LONG.replace("w50", "v50")), (LONG, LONG)]
+    for a, b in pairs:
+        assert jaccard(shingles(a), shingles(b)) == pytest.approx(crc_jaccard(crc_shingles(a), crc_shingles(b)))
+
+
 def test_no_prompt_in_the_pass_rate_range_of_a_mixture_writes_an_empty_prompt_set(tmp_path):
     # a mixture of two sources (concatenated, sampled: an indices mapping) and a range no prompt
     # falls in: the empty selection once crashed Dataset.add_column ("tables don't have the same

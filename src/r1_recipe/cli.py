@@ -14,12 +14,13 @@ and the Makefile use.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from r1_recipe.config_checks import STAGE_CONFIGS, ArgParser
 
 # command -> (module with main(argv), one-line help); the stage configs are looked up by name
 STAGES = {
@@ -33,11 +34,7 @@ STAGES = {
     "decontaminate": ("r1_recipe.decontaminate", "flag or drop training rows sharing word 8-grams with benchmarks"),
     "pipeline": ("r1_recipe.pipeline", "the whole pipeline from one recipe: chained stages, lineage, resume, --status"),
 }
-CONFIGS = {"sft": "r1_recipe.configs:SFTStageConfig", "pretrain": "r1_recipe.configs:SFTStageConfig", "grpo": "r1_recipe.configs:GRPOStageConfig", "evaluate": "r1_recipe.evaluate:EvalConfig",
-           "decontaminate": "r1_recipe.decontaminate:DecontaminateConfig",
-           "rejection_sampling": "r1_recipe.rejection_sampling:RejectionSamplingConfig",
-           "distill": "r1_recipe.distill:DistillStageConfig",
-           "reward_model": "r1_recipe.reward_model:RewardModelStageConfig"}
+CONFIGS = {k: v for k, v in STAGE_CONFIGS.items() if k != "score"}  # `--stage` choices of the tools
 
 
 def _usage() -> str:
@@ -62,7 +59,7 @@ def _tiny(argv: Sequence[str]) -> None:
     from r1_recipe.stage import setup_logging
     from r1_recipe.tiny import build_tiny_model
 
-    p = argparse.ArgumentParser(prog="r1-recipe tiny", description="Build the tiny local base model.")
+    p = ArgParser(prog="r1-recipe tiny", description="Build the tiny local base model.")
     p.add_argument("--output", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hidden-size", type=int, default=128)
@@ -78,7 +75,7 @@ def _data(argv: Sequence[str]) -> None:
     from r1_recipe.data import arithmetic
     from r1_recipe.data.loading import write_jsonl
 
-    p = argparse.ArgumentParser(prog="r1-recipe data", description="Generate the demo's JSONL datasets.")
+    p = ArgParser(prog="r1-recipe data", description="Generate the demo's JSONL datasets.")
     p.add_argument("--output", required=True, help="folder for cold_start.jsonl, rl_prompts.jsonl, general.jsonl, test.jsonl")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cold-start", type=int, default=4000, help="cold-start SFT traces")
@@ -126,7 +123,7 @@ def _rewards(argv: Sequence[str]) -> None:
 def _report(argv: Sequence[str]) -> None:
     from r1_recipe.report import write_report
 
-    p = argparse.ArgumentParser(prog="r1-recipe report", description="Per-stage results (table + plots) of a run folder.")
+    p = ArgParser(prog="r1-recipe report", description="Per-stage results (table + plots) of a run folder.")
     p.add_argument("run_dir")
     p.add_argument("--output", help="also write index.md and PNG plots to this folder")
     a = p.parse_args(argv)
@@ -140,7 +137,7 @@ def _report(argv: Sequence[str]) -> None:
 def _print_config(argv: Sequence[str]) -> None:
     from r1_recipe.configs import ConfigError, parse_config, read_recipe
 
-    p = argparse.ArgumentParser(prog="r1-recipe print-config", description="Print one resolved recipe value.")
+    p = ArgParser(prog="r1-recipe print-config", description="Print one resolved recipe value.")
     p.add_argument("recipe")
     p.add_argument("key")
     p.add_argument("--stage", choices=sorted(CONFIGS), help="resolve defaults through this stage's config class")
@@ -190,7 +187,7 @@ def _uses_vllm_server(recipe: str, overrides: Sequence[str]) -> bool:
 
     values = {f.name: f.default for f in dataclasses.fields(GRPOStageConfig) if f.name in ("use_vllm", "vllm_mode")}
     values.update({k: v for k, v in read_recipe(recipe).items() if k in values})
-    p = argparse.ArgumentParser(add_help=False)
+    p = ArgParser(add_help=False)
     p.add_argument("--use_vllm", type=string_to_bool, nargs="?", const=True)
     p.add_argument("--vllm_mode")
     known, _ = p.parse_known_args(list(overrides))
@@ -201,7 +198,7 @@ def _uses_vllm_server(recipe: str, overrides: Sequence[str]) -> bool:
 def _check_launch(argv: Sequence[str]) -> None:
     from r1_recipe.configs import ConfigError
 
-    p = argparse.ArgumentParser(
+    p = ArgParser(
         prog="r1-recipe check-launch",
         description="Check a recipe for a multi-process launch before queueing it, and print the launch plan as "
         "key=value lines (num_processes, train_nodes, vllm_server, then the --print keys). With --nodes, a GRPO "
@@ -266,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"r1-recipe: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
             return 2
     except (ConfigError, DataError) as e:  # the user's to fix: one line, no traceback
-        print(f"r1-recipe {command}: error: {e}", file=sys.stderr)
+        print(f"r1-recipe {command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return 0
 

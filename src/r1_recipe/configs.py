@@ -9,6 +9,10 @@ Unlike TRL's and open-r1's parsers, an unknown key is an error that names the fi
 the closest valid keys: a misspelled ``learnig_rate`` would otherwise train with the default.
 On a machine without CUDA the configs switch themselves to CPU (``use_cpu``, no bf16, no
 gradient checkpointing); TRL's defaults ask for bf16 and fail there.
+
+Every value is checked before the config is built (:mod:`r1_recipe.config_checks`): a wrong
+type, an out-of-range number or a pair of keys TRL would reject deep inside gets one line naming
+the file and the key. TRL's argparse parser is only used for ``--help``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,17 +29,15 @@ from typing import TypeVar
 
 import torch
 import yaml
+from transformers import AutoConfig
 from trl import SFTConfig, TrlParser
 
+from r1_recipe.config_checks import ConfigError, build_config, from_command_line, split_command_line
 from r1_recipe.data.templates import TEMPLATES
 
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C")
-
-
-class ConfigError(ValueError):
-    """A recipe problem the user fixes in the YAML or on the command line."""
 
 
 @dataclass
@@ -117,8 +120,8 @@ class SFTStageConfig(RecipeArgs, SFTConfig):
     reasoning_alpha: float | None = field(
         default=None,
         metadata={
-            "help": "Weighted loss L = α·L_reasoning + (1−α)·L_general by the `source` column; "
-            "per-example weights 2α and 2(1−α), so 0.5 equals the plain mean. None = unweighted."
+            "help": "Weighted loss L = α·L_reasoning + (1−α)·L_general by the `source` column, each L the "
+            "token mean of its kind over the optimizer step (see r1_recipe.sft). None = unweighted."
         },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
@@ -130,6 +133,81 @@ class SFTStageConfig(RecipeArgs, SFTConfig):
                 raise ConfigError(f"reasoning_alpha must be in [0, 1], got {self.reasoning_alpha}")
             if self.packing:
                 raise ConfigError("reasoning_alpha needs per-example losses: set packing: false")
+            if self.padding_free:
+                raise ConfigError("reasoning_alpha needs per-example losses (padding-free flattens the batch "
+                                  "into one row): set padding_free: false")
+
+
+# --- the model's context length ----------------------------------------------------------------
+
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+_SCALED_ROPE = ("yarn", "linear", "dynamic")  # their factor multiplies the trained positions
+
+
+def model_context_length(model: str, revision: str = "main") -> int | None:
+    """Positions the model can attend over, from its config only (no weights): the config's
+    ``max_position_embeddings``, times the factor of a YaRN/linear/dynamic RoPE scaling as vLLM
+    counts it. None when the config cannot be read (the model load reports that) or says nothing.
+    """
+    try:
+        config = AutoConfig.from_pretrained(model, revision=revision)
+    except (OSError, ValueError):
+        return None
+    config = config.get_text_config()
+    positions = next((getattr(config, k) for k in _POSITION_KEYS if isinstance(getattr(config, k, None), int)), None)
+    if positions is None:
+        return None
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    kind = rope.get("rope_type") or rope.get("type")
+    if kind in _SCALED_ROPE and rope.get("factor"):
+        positions = max(positions, int((rope.get("original_max_position_embeddings") or positions) * rope["factor"]))
+    return positions
+
+
+def context_length_error(key: str, value: int, limit: int, model: str, note: str = "") -> ConfigError:
+    return ConfigError(
+        f"{key}: {value}{note} is beyond the {limit} positions of {model} (max_position_embeddings in its "
+        f"config.json): the model was never trained past position {limit}. Set {key} to at most "
+        f"{limit}, or extend the context in a local copy of the model: save it to a folder, raise "
+        "max_position_embeddings in that folder's config.json (DeepSeek's R1-Distill-Qwen-1.5B, trained from "
+        "Qwen2.5-Math-1.5B's 4096 positions, sets 131072), and point model_name_or_path at the folder."
+    )
+
+
+def check_context_length(config, keys: Sequence[str]) -> None:
+    """Refuse ``config.<key>`` (token budgets) beyond the positions of ``config.model_name_or_path``.
+
+    Reads the model's config only, so it runs before the weights load. A key still at TRL's
+    default (``max_length`` 1024 for a 512-position model) is lowered to the model's limit with a
+    warning instead: the recipe did not ask for it.
+    """
+    limit = model_context_length(config.model_name_or_path, getattr(config, "model_revision", "main"))
+    if limit is None:
+        return
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for key in keys:
+        value = getattr(config, key, None)
+        if value is None or value <= limit:
+            continue
+        if value == defaults.get(key):
+            logger.warning("%s: the default %d is beyond the %d positions of %s; using %d", key, value, limit,
+                           config.model_name_or_path, limit)
+            setattr(config, key, limit)
+            continue
+        raise context_length_error(key, value, limit, config.model_name_or_path)
+
+
+def check_generation_budget(model: str, key: str, budgets: Sequence[tuple[int, str]]) -> None:
+    """Refuse generation budgets (``[(new tokens, where it comes from)]``, set by ``key``) beyond
+    ``model``'s positions, before the model loads.
+
+    Unlike :func:`check_context_length` nothing is lowered: an evaluation's budget is part of
+    its protocol (R1: 32,768 new tokens), and a silently shorter one reports other numbers.
+    """
+    limit = model_context_length(model)
+    for value, note in budgets:
+        if limit is not None and value is not None and value > limit:
+            raise context_length_error(key, value, limit, model, f" ({note})" if note else "")
 
 
 def _field_names(cls: type) -> list[str]:
@@ -161,17 +239,30 @@ def read_recipe(path: str | Path) -> dict:
 
 
 def parse_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
-    """Build a stage config from ``--config recipe.yaml`` and ``--key value`` overrides."""
+    """Build a stage config from ``--config recipe.yaml`` and ``--key value`` overrides.
+
+    The command line wins over the recipe; list and dict options take JSON or YAML there. A
+    recipe's ``env: {NAME: value}`` sets environment variables, as TRL's parser does.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--config" in args:
-        i = args.index("--config")
-        if i + 1 >= len(args):
-            raise ConfigError("--config needs a recipe path")
-        check_keys(cls, list(read_recipe(args[i + 1])), where=args[i + 1])
-    overrides = [a[2:].split("=")[0] for a in args if a.startswith("--") and a not in ("--config", "--help")]
-    check_keys(cls, overrides, where="command line")
-    (config,) = TrlParser([cls]).parse_args_and_config(args)
-    return config
+    if "--help" in args or "-h" in args:
+        TrlParser([cls]).parse_args(["--help"])  # prints every option and exits
+    recipe, overrides = split_command_line(args)
+    values, origins = {}, {}
+    if recipe is not None:
+        data = read_recipe(recipe)
+        check_keys(cls, list(data), where=recipe)
+        env = data.pop("env", None) or {}
+        if not isinstance(env, dict):
+            raise ConfigError(f"{recipe}: env: expected a mapping {{NAME: value}}, got {env!r}")
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+        values.update(data)
+        origins.update(dict.fromkeys(data, recipe))
+    check_keys(cls, [key for key, _ in overrides], where="command line")
+    for key, tokens in overrides:
+        values[key] = from_command_line(cls, key, tokens)
+        origins[key] = "command line"
+    return build_config(cls, values, origins)
 
 
 def save_resolved(config, output_dir: str | Path) -> Path:
@@ -185,7 +276,6 @@ def save_resolved(config, output_dir: str | Path) -> Path:
 
 
 import math  # noqa: E402 - the GRPO stage's imports, kept beside it
-import os  # noqa: E402
 
 from trl import GRPOConfig  # noqa: E402
 
@@ -213,6 +303,11 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         metadata={"help": "Options per reward: {reward name: {option: value}}; `accuracy` reads answer_column by default."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the prompt set (debugging)."})
+    eos_token: str | None = field(
+        default=None,
+        metadata={"help": "Token ending a completion (as SFT's eos_token); None: the chat template's end of turn "
+                          "for chat prompts, else the tokenizer's EOS."},
+    )
     max_train_seconds: float | None = field(
         default=None,
         metadata={"help": "Stop after this many seconds of training (a checkpoint is saved), even before max_steps."},

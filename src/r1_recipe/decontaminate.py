@@ -20,6 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pyarrow.compute as pc
+from datasets import Dataset, List, Value
+
 from r1_recipe.configs import ConfigError, parse_config
 from r1_recipe.data.loading import load_source, require_columns
 
@@ -124,25 +128,42 @@ def build_index(config: DecontaminateConfig) -> NgramIndex:
     return index
 
 
+def flag_rows(ds: Dataset, index: NgramIndex, columns: Sequence[str], *, num_proc: int | None = None) -> Dataset:
+    """``ds`` with ``contaminated`` and ``contaminated_by`` (sorted benchmark names) columns."""
+
+    def flag(batch):
+        hits = [set().union(*(index.matches(_text(batch[c][i])) for c in columns))
+                for i in range(len(batch[columns[0]]))]
+        return {"contaminated": [bool(h) for h in hits], "contaminated_by": [sorted(h) for h in hits]}
+
+    # Declared, not inferred from the first write batch: with rare contamination those rows are all
+    # clean and `contaminated_by` would be typed as a list of nulls, failing at the first hit.
+    features = ds.features.copy()
+    features["contaminated"] = Value("bool")
+    features["contaminated_by"] = List(Value("string"))
+    return ds.map(flag, batched=True, features=features, num_proc=num_proc, desc="decontaminating")
+
+
+def flag_counts(flagged: Dataset) -> tuple[int, dict[str, int]]:
+    """Flagged rows, and rows per benchmark, counted by Arrow over the whole columns (the output
+    of ``map``, which holds no indices mapping)."""
+    table = flagged.data
+    hits = pc.sum(table.column("contaminated")).as_py() or 0
+    counts = pc.value_counts(pc.list_flatten(table.column("contaminated_by"))).to_pylist()
+    return hits, {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
+
+
 def decontaminate(config: DecontaminateConfig) -> dict:
     """Scan, write ``config.output`` and return the counts per benchmark."""
     index = build_index(config)
     ds = load_source({"path": config.dataset, "split": config.split}, where=f"dataset {config.dataset}")
     require_columns(ds, config.columns, where=f"dataset {config.dataset}")
-
-    def flag(row):
-        hits = set().union(*(index.matches(_text(row[c])) for c in config.columns))
-        return {"contaminated": bool(hits), "contaminated_by": sorted(hits)}
-
-    flagged = ds.map(flag, num_proc=config.num_proc, desc="decontaminating")
-    by_benchmark: dict[str, int] = {}
-    for names in flagged["contaminated_by"]:
-        for name in names:
-            by_benchmark[name] = by_benchmark.get(name, 0) + 1
-    hits = sum(flagged["contaminated"])
-    result = flagged.filter(lambda row: not row["contaminated"]) if config.mode == "drop" else flagged
+    flagged = flag_rows(ds, index, config.columns, num_proc=config.num_proc)
+    hits, by_benchmark = flag_counts(flagged)
+    result = flagged
     if config.mode == "drop":
-        result = result.remove_columns(["contaminated", "contaminated_by"])
+        keep = np.flatnonzero(~flagged.data.column("contaminated").to_numpy(zero_copy_only=False))
+        result = ds.select(keep) if len(keep) < len(ds) else ds
     out = Path(config.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":

@@ -17,6 +17,11 @@ Per benchmark, ``output_dir`` gets ``eval_<name>.json`` (summary + resolved conf
 ``eval_<name>_samples.jsonl`` (or ``.parquet``: every sample's prompt, completion, extracted
 answer and verdict); the command prints one table row per benchmark.
 
+Answers are read exactly as the rewards read them (:func:`r1_recipe.rewards.base.final_answer`):
+where the rendered prompt already opened ``<think>`` (R1-Zero's plain prompt, DeepSeek-R1-Distill's
+chat template) the tag is restored first, so a completion cut off before ``</think>`` has no
+answer and scores 0 in evaluation as in training, whatever ``\\boxed{}`` its reasoning holds.
+
 Where this departs from the paper: cons@k ties go to the answer seen first among the samples
 (the paper does not say); answers vote together when they match after removing spacing and
 ``\\left``/``\\right``, not by mathematical equivalence.
@@ -37,10 +42,12 @@ from pathlib import Path
 from datasets import Dataset
 
 from r1_recipe import eval_suites
-from r1_recipe.configs import ConfigError, PromptArgs, parse_config
+from r1_recipe.configs import ConfigError, PromptArgs, check_generation_budget, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.templates import prompt_for
-from r1_recipe.sampling import SamplerArgs, SamplingParams, sampler_from_config
+from r1_recipe.rewards.base import final_answer
+from r1_recipe.rewards.extract import opens_think
+from r1_recipe.sampling import SamplerArgs, SamplingParams, render, sampler_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ logger = logging.getLogger(__name__)
 class EvalConfig(SamplerArgs, PromptArgs):
     model_name_or_path: str | None = field(default=None, metadata={"help": "Model folder or Hub id to evaluate."})
     benchmark: str = field(default="arithmetic", metadata={
-        "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic; NAME=PATH for a local copy "
+        "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic, humaneval; NAME=PATH for a local copy "
                 "of a Hub benchmark; or a local .jsonl/.parquet file with problem_column/answer_column."})
     num_problems: int | None = field(default=None, metadata={
         "help": "First N problems (None: the benchmark's default: all, 200 for arithmetic)."})
@@ -162,8 +169,22 @@ def score(answers: list[list[str | None]], verdicts: list[list[bool]], ks: Seque
 
 # --- the run --------------------------------------------------------------------------------
 
-def _sampler_for(config: EvalConfig):
+def _sampler_for(config: EvalConfig, benchmarks: Sequence[tuple[str, eval_suites.Benchmark]]):
+    """The sampler, once every benchmark's generation budget fits the model (read from its config)."""
+    check_generation_budget(config.model_name_or_path, "max_new_tokens", [
+        (config.max_new_tokens, "") if config.max_new_tokens else (bench.max_new_tokens, f"the {label} default")
+        for label, bench in benchmarks])
     return sampler_from_config(config)
+
+
+def opened_by_prompt(sampler, prompts: Sequence[list[dict] | str]) -> list[bool]:
+    """Whether each prompt, rendered as the sampler renders it, ends inside ``<think>``.
+
+    Plain-text prompts are their own rendering; chat prompts go through the sampler's tokenizer
+    (a sampler without one, e.g. a scripted test sampler, renders no template: False)."""
+    tokenizer = getattr(sampler, "tokenizer", None)
+    return [opens_think(p) if isinstance(p, str) else tokenizer is not None and opens_think(render(tokenizer, p))
+            for p in prompts]
 
 
 def load(config: EvalConfig) -> tuple[str, eval_suites.Benchmark, Dataset]:
@@ -185,10 +206,15 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
     if too_big:
         raise ConfigError(f"pass_at_k {too_big} exceed num_samples={k}: raise num_samples or drop them")
     instruction = bench.instruction if config.instruction is None else config.instruction
-    texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problems["problem"]]
+    problem_texts = problems["problem"]  # one column read: indexing the dataset per sample rebuilds it each time
+    texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problem_texts]
     prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
     references = [str(a) for a in problems["answer"]]
-    sampler = sampler or _sampler_for(config)
+    sampler = sampler or _sampler_for(config, [(label, bench)])
+    opened = opened_by_prompt(sampler, prompts)
+
+    def extract(text: str) -> str | None:
+        return eval_suites.extract(text, bench.verifier)
 
     summary: dict = {"model": config.model_name_or_path, "benchmark": label, "problems": len(problems)}
     records: list[dict] = []
@@ -203,7 +229,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
         completions = sampler.generate(prompts, params, progress=True)
         gen_seconds = time.perf_counter() - t0
         flat = [(i, j, text) for i, group in enumerate(completions) for j, text in enumerate(group)]
-        flat_answers = [eval_suites.extract(text, bench.verifier) for _, _, text in flat]
+        flat_answers = [final_answer(text, prompts[i], opened[i], extract=extract) for i, _, text in flat]
         flat_ok = eval_suites.verify(flat_answers, [references[i] for i, _, _ in flat], bench.verifier,
                                      workers=config.verify_workers, timeout=config.verify_timeout)
         answers = [[] for _ in completions]
@@ -211,7 +237,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
         for (i, j, text), answer, ok in zip(flat, flat_answers, flat_ok):
             answers[i].append(answer)
             verdicts[i].append(ok)
-            records.append({"mode": mode, "problem_index": i, "sample": j, "problem": problems["problem"][i],
+            records.append({"mode": mode, "problem_index": i, "sample": j, "problem": problem_texts[i],
                             "prompt": prompts[i], "reference": references[i], "completion": text,
                             "answer": answer, "correct": ok})
         if mode == "greedy":
@@ -240,7 +266,7 @@ def evaluate_all(config: EvalConfig, sampler=None) -> list[dict]:
     """Every benchmark of ``config.benchmark`` with one loaded model."""
     configs = [dataclasses.replace(config, benchmark=b) for b in config.benchmarks]
     loaded = [load(c) for c in configs]  # a missing file or column fails before the model loads
-    sampler = sampler or _sampler_for(config)
+    sampler = sampler or _sampler_for(config, [(label, bench) for label, bench, _ in loaded])
     return [evaluate(c, sampler, loaded=data) for c, data in zip(configs, loaded)]
 
 

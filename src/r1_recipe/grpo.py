@@ -17,6 +17,8 @@ A thin wrapper over TRL's ``GRPOTrainer``. Features and the recipe keys that tur
 - generation by vLLM: ``use_vllm: true`` with ``vllm_mode: colocate`` (one node) or ``server``
   (``trl vllm-serve`` on its own GPUs/node); transformers ``generate`` otherwise (CPU);
 - a start-up check that the generation batch holds whole groups, naming the keys to change;
+- generation stops at the chat template's end of turn (chat prompts), which becomes the saved
+  EOS as after SFT (see :mod:`r1_recipe.stage`); ``eos_token`` overrides it;
 - "aha" signals, logged to the trainer's reporters as ``aha/*`` and written one JSON line per
   logging step to ``output_dir/aha_metrics.jsonl``: completion length, the share of completions
   whose reasoning self-corrects (``aha_phrases``), the language consistency of the reasoning
@@ -45,6 +47,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
+from r1_recipe.data.end_of_turn import stop_token_ids
 from r1_recipe.data.loading import to_prompts
 from r1_recipe.data.templates import hidden_tags_problem
 from r1_recipe.rewards.base import texts
@@ -59,6 +62,7 @@ from r1_recipe.stage import (
     load_train_data,
     reward_funcs_for,
     setup_logging,
+    use_end_of_turn_as_eos,
 )
 
 logger = logging.getLogger(__name__)
@@ -236,8 +240,15 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
     if problem := hidden_tags_problem(tokenizer, config.model_name_or_path):
         raise ConfigError(problem)
     dataset = build_dataset(config)
+    model = load_model(config)
+    use_end_of_turn_as_eos(tokenizer, model, dataset, eos_token=config.eos_token)
+    if config.use_vllm:  # vLLM reads the EOS from the model folder on disk, not from the model object
+        kwargs = dict(config.generation_kwargs or {})
+        stops = stop_token_ids(tokenizer, model.generation_config)
+        kwargs["stop_token_ids"] = list(dict.fromkeys([*kwargs.get("stop_token_ids", []), *stops]))
+        config.generation_kwargs = kwargs
     trainer = AhaGRPOTrainer(
-        model=load_model(config),
+        model=model,
         reward_funcs=build_reward_funcs(config),
         args=config,
         train_dataset=dataset,

@@ -13,7 +13,9 @@ run folder. ``evaluate: true`` runs the pipeline's evaluation recipe on the step
 ``score: {recipe, set}`` also scores it with reward models on held-out general prompts.
 
 Each step runs in its own process (``python -m r1_recipe.<stage>`` or, with ``launcher:
-accelerate``, ``accelerate launch``), its log in ``<folder>/stage.log``. A finished step writes
+accelerate``, ``accelerate launch --num_processes N`` for the training stages, N = ``num_processes``
+or else the visible GPU count; rejection sampling spreads over the GPUs itself and always runs as
+one plain process), its log in ``<folder>/stage.log``. A finished step writes
 ``lineage.json`` (what it started from: model, data, recipe hash, git commit; results; status)
 and a model card; re-running the pipeline skips finished steps and resumes an interrupted one
 from its last checkpoint. A failing step stops the pipeline, naming the step and its log.
@@ -35,6 +37,9 @@ from pathlib import Path
 
 import yaml
 
+from r1_recipe.config_checks import (
+    ArgParser, build_config, check_values, config_class, from_command_line, split_command_line,
+)
 from r1_recipe.configs import ConfigError, read_recipe
 
 logger = logging.getLogger(__name__)
@@ -42,7 +47,10 @@ logger = logging.getLogger(__name__)
 STAGE_MODULES = {"sft", "pretrain", "grpo", "rejection_sampling", "reward_model", "distill"}
 TOOLS = {"tiny", "data"}
 STEP_KEYS = {"name", "stage", "tool", "recipe", "from", "set", "args", "evaluate", "score"}
-PIPELINE_KEYS = {"name", "run_dir", "evaluation", "launcher", "accelerate_config", "steps", "env"}
+PIPELINE_KEYS = {"name", "run_dir", "evaluation", "launcher", "accelerate_config", "num_processes", "steps", "env"}
+# Stages that `launcher: accelerate` starts with `accelerate launch` (one process per GPU); rejection
+# sampling starts its own sampler processes (one per GPU or tensor-parallel group) and refuses a launcher.
+LAUNCHED_STAGES = {"sft", "pretrain", "grpo", "reward_model", "distill"}
 LINEAGE = "lineage.json"
 
 
@@ -75,6 +83,7 @@ class Pipeline:
     evaluation: str | None = None
     launcher: str = "python"
     accelerate_config: str | None = None
+    num_processes: int | None = None  # accelerate launch --num_processes (None: the visible GPU count)
     env: dict = field(default_factory=dict)
     source: Path | None = None
 
@@ -89,8 +98,11 @@ def load_pipeline(path: str | Path) -> Pipeline:
     unknown = set(data) - PIPELINE_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; valid: {sorted(PIPELINE_KEYS)}")
-    if not data.get("steps"):
+    if not data.get("steps") or not isinstance(data["steps"], list):
         raise ConfigError(f"{path}: 'steps' is required: a list of {{name, stage|tool, recipe, from, set}}")
+    for key, kind in (("name", str), ("run_dir", str), ("evaluation", str), ("env", dict)):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise ConfigError(f"{path}: {key}: expected {'a string' if kind is str else 'a mapping'}, got {data[key]!r}")
     steps, names = [], set()
     for i, raw in enumerate(data["steps"]):
         where = f"{path}: steps[{i}]"
@@ -99,6 +111,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
         bad = set(raw) - STEP_KEYS
         if bad:
             raise ConfigError(f"{where} ({raw['name']}): unknown key(s) {sorted(bad)}; valid: {sorted(STEP_KEYS)}")
+        _check_step_types(raw, where)
         step = Step(name=raw["name"], stage=raw.get("stage"), tool=raw.get("tool"), recipe=raw.get("recipe"),
                     parent=raw.get("from"), set=raw.get("set") or {}, args=[str(a) for a in raw.get("args") or []],
                     evaluate=bool(raw.get("evaluate", False)),
@@ -121,9 +134,70 @@ def load_pipeline(path: str | Path) -> Pipeline:
             raise ConfigError(f"{where} ({step.name}): 'from: {step.parent}' must name an earlier step ({sorted(names)})")
         names.add(step.name)
         steps.append(step)
+    launcher = data.get("launcher", "python")
+    if launcher not in ("python", "accelerate"):
+        raise ConfigError(f"{path}: launcher must be python or accelerate, got {launcher!r}")
+    num_processes = data.get("num_processes")
+    if num_processes is not None and (not isinstance(num_processes, int) or num_processes < 1):
+        raise ConfigError(f"{path}: num_processes must be a whole number >= 1 (or left out: the GPU count), "
+                          f"got {num_processes!r}")
     return Pipeline(name=data.get("name", path.stem), run_dir=Path(data.get("run_dir", f"runs/{path.stem}")),
-                    steps=steps, evaluation=data.get("evaluation"), launcher=data.get("launcher", "python"),
-                    accelerate_config=data.get("accelerate_config"), env=data.get("env") or {}, source=path)
+                    steps=steps, evaluation=data.get("evaluation"), launcher=launcher,
+                    accelerate_config=data.get("accelerate_config"), num_processes=num_processes,
+                    env=data.get("env") or {}, source=path)
+
+
+STEP_TYPES = {"name": (str,), "stage": (str,), "tool": (str,), "recipe": (str,), "from": (str,), "set": (dict,),
+              "args": (list,), "evaluate": (bool,), "score": (str, dict)}
+
+
+def _check_step_types(raw: dict, where: str) -> None:
+    for key, kinds in STEP_TYPES.items():
+        if raw.get(key) is not None and not isinstance(raw[key], kinds):
+            names = " or ".join({str: "a string", dict: "a mapping", list: "a list", bool: "true or false"}[k] for k in kinds)
+            raise ConfigError(f"{where} ({raw['name']}): {key}: expected {names}, got {raw[key]!r}")
+
+
+def check_steps(pipeline: Pipeline) -> None:
+    """Every stage step's recipe, as the step will run it (``set:``, ``from:`` and ``args`` applied),
+    through its stage's config checks before the first step starts: a typo in the last step fails
+    now, not after the others have trained. Errors name the pipeline file and the step.
+
+    Under ``launcher: accelerate`` the process count is only known at launch, so there the values
+    are checked one by one and the checks that depend on it (GRPO's group sizes) wait for the step.
+    """
+    for step in pipeline.steps:
+        if not step.stage:
+            continue
+        at = f"{pipeline.source}: step {step.name}"
+        recipe = resolved_recipe(pipeline, step)
+        recipe.pop("env", None)
+        origins = {k: f"{at} ({'set' if k in step.set else step.recipe})" for k in recipe}
+        cls = config_class(step.stage)
+        _, overrides = split_command_line(step.args)
+        for key, tokens in overrides:
+            origins[key] = f"{at} (args)"
+            recipe[key] = from_command_line(cls, key, tokens) if key in _fields(cls) else tokens
+        if pipeline.launcher == "accelerate":
+            check_values(cls, recipe, origins)
+        else:
+            build_config(cls, recipe, origins)
+        if step.score:
+            score = read_recipe(step.score["recipe"])
+            score.update(_substitute(step.score.get("set") or {}, pipeline))
+            score.update(model_name_or_path=str(pipeline.folder(step)), output_dir=str(pipeline.folder(step)))
+            build_config(config_class("score"), score, dict.fromkeys(score, f"{at} (score {step.score['recipe']})"))
+    if pipeline.evaluation and any(s.evaluate for s in pipeline.steps):
+        evaluation = read_recipe(pipeline.evaluation)
+        evaluation.update(model_name_or_path=str(pipeline.run_dir), output_dir=str(pipeline.run_dir))
+        build_config(config_class("evaluate"), evaluation,
+                     dict.fromkeys(evaluation, f"{pipeline.source}: evaluation ({pipeline.evaluation})"))
+
+
+def _fields(cls: type) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(cls) if f.init}
 
 
 def _substitute(value, pipeline: Pipeline):
@@ -168,14 +242,23 @@ def step_command(pipeline: Pipeline, step: Step, recipe_file: Path | None) -> li
     if step.tool:
         out_flag = ["--output", str(pipeline.folder(step))]
         return [sys.executable, "-m", "r1_recipe.cli", step.tool, *out_flag, *step.args]
-    if pipeline.launcher == "accelerate":
+    if pipeline.launcher == "accelerate" and step.stage in LAUNCHED_STAGES:
+        # accelerate refuses a config file without a process count ("You need to manually pass in
+        # `--num_processes`"), and none of accelerate_configs/ holds one: the count is the machine's
         launch = [sys.executable, "-m", "accelerate.commands.launch"]
         if pipeline.accelerate_config:
             launch += ["--config_file", pipeline.accelerate_config]
-        launch += ["-m", f"r1_recipe.{step.stage}"]
+        launch += ["--num_processes", str(pipeline.num_processes or gpu_count()), "-m", f"r1_recipe.{step.stage}"]
     else:
         launch = [sys.executable, "-m", f"r1_recipe.{step.stage}"]
     return [*launch, "--config", str(recipe_file), *step.args]
+
+
+def gpu_count() -> int:
+    """The GPUs this process may use (``CUDA_VISIBLE_DEVICES`` honoured); 1 without CUDA."""
+    import torch
+
+    return max(1, torch.cuda.device_count())
 
 
 def read_lineage(folder: Path) -> dict | None:
@@ -190,7 +273,16 @@ def _run(cmd: list[str], log: Path, env: dict, step: Step) -> None:
         f.flush()
         code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
     if code != 0:
-        raise PipelineError(f"step {step.name!r} ({step.kind}) failed with exit code {code}; its log: {log}")
+        reason = _error_line(log)
+        raise PipelineError(f"step {step.name!r} ({step.kind}) failed with exit code {code}"
+                            f"{': ' + reason if reason else ''}; its log: {log}")
+
+
+def _error_line(log: Path) -> str | None:
+    """The one-line error a stage printed (``r1-recipe <stage>: error: ...``), if it printed one."""
+    lines = log.read_text(errors="replace").splitlines()[-200:]
+    found = [line for line in lines if line.startswith("r1-recipe ") and ": error: " in line]
+    return found[-1].split(": error: ", 1)[1] if found else None
 
 
 def run_step(pipeline: Pipeline, step: Step, env: dict) -> dict:
@@ -305,11 +397,9 @@ def run(pipeline: Pipeline, *, only: Sequence[str] | None = None) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
     from r1_recipe.stage import setup_logging
 
-    p = argparse.ArgumentParser(prog="r1-recipe pipeline", description=__doc__.split("\n\n")[0])
+    p = ArgParser(prog="r1-recipe pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="pipeline recipe (recipes/<model>/pipeline.yaml)")
     p.add_argument("--status", action="store_true", help="print each step's state and headline metric, run nothing")
     p.add_argument("--only", nargs="+", help="run only these steps (their inputs must be done)")
@@ -317,6 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     pipeline = load_pipeline(a.config)
     if not a.status:
+        check_steps(pipeline)
         try:
             run(pipeline, only=a.only)
         except PipelineError as e:
@@ -326,5 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # errors a user can fix print one line (see cli.main)
+    from r1_recipe.cli import main as cli_main
+
+    sys.exit(cli_main(["pipeline", *sys.argv[1:]]))

@@ -14,6 +14,13 @@ Each dropped sample gets one *reason*, the first that applies, in this order:
 
 The paper names the readability problems but gives no thresholds; ours are defaults to tune
 on the stats JSON of a first run.
+
+Speed (this runs serially between generation chunks, ~800k samples at R1's scale): the checks
+are the reward definitions computed in bulk, with the same results. The language share counts
+letter runs with one regex pass and looks at characters only in runs holding a non-ASCII letter
+(an ASCII letter run is one Latin word); repetition and near-duplicate n-grams are numpy arrays
+of word ids, not Python tuples or strings. ``benchmarks/data_scale.py`` measures it against the
+per-character, per-n-gram versions.
 """
 
 from __future__ import annotations
@@ -21,16 +28,19 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
+from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
-from r1_recipe.rewards.language import language_share
-from r1_recipe.rewards.length import repetition_penalty
+from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, script_words
 
 READABILITY_REASONS = ("mixed_language", "long_paragraph", "code_in_reasoning", "repetition")
 SELECTION_REASONS = ("exact_duplicate", "near_duplicate", "over_k")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
+_LETTER_RUN = re.compile(r"[^\W\d_]+")  # a run of letters, as rewards.language reads words
 
 
 def reward_failure(rewards: Mapping[str, float | None], thresholds: Mapping[str, float]) -> str | None:
@@ -60,15 +70,107 @@ def longest_paragraph(text: str) -> int:
     return max((len(p.strip()) for p in _PARAGRAPH.split(text)), default=0)
 
 
+def _is_letter(ch: str) -> bool:
+    return _LETTER_RUN.fullmatch(ch) is not None
+
+
+_ASCII_LETTER = np.array([_is_letter(chr(c)) for c in range(128)] + [False])  # index 128: "not ASCII"
+
+
+def language_share(text: str | None, language: str = "en") -> float:
+    """:func:`r1_recipe.rewards.language.language_share` (the reward's definition) without a
+    Python step per character: code points are a numpy array, letter runs are found by
+    comparing neighbours, and only the runs holding a non-ASCII letter are split into words
+    by script (:func:`r1_recipe.rewards.language.script_words`); every other run is one Latin word.
+
+    >>> language_share("so the angle is x, add the ones"), language_share("add 的 ones")
+    (1.0, 0.6666666666666666)
+    >>> language_share(""), language_share("2 + 2 = 4"), language_share("écrire ça")
+    (0.0, 1.0, 1.0)
+    """
+    if text is None or not text.strip():
+        return 0.0
+    target = LANGUAGE_SCRIPTS[language]
+    if text.isascii():  # every letter run is one Latin word
+        has_words = any(map(str.isalpha, text)) if "LATIN" not in target else True
+        return 1.0 if "LATIN" in target or not has_words else 0.0
+    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    letter = _ASCII_LETTER[np.minimum(cps, 128)]
+    wide = cps >= 128
+    wide_letters = [c for c in np.unique(cps[wide]).tolist() if _is_letter(chr(c))]
+    wide_letter = np.isin(cps, np.array(wide_letters, dtype=np.uint32)) if wide_letters else np.zeros_like(wide)
+    letter |= wide_letter
+    starts = letter & ~np.concatenate(([False], letter[:-1]))
+    run_id = np.cumsum(starts) - 1  # the run each position belongs to
+    runs = int(starts.sum())
+    special = np.unique(run_id[wide_letter])  # runs holding a non-ASCII letter
+    scripts: list[str] = []
+    if len(special):
+        begin = np.flatnonzero(starts)
+        ends = np.flatnonzero(letter & ~np.concatenate((letter[1:], [False]))) + 1
+        for r in special.tolist():
+            scripts.extend(script_words(text[begin[r] : ends[r]]))
+    latin_runs = runs - len(special)
+    total = latin_runs + len(scripts)
+    if total == 0:
+        return 1.0
+    return (("LATIN" in target) * latin_runs + sum(s in target for s in scripts)) / total
+
+
+@dataclass(frozen=True)
+class _Words:
+    """A text's whitespace words as ids: ``ids`` case-sensitive (near-duplicate shingles),
+    ``lower_ids`` lowercased (repetition, as the reward lowercases), ``distinct`` the words."""
+
+    ids: np.ndarray
+    lower_ids: np.ndarray
+    distinct: tuple[str, ...]
+
+
+@lru_cache(maxsize=256)  # one text is read by the repetition filter and by select's shingles
+def _words(text: str) -> _Words:
+    words = text.split()
+    distinct = tuple(dict.fromkeys(words))
+    index = {w: i for i, w in enumerate(distinct)}
+    ids = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
+    lower_index: dict[str, int] = {}
+    lower_of = np.fromiter((lower_index.setdefault(w.lower(), len(lower_index)) for w in distinct),
+                           dtype=np.int64, count=len(distinct))
+    return _Words(ids, lower_of[ids], distinct)
+
+
+def _ngram_keys(ids: np.ndarray, n: int) -> np.ndarray:
+    """One int64 per window of ``n`` ids, equal exactly when the windows are."""
+    windows = len(ids) - n + 1
+    base = int(ids.max()) + 1
+    if base ** n >= 2 ** 63:  # too many distinct words for an exact int64 key: rows instead
+        return np.unique(np.lib.stride_tricks.sliding_window_view(ids, n), axis=0, return_inverse=True)[1]
+    key = np.zeros(windows, dtype=np.int64)
+    for k in range(n):
+        key = key * base + ids[k : k + windows]
+    return key
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted (``np.unique`` by one sort; its hash path is slower here)."""
+    values = np.sort(values)
+    return values[np.concatenate(([True], values[1:] != values[:-1]))] if len(values) else values
+
+
 def repetition_share(text: str, ngram_size: int = 4) -> float:
-    """Share of repeated word n-grams (0: none repeats; → 1: one loop), as the repetition reward.
+    """Share of repeated word n-grams (0: none repeats; → 1: one loop): the repetition reward's
+    definition (:func:`r1_recipe.rewards.length.repetition_penalty` with penalty -1, negated).
 
     >>> repetition_share("a b c d e f g")
     0.0
     >>> repetition_share("go on " * 20) > 0.9
     True
     """
-    return -repetition_penalty(text, ngram_size, -1.0) + 0.0
+    ids = _words(text).lower_ids
+    if len(ids) < ngram_size:
+        return 0.0
+    keys = _ngram_keys(ids, ngram_size)
+    return 1.0 - len(_sorted_distinct(keys)) / len(keys)
 
 
 @dataclass(frozen=True)
@@ -130,28 +232,44 @@ def prompt_id(problem: str) -> str:
     return hashlib.sha1(normalize(problem).encode()).hexdigest()[:16]
 
 
-def shingles(text: str, n: int = 3) -> frozenset[int]:
-    """Stable hashes (crc32) of the word n-grams of a text's reasoning; the whole text when short.
+def shingles(text: str, n: int = 3) -> np.ndarray:
+    """Stable 64-bit hashes of the word n-grams of a text's reasoning (the whole text when
+    short), sorted and distinct. A window's hash combines its words' crc32 (stable across
+    processes, unlike Python's ``hash``), so only the distinct words are hashed one by one.
 
-    >>> len(shingles("a b c d")), shingles("a b") == shingles(" a  b ")
+    >>> len(shingles("a b c d")), np.array_equal(shingles("a b"), shingles(" a  b "))
     (2, True)
+    >>> len(shingles("a b c a b c"))
+    3
     """
     reasoning, _ = split_reasoning(text)
-    words = (reasoning if reasoning is not None else text).split()
-    if len(words) < n:
-        return frozenset({zlib.crc32(" ".join(words).encode())})
-    return frozenset(zlib.crc32(" ".join(words[i : i + n]).encode()) for i in range(len(words) - n + 1))
+    body = reasoning if reasoning is not None else text
+    words = _words(body)
+    if len(words.ids) < n:
+        return np.array([zlib.crc32(" ".join(body.split()).encode())], dtype=np.uint64)
+    word_hash = np.fromiter((zlib.crc32(w.encode()) for w in words.distinct), dtype=np.uint64,
+                            count=len(words.distinct))
+    hashes = word_hash[words.ids]
+    windows = len(hashes) - n + 1
+    key = np.zeros(windows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            key = key * np.uint64(0x9E3779B97F4A7C15) + hashes[k : k + windows]  # wraps mod 2^64
+    return _sorted_distinct(key)
 
 
-def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
-    """|a ∩ b| / |a ∪ b|.
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """|a ∩ b| / |a ∪ b| of two sorted arrays of distinct values (as :func:`shingles` returns).
 
-    >>> jaccard(frozenset({1, 2}), frozenset({2, 3}))
+    >>> jaccard(np.array([1, 2]), np.array([2, 3]))
     0.3333333333333333
     """
-    if not a and not b:
+    if not len(a) and not len(b):
         return 1.0
-    inter = len(a & b)
+    if not len(a) or not len(b):
+        return 0.0
+    at = np.searchsorted(b, a).clip(max=len(b) - 1)
+    inter = int(np.count_nonzero(b[at] == a))
     return inter / (len(a) + len(b) - inter)
 
 

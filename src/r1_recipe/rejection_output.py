@@ -18,18 +18,16 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from datasets import Dataset, Features
 
 from r1_recipe.data.loading import DataError, load_mixture
 from r1_recipe.data.templates import format_response, prompt_for
+from r1_recipe.rejection_config import RejectionSamplingConfig
 from r1_recipe.rejection_filters import READABILITY_REASONS, SELECTION_REASONS, pass_rate_histogram, prompt_id
-
-if TYPE_CHECKING:
-    from r1_recipe.rejection_sampling import RejectionSamplingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +53,7 @@ def write_json(obj, path: Path) -> None:
     _atomic(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
-def row_schema(reward_names: Sequence[str]):
-    import pyarrow as pa
-
+def row_schema(reward_names: Sequence[str]) -> pa.Schema:
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     return pa.schema([
         ("messages", pa.list_(message)), ("prompt_id", pa.string()), ("prompt_index", pa.int64()),
@@ -69,39 +65,71 @@ def row_schema(reward_names: Sequence[str]):
 
 def write_rows(rows: list[dict], path: Path, reward_names: Sequence[str]) -> None:
     """One Parquet shard with a fixed schema (every shard reads back as one dataset)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pylist(rows, schema=row_schema(reward_names))
     _atomic(path, lambda f: pq.write_table(table, f))
 
 
-def general_rows(config: RejectionSamplingConfig, n: int) -> list[dict]:
-    """``n`` non-reasoning rows as chat messages tagged ``source=general`` (no repeats)."""
+def general_dataset(config: RejectionSamplingConfig, n: int) -> Dataset:
+    """``n`` non-reasoning rows as chat messages tagged ``source=general`` (no repeats), in the
+    shards' schema. Built by a batched map on the Arrow-backed mixture (reading only the
+    columns used), never as one Python list of rows."""
+    schema = row_schema(config.reward_funcs)
+    features = Features.from_arrow_schema(schema)
     if n == 0 or not config.general_mixture:
-        return []
+        return Dataset.from_dict({name: [] for name in schema.names}, features=features)
     ds = load_mixture(config.general_mixture, seed=config.seed, where="general_mixture")
     if n > len(ds):
         logger.warning("general_mixture has %d rows, %d wanted for general_fraction %.2f: using all of them",
                        len(ds), n, config.general_fraction)
-    out = []
-    for i, row in enumerate(ds.select(range(min(n, len(ds)))).to_list()):
-        if row.get("messages"):
-            messages = row["messages"]
-        else:
-            for col in (config.problem_column, config.answer_column):
-                if col not in row:
-                    raise DataError(f"general_mixture: rows need `messages` or the columns {config.problem_column!r} "
-                                    f"and {config.answer_column!r}; the data has {sorted(row)}")
-            answer = str(row[config.answer_column])
-            content = format_response(row["reasoning"], answer, boxed=False) if row.get("reasoning") else answer
-            messages = [*prompt_for(row[config.problem_column], system_prompt=config.system_prompt),
-                        {"role": "assistant", "content": content}]
-        problem = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        out.append({"messages": messages, "prompt_id": prompt_id(problem), "prompt_index": i, "source": "general",
-                    "sample_index": None, "rewards": None, "problem": problem, "reference": None, "answer": None,
-                    "pass_rate": None})
-    return out
+    ds = ds.select(range(min(n, len(ds))))
+    problem_col, answer_col = config.problem_column, config.answer_column
+    columns = set(ds.column_names)
+    if "messages" not in columns and not {problem_col, answer_col} <= columns:
+        raise DataError(f"general_mixture: rows need `messages` or the columns {problem_col!r} and {answer_col!r}; "
+                        f"the data has {sorted(columns)}")
+    inputs = [c for c in ("messages", problem_col, answer_col, "reasoning") if c in columns]
+
+    def build(batch: dict, indices: list[int]) -> dict:
+        messages = []
+        for k in range(len(indices)):
+            if "messages" in batch and batch["messages"][k]:
+                messages.append(batch["messages"][k])
+                continue
+            if problem_col not in batch or answer_col not in batch:
+                raise DataError(f"general_mixture: row {indices[k]} has no `messages` and the data has no "
+                                f"{problem_col!r}/{answer_col!r} columns to build them from")
+            answer = str(batch[answer_col][k])
+            reasoning = batch["reasoning"][k] if "reasoning" in batch else None
+            content = format_response(reasoning, answer, boxed=False) if reasoning else answer
+            messages.append([*prompt_for(batch[problem_col][k], system_prompt=config.system_prompt),
+                             {"role": "assistant", "content": content}])
+        problems = [next((m["content"] for m in reversed(msgs) if m["role"] == "user"), "") for msgs in messages]
+        none = [None] * len(indices)
+        return {"messages": messages, "prompt_id": [prompt_id(p) for p in problems], "prompt_index": list(indices),
+                "source": ["general"] * len(indices), "sample_index": none, "rewards": none, "problem": problems,
+                "reference": none, "answer": none, "pass_rate": none}
+
+    def call(*args):
+        *cols, indices = args
+        return build(dict(zip(inputs, cols)), indices)
+
+    return ds.map(call, batched=True, with_indices=True, input_columns=inputs, features=features,
+                  remove_columns=ds.column_names, desc="general mix")
+
+
+def write_dataset(ds: Dataset, path: Path, reward_names: Sequence[str], batch_rows: int = 4096) -> None:
+    """A dataset as one Parquet shard in the fixed schema, streamed batch by batch (memory flat
+    in the number of rows)."""
+    schema = row_schema(reward_names)
+
+    def write(f):
+        with pq.ParquetWriter(f, schema) as writer:
+            for batch in ds.with_format("arrow").iter(batch_size=batch_rows):
+                writer.write_table(batch.select(schema.names).cast(schema))
+            if len(ds) == 0:
+                writer.write_table(schema.empty_table())
+
+    _atomic(path, write)
 
 
 def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> dict:
@@ -129,8 +157,8 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
     }
     if config.write_sft_data:
         want = round(kept * config.general_fraction / (1 - config.general_fraction))
-        general = general_rows(config, want)
-        write_rows(general, out / "data" / "train-general.parquet", config.reward_funcs)
+        general = general_dataset(config, want)
+        write_dataset(general, out / "data" / "train-general.parquet", config.reward_funcs)
         stats.update({"general": len(general), "rows": kept + len(general),
                       "general_share": len(general) / (kept + len(general)) if kept + len(general) else 0.0})
     if config.pass_rate_range is not None:

@@ -44,7 +44,7 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, set_seed
 from trl import RewardConfig, RewardTrainer
 
-from r1_recipe.configs import ConfigError, PromptArgs, RecipeArgs, parse_config
+from r1_recipe.configs import ConfigError, PromptArgs, RecipeArgs, check_generation_budget, parse_config
 from r1_recipe.data.loading import load_mixture, load_source, require_columns
 from r1_recipe.data.templates import prompt_for
 from r1_recipe.stage import (
@@ -191,6 +191,7 @@ def score_general(config: GeneralScoreConfig) -> dict:
     rows = load_source({"path": config.prompts}, where="prompts").to_list()[: config.num_problems]
     prompts = [prompt_for(r[config.problem_column], template=config.template, system_prompt=config.system_prompt)
                for r in rows]
+    check_generation_budget(config.model_name_or_path, "max_new_tokens", [(config.max_new_tokens, "")])
     sampler = make_sampler(config.backend, config.model_name_or_path, batch_size=config.batch_size,
                            seed=config.seed)
     params = SamplingParams(n=config.num_samples, temperature=config.temperature, top_p=config.top_p,

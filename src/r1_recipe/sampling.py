@@ -9,7 +9,10 @@
 Both render a prompt to token ids with the same function (:func:`prompt_ids`: the tokenizer's
 chat template for messages, the text as-is for strings, no extra BOS) and decode completions with
 ``skip_special_tokens=True``, as TRL's GRPOTrainer does: the same prompts go in and the text
-scored here is the text scored during RL. ``make_sampler`` picks a backend by name.
+scored here is the text scored during RL. Both stop on the same ids (:func:`stop_token_ids`:
+the tokenizer's EOS, the generation config's, and the chat template's end of turn), so a model
+whose saved EOS is still its base ``<|endoftext|>`` stops at ``<|im_end|>`` too.
+``make_sampler`` picks a backend by name.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from r1_recipe.data.end_of_turn import stop_token_ids
 from r1_recipe.data.templates import hidden_tags_problem
 
 logger = logging.getLogger(__name__)
@@ -64,6 +68,7 @@ class TransformersSampler:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
 
     def render(self, prompt: list[dict] | str) -> str:
         return render(self.tokenizer, prompt)
@@ -89,7 +94,7 @@ class TransformersSampler:
                     max_new_tokens=params.max_new_tokens,
                     num_return_sequences=n,
                     pad_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id,
+                    eos_token_id=self.stop_ids,
                     **kwargs,
                 )
                 decoded = tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -127,6 +132,7 @@ class VLLMSampler:
         self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size, seed=seed, dtype=dtype,
                        gpu_memory_utilization=gpu_memory_utilization, **kwargs, **llm_kwargs)
         self.tokenizer = tokenizer or self.llm.get_tokenizer()
+        self.stop_ids = stop_token_ids(self.tokenizer)  # vLLM adds the folder's generation_config.json EOS ids
 
     def generate(self, prompts: list[list[dict] | str], params: SamplingParams, *, progress: bool = False) -> list[list[str]]:
         from vllm import SamplingParams as VLLMParams
@@ -134,7 +140,8 @@ class VLLMSampler:
         n = 1 if params.greedy else params.n
         per_prompt = [
             VLLMParams(n=n, temperature=params.temperature, top_p=1.0 if params.greedy else params.top_p,
-                       max_tokens=params.max_new_tokens, seed=params.seed + i, skip_special_tokens=True)
+                       max_tokens=params.max_new_tokens, seed=params.seed + i, skip_special_tokens=True,
+                       stop_token_ids=self.stop_ids)
             for i in range(len(prompts))
         ]
         inputs = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts]

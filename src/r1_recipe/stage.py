@@ -3,6 +3,26 @@ tokenizer the recipe names, load its data, find the checkpoint to resume from, a
 stage's output folder (weights, tokenizer, ``resolved_config.yaml``, ``results.json``).
 
 The output folder is the hand-off: the next stage names it as its ``model_name_or_path``.
+
+End of turn: a stage that trains a chat format (conversational rows) makes the chat template's
+end-of-turn token the EOS of the tokenizer, of the model config and of the generation config it
+saves (:func:`use_end_of_turn_as_eos`), so that everything sampling the model later (GRPO,
+rejection sampling, evaluation, vLLM) stops at the end of the answer. A Qwen2.5 base model ends
+documents with ``<|endoftext|>`` while ChatML ends turns with ``<|im_end|>``: without this, the
+fine-tuned model's saved EOS is a token it was never trained to emit after an answer. As TRL's
+``eos_token`` does, the new id goes first in ``generation_config.eos_token_id`` and the old ones
+stay (any of them halts generation). ``eos_token`` (TRL's SFT/reward option) overrides the
+derived token; plain-text stages (R1-Zero, pretraining) keep the model's EOS.
+
+Token budgets: every stage's ``max_length`` / ``max_completion_length`` is checked against the
+model's positions from its config alone, before any weights load
+(:func:`r1_recipe.configs.check_context_length`).
+
+Under FSDP the final save is always one full state dict (``checkpoint-N`` folders keep the
+launcher config's type): with ``SHARDED_STATE_DICT`` ``Trainer.save_model`` writes no model at all,
+and the next stage would find nothing. Files every rank could write (tokenizer, resolved config,
+results) come from the main process only; the weights' save is collective under ZeRO-3/FSDP, so
+every rank calls it.
 """
 
 from __future__ import annotations
@@ -16,13 +36,16 @@ from pathlib import Path
 
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from trl.data_utils import is_conversational
 
-from r1_recipe.configs import ConfigError, RecipeArgs, save_resolved
+from r1_recipe.configs import ConfigError, RecipeArgs, check_context_length, save_resolved
+from r1_recipe.data.end_of_turn import end_of_turn_token
 from r1_recipe.data.loading import load_mixture
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
+TOKEN_BUDGET_KEYS = ("max_length", "max_completion_length")  # SFT, distill, reward model, pretrain; GRPO
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -31,6 +54,12 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def load_tokenizer(config: RecipeArgs) -> PreTrainedTokenizerBase:
+    """The model's tokenizer with the recipe's chat template and a pad token.
+
+    Every stage loads it first, so this is also where the stage's token budgets are checked
+    against the model's positions (its config only: a refused budget costs no weight loading).
+    """
+    check_context_length(config, [k for k in TOKEN_BUDGET_KEYS if hasattr(config, k)])
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path, revision=config.model_revision)
     except OSError as e:  # transformers' message is long and names neither the recipe key nor the fix
@@ -45,6 +74,39 @@ def load_tokenizer(config: RecipeArgs) -> PreTrainedTokenizerBase:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def use_end_of_turn_as_eos(tokenizer, model, dataset: Dataset, *, eos_token: str | None = None) -> str | None:
+    """Make the chat template's end-of-turn token the EOS when ``dataset`` is conversational.
+
+    Sets ``tokenizer.eos_token``, the model config's ``eos_token_id`` and puts the id first in
+    ``model.generation_config.eos_token_id`` (keeping the others), as TRL's ``eos_token`` does;
+    ``eos_token`` given (the recipe's) wins over the derived one and applies to any dataset.
+    Returns the EOS now in force, or None when nothing changed.
+    """
+    if eos_token is None:
+        if len(dataset) == 0 or not is_conversational(dataset[0]):
+            return None
+        eos_token = end_of_turn_token(tokenizer)
+        if eos_token is None:
+            logger.warning("the chat template ends an assistant turn with no special token: the model keeps EOS "
+                           "%r; set eos_token in the recipe if the template has an end-of-turn token", tokenizer.eos_token)
+            return None
+    elif eos_token not in tokenizer.get_vocab():
+        raise ConfigError(f"eos_token: {eos_token!r} is not a token of the tokenizer; use the end-of-turn token the "
+                          "chat template writes (e.g. <|im_end|> for ChatML, <|eot_id|> for Llama-3)")
+    if eos_token != tokenizer.eos_token:
+        logger.info("end of turn %r becomes the EOS (was %r)", eos_token, tokenizer.eos_token)
+    tokenizer.eos_token = eos_token
+    eos_id = tokenizer.eos_token_id
+    model.config.get_text_config().eos_token_id = eos_id
+    generation = getattr(model, "generation_config", None)
+    if generation is not None:
+        old = generation.eos_token_id
+        old = [] if old is None else [old] if isinstance(old, int) else list(old)
+        ids = [eos_id, *(i for i in old if i != eos_id)]
+        generation.eos_token_id = ids[0] if len(ids) == 1 else ids
+    return eos_token
 
 
 def load_model(config: RecipeArgs):
@@ -109,12 +171,33 @@ def configure_tracking(config: RecipeArgs) -> None:
         os.environ.setdefault("WANDB_RUN_GROUP", config.wandb_group)
 
 
+def parameter_count(model) -> int:
+    """Parameters of ``model``, including those ZeRO-3 has partitioned away (``ds_numel``: a
+    partitioned parameter's own ``numel()`` is 0 on every rank)."""
+    return sum(getattr(p, "ds_numel", 0) or p.numel() for p in model.parameters())
+
+
+def full_state_dict_for_final_save(trainer) -> None:
+    """Make FSDP's next ``save_model`` write one full state dict (accelerate's plugin keeps the type)."""
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return
+    plugin = trainer.accelerator.state.fsdp_plugin
+    if "FULL_STATE_DICT" in str(plugin.state_dict_type):
+        return
+    logger.info("FSDP: saving the stage's model as a full state dict (was %s)", plugin.state_dict_type)
+    plugin.state_dict_config = plugin.optim_state_dict_config = None  # rebuilt for the full type
+    plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
 def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict | None = None) -> dict:
     """Save weights + tokenizer + resolved config + results.json; return the results."""
-    trainer.save_model(config.output_dir)
-    trainer.save_state()  # trainer_state.json: the log history the report plots
-    trainer.processing_class.save_pretrained(config.output_dir)
-    save_resolved(config, config.output_dir)
+    full_state_dict_for_final_save(trainer)
+    trainer.save_model(config.output_dir)  # every rank: gathers shards under ZeRO-3 / FSDP
+    trainer.save_state()  # trainer_state.json: the log history the report plots (world process zero only)
+    main = trainer.accelerator.is_main_process
+    if main:
+        trainer.processing_class.save_pretrained(config.output_dir)
+        save_resolved(config, config.output_dir)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     results = {
         "stage": stage,
@@ -126,6 +209,6 @@ def finish(trainer, config: RecipeArgs, stage: str, started: float, extra: dict 
         "wall_seconds": round(time.time() - started, 1),
         **(extra or {}),
     }
-    if trainer.accelerator.is_main_process:
+    if main:
         Path(config.output_dir, RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results

@@ -69,6 +69,12 @@ LANG = [
     ("先算个位", "zh", 1.0),
     ("先算 the ones", "zh", 0.5),
     ("сначала единицы", "ru", 1.0),
+    # math notation is neutral, not a foreign script
+    ("so the angle θ = π/3, hence sin θ = √3/2", "en", 1.0),
+    ("let 𝑥 ∈ ℝ, the wavelength ℓ in µm, Δx small, αβ = 1", "en", 1.0),
+    ("设 x = 3, 所以", "zh", 1.0),  # a lone Latin letter is a variable in Chinese text
+    ("καλημέρα friend", "en", 0.5),  # ... but a Greek word still counts
+    ("το x και η", "el", 1.0),  # and in Greek text a lone Greek letter is a word
 ]
 
 

@@ -9,10 +9,18 @@ A *source* is a dict, written in the recipe under ``dataset_mixture``::
          columns: {problem: problem, solution: answer}}
 
 ``weight`` is relative: with ``mixture_size`` rows in total, a source with weight w gets
-``round(size · w / Σw)`` rows (sampled with the mixture seed). ``columns`` renames the source's
+``n = round(size · w / Σw)`` rows. The rows of a source of N rows are drawn **without
+replacement**: n ≤ N takes n distinct rows (the first n of a permutation seeded by the mixture
+seed); n > N takes every row ⌊n / N⌋ times plus n mod N distinct rows once more, so no row
+appears twice before every row has appeared once (and a warning says how many rows repeat).
+``columns`` renames the source's
 columns to the ones the stage reads (``{ours: theirs}``). ``source`` and ``reward_type`` set that
 column to one value for every row of the source (RL stage 2 tags reasoning and general prompts
 with ``reward_type: reasoning | general``, which routes them to rule rewards or reward models).
+``data_dir`` and ``data_files`` mean what they mean to ``datasets.load_dataset`` (a Hub repo or a
+local folder laid out like one): ``data_files: simplelr_qwen_level3to5/train.parquet`` reads that
+file only, where ``data_dir`` would also build the folder's other splits (a ``test.parquet`` with
+other columns fails).
 """
 
 from __future__ import annotations
@@ -20,22 +28,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from datasets import Dataset, concatenate_datasets, load_dataset
+import numpy as np
+from datasets import Dataset, Features, concatenate_datasets, load_dataset
 
+from r1_recipe.data.checks import DataError, check_text_columns, checked_source
 from r1_recipe.data.hub_mirror import hub_location
 from r1_recipe.data.templates import format_response, prompt_for
 
 logger = logging.getLogger(__name__)
 
-SOURCE_KEYS = {"path", "name", "split", "weight", "columns", "source", "reward_type", "data_dir"}
+SOURCE_KEYS = {"path", "name", "split", "weight", "columns", "source", "reward_type", "data_dir", "data_files"}
 CONSTANT_COLUMNS = ("source", "reward_type")  # source keys that set a column of the same name
 _FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
-class DataError(ValueError):
-    """A dataset, source spec or column problem the user can fix in the recipe or the data."""
-
-
+@checked_source  # files checked first, datasets' own errors as one line naming the source (data/checks.py)
 def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
     """Load one source: a local file, a local folder of shards, or a Hub dataset id."""
     if isinstance(spec, str):
@@ -47,22 +54,18 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
         raise DataError(f"{where}: every source needs a 'path' (Hub id, file or folder); got {spec}")
     path, split = str(spec["path"]), spec.get("split", "train")
     local = Path(path)
+    hub_layout = spec.get("data_dir") is not None or spec.get("data_files") is not None
     if local.suffix in _FILE_TYPES:
+        if hub_layout:
+            raise DataError(f"{where}: {path} is one file; data_dir/data_files select files inside a Hub repo "
+                            "or a folder: drop them, or set 'path' to the folder")
         if not local.exists():
             raise DataError(f"{where}: data file {path} does not exist (generate it or fix 'path')")
         ds = load_dataset(_FILE_TYPES[local.suffix], data_files=str(local), split="train")
-    elif local.is_dir():
+    elif local.is_dir() and not hub_layout:
         ds = _load_folder(local, split, where)
-    else:
-        try:
-            ds = load_dataset(hub_location(path), spec.get("name"), split=split, data_dir=spec.get("data_dir"))
-        except Exception as e:  # the Hub's errors name neither the recipe nor the fix
-            raise DataError(
-                f"{where}: could not load {path!r} (split {split!r}) from the Hugging Face Hub: {e}. "
-                "Use an existing Hub dataset id, or a local .jsonl/.parquet file or folder; a gated "
-                "dataset (e.g. Idavidrein/gpqa) needs its terms accepted on the Hub and a login "
-                "(`huggingface-cli login` or HF_TOKEN)."
-            ) from e
+    else:  # a Hub id, or a local folder laid out like a Hub repo (same code path)
+        ds = _load_hub_layout(spec, path, split, where)
     for ours, theirs in (spec.get("columns") or {}).items():
         require_columns(ds, [theirs], where=f"{where} source {path}")
         if ours != theirs:
@@ -72,8 +75,37 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
     for key in CONSTANT_COLUMNS:
         if key in spec:
             ds = ds.remove_columns([c for c in [key] if c in ds.column_names])
-            ds = ds.add_column(key, [spec[key]] * len(ds))
+            ds = constant_column(ds, key, spec[key])
     return ds
+
+
+def _load_hub_layout(spec: dict, path: str, split: str, where: str) -> Dataset:
+    try:
+        return load_dataset(hub_location(path), spec.get("name"), split=split, data_dir=spec.get("data_dir"),
+                            data_files=spec.get("data_files"))
+    except Exception as e:  # the Hub's errors name neither the recipe nor the fix
+        hint = (" If the folder's splits have different columns, read one split's files with "
+                "`data_files:` instead of `data_dir:`." if spec.get("data_dir") is not None else "")
+        raise DataError(
+            f"{where}: could not load {path!r} (split {split!r}) from the Hugging Face Hub: {e}. "
+            "Use an existing Hub dataset id, or a local .jsonl/.parquet file or folder; a gated "
+            "dataset (e.g. Idavidrein/gpqa) needs its terms accepted on the Hub and a login "
+            f"(`huggingface-cli login` or HF_TOKEN).{hint}"
+        ) from e
+
+
+def constant_column(ds: Dataset, name: str, value, feature=None) -> Dataset:
+    """``ds`` with a column holding ``value`` in every row, built by Arrow (no Python list of
+    ``len(ds)`` items). Call it before any ``select``/``shuffle``: on a dataset with an indices
+    mapping, ``datasets`` copies the whole table to add a column."""
+    import pyarrow as pa
+
+    arrow_type = Features({name: feature}).arrow_schema.field(name).type if feature is not None else None
+    if value is None:
+        column = pa.nulls(len(ds), type=arrow_type or pa.null())
+    else:
+        column = pa.repeat(pa.scalar(value, type=arrow_type), len(ds))
+    return ds.add_column(name, column, feature=feature)
 
 
 def _load_folder(folder: Path, split: str, where: str) -> Dataset:
@@ -112,18 +144,34 @@ def load_mixture(
     if any(w < 0 for w in weights) or sum(weights) == 0:
         raise DataError(f"{where}: weights must be non-negative and not all zero; got {weights}")
     size = size if size is not None else sum(len(d) for d in loaded)
+    counts = [round(size * w / sum(weights)) for w in weights]
+    used = [i for i, n in enumerate(counts) if n > 0]
+    # columns first, on the whole sources (no indices yet: adding a column copies nothing), then sample
+    unified = _one_schema([loaded[i] for i in used], where)
     parts = []
-    for i, (ds, w) in enumerate(zip(loaded, weights)):
-        n = round(size * w / sum(weights))
-        if n == 0:
-            continue
-        if n > len(ds):  # repeat the source rather than silently under-weighting it
-            logger.warning("%s[%d]: %d rows requested, %d available; repeating rows", where, i, n, len(ds))
-        reps = -(-n // len(ds))
-        idx = [j for _ in range(reps) for j in range(len(ds))]
-        shuffled = ds.select(idx).shuffle(seed=seed + i)
-        parts.append(shuffled.select(range(n)))
-    return concatenate_datasets(_one_schema(parts, where)).shuffle(seed=seed)
+    for i, ds in zip(used, unified):
+        n = counts[i]
+        if n > len(ds):
+            name = sources[i]["path"] if isinstance(sources[i], dict) else sources[i]
+            logger.warning(
+                "%s[%d] (%s): mixture_size %d gives this source %d rows but it has %d: %d rows repeat "
+                "(every row %d or %d times). Duplicates add no new data (rejection sampling removes "
+                "duplicate prompts): lower mixture_size or the weight, or add a source.",
+                where, i, name, size, n, len(ds), n - len(ds), n // len(ds), -(-n // len(ds)))
+        parts.append(ds.select(sample_indices(len(ds), n, seed + i)))
+    return concatenate_datasets(parts).shuffle(seed=seed)
+
+
+def sample_indices(num_rows: int, n: int, seed: int) -> np.ndarray:
+    """``n`` row indices of a source of ``num_rows``, without replacement (see the module docstring).
+
+    >>> sorted(np.bincount(sample_indices(4, 10, seed=0)).tolist())
+    [2, 2, 3, 3]
+    >>> len(set(sample_indices(10, 6, seed=0).tolist()))
+    6
+    """
+    order = np.random.default_rng(seed).permutation(num_rows)  # what Dataset.shuffle(seed) draws
+    return np.concatenate([np.tile(order, n // num_rows), order[: n % num_rows]])
 
 
 def _one_schema(parts: list[Dataset], where: str) -> list[Dataset]:
@@ -144,7 +192,7 @@ def _one_schema(parts: list[Dataset], where: str) -> list[Dataset]:
         if missing:
             logger.info("%s: filling columns %s with None for a source that lacks them", where, missing)
         for name in missing:
-            part = part.add_column(name, [None] * len(part), feature=features[name][1])
+            part = constant_column(part, name, None, feature=features[name][1])
         out.append(part.select_columns(list(features)))
     return out
 
@@ -169,34 +217,50 @@ def to_sft(
     columns = [problem_column, reasoning_column, answer_column]
     if not has_messages:
         require_columns(ds, columns, where=where)
+    check_text_columns(ds, {problem_column: "problem_column", reasoning_column: "reasoning_column",
+                            answer_column: "answer_column"}, where=where)
 
-    def split(row):
-        msgs = row["messages"]
+    def split(msgs):
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
         if last is None:
             raise DataError(f"{where}: a row's messages have no assistant turn: {msgs}")
         prompt = msgs[:last]
         if system_prompt and not any(m["role"] == "system" for m in prompt):
             prompt = [{"role": "system", "content": system_prompt}] + prompt
-        return {"prompt": prompt, "completion": [msgs[last]]}
+        return prompt, [msgs[last]]
 
-    def build(row, index):
-        if has_messages and row["messages"] is not None:
-            return split(row)
-        require_columns(ds, columns, where=where)  # a row without messages needs them
-        missing = [c for c in columns if row[c] is None]
-        if missing:
-            raise DataError(f"{where}: row {index} has no {missing} (its source lacks the column); "
-                            "map one with `columns:` in that source")
-        prompt = prompt_for(row[problem_column], template=template, system_prompt=system_prompt)
-        boxed = row.get("source", "reasoning") != "general"
-        answer = row.get("reasoning_answer") or row[answer_column]
-        response = format_response(row[reasoning_column], answer, template=template, boxed=boxed)
-        if template == "r1_zero":
-            return {"prompt": prompt, "completion": response}
-        return {"prompt": prompt, "completion": [{"role": "assistant", "content": response}]}
+    # Batched, reading only the columns used: the per-row path converted every column of every
+    # row (OpenR1's generations are long) into a Python dict, which dominated the conversion.
+    present = set(ds.column_names)
+    inputs = [c for c in ("messages", *columns, "source", "reasoning_answer") if c in present]
+    inputs = list(dict.fromkeys(inputs))
 
-    return ds.map(build, with_indices=True, remove_columns=[c for c in ds.column_names if c not in keep])
+    def build(batch, indices):
+        prompts, completions = [], []
+        for k, index in enumerate(indices):
+            if has_messages and batch["messages"][k] is not None:
+                prompt, completion = split(batch["messages"][k])
+                prompts.append(prompt)
+                completions.append(completion)
+                continue
+            require_columns(ds, columns, where=where)  # a row without messages needs them
+            missing = [c for c in columns if batch[c][k] is None]
+            if missing:
+                raise DataError(f"{where}: row {index} has no {missing} (its source lacks the column); "
+                                "map one with `columns:` in that source")
+            prompts.append(prompt_for(batch[problem_column][k], template=template, system_prompt=system_prompt))
+            boxed = ("source" not in batch or batch["source"][k] or "reasoning") != "general"
+            answer = ("reasoning_answer" in batch and batch["reasoning_answer"][k]) or batch[answer_column][k]
+            response = format_response(batch[reasoning_column][k], answer, template=template, boxed=boxed)
+            completions.append(response if template == "r1_zero" else [{"role": "assistant", "content": response}])
+        return {"prompt": prompts, "completion": completions}
+
+    def call(*args):
+        *cols, indices = args
+        return build(dict(zip(inputs, cols)), indices)
+
+    return ds.map(call, batched=True, with_indices=True, input_columns=inputs,
+                  remove_columns=[c for c in ds.column_names if c not in keep])
 
 
 def to_prompts(
@@ -207,16 +271,20 @@ def to_prompts(
     problem_column: str = "problem",
     where: str = "dataset",
 ) -> Dataset:
-    """Rows -> a ``prompt`` column for RL and evaluation; every other column is kept for rewards."""
+    """Rows -> a ``prompt`` column for RL and evaluation; every other column is kept for rewards.
+
+    Batched over the problem column only: the other columns are never converted to Python."""
     require_columns(ds, [problem_column], where=where)
+    check_text_columns(ds, {problem_column: "problem_column"}, where=where)
 
-    def build(row, index):
-        if row[problem_column] is None:
-            raise DataError(f"{where}: row {index} has no {problem_column!r} (its source lacks the column); "
-                            "map one with `columns:` in that source")
-        return {"prompt": prompt_for(row[problem_column], template=template, system_prompt=system_prompt)}
+    def build(problems, indices):
+        for problem, index in zip(problems, indices):
+            if problem is None:
+                raise DataError(f"{where}: row {index} has no {problem_column!r} (its source lacks the column); "
+                                "map one with `columns:` in that source")
+        return {"prompt": [prompt_for(p, template=template, system_prompt=system_prompt) for p in problems]}
 
-    return ds.map(build, with_indices=True)
+    return ds.map(build, batched=True, with_indices=True, input_columns=[problem_column])
 
 
 def write_jsonl(rows, path: str | Path) -> int:

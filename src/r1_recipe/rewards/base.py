@@ -10,15 +10,82 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from r1_recipe.rewards.extract import THINK_OPEN, completion_text
+from r1_recipe.rewards.extract import THINK_OPEN, completion_text, extract_answer, opens_think
 
 RewardFunc = Callable[..., list[float | None]]
 
 GENERAL, REASONING = "general", "reasoning"
 
 
-def texts(completions: Sequence[Any], prompts: Sequence[Any] | None = None) -> list[str]:
-    """Completion texts; re-opens ``<think>`` when the prompt already ended with it.
+PREFILL_COLUMN = "think_prefilled"
+"""Optional boolean dataset column: the chat template's generation prompt already opened
+``<think>`` (DeepSeek-R1-Distill's template, Qwen3 thinking models), so completions start inside
+the reasoning. Chat prompts reach the rewards as messages, without the template's text, so the
+stage that renders them sets this column (:func:`template_opens_think`); TRL hands every dataset
+column to the rewards."""
+
+
+def template_opens_think(tokenizer: Any, **chat_template_kwargs: Any) -> bool:
+    """Whether ``tokenizer``'s chat template ends its generation prompt inside ``<think>``.
+
+    Rendered on a one-turn probe with ``add_generation_prompt=True`` (and e.g. Qwen3's
+    ``enable_thinking``); a template whose prompt closes the block again (Qwen3 with thinking
+    off writes ``<think></think>``) does not open it. False without a chat template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return False
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "1+1?"}], tokenize=False,
+                                             add_generation_prompt=True, **chat_template_kwargs)
+    return opens_think(rendered)
+
+
+def prompt_opens_think(prompt: Any, prefilled: Any = None) -> bool:
+    """Whether the completion of ``prompt`` starts inside ``<think>``: a plain-text prompt
+    (R1-Zero's) that ends with the tag, a chat prompt whose final assistant message (a prefill)
+    does, or a row whose :data:`PREFILL_COLUMN` says the template opened it."""
+    if prefilled:
+        return True
+    if isinstance(prompt, str):
+        return opens_think(prompt)
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict) and prompt[-1].get("role") == "assistant":
+        return opens_think(str(prompt[-1].get("content") or ""))
+    return False
+
+
+def full_text(completion: Any, prompt: Any = None, prefilled: Any = None) -> str:
+    """One completion as the model wrote it *including* the ``<think>`` its prompt opened, so
+    every reward and the evaluator read one format (a completion cut off before ``</think>``
+    then has no answer).
+
+    >>> full_text("a</think>b", "Q: 1+1? <think>\\n")
+    '<think>\\na</think>b'
+    >>> full_text([{"role": "assistant", "content": "a</think>b"}], [{"role": "user", "content": "1+1?"}], True)
+    '<think>\\na</think>b'
+    """
+    text = completion_text(completion)
+    if prompt_opens_think(prompt, prefilled) and not text.lstrip().startswith(THINK_OPEN):
+        text = THINK_OPEN + "\n" + text
+    return text
+
+
+def final_answer(completion: Any, prompt: Any = None, prefilled: Any = None,
+                 extract: Callable[[str], str | None] = extract_answer) -> str | None:
+    """The one way a completion's final answer is read, by the rewards and by evaluation:
+    ``extract`` (the last ``\\boxed{}`` after ``</think>``, else ``<answer>``) on its
+    :func:`full_text`.
+
+    >>> final_answer("so \\\\boxed{4}", "A: <think>\\n") is None  # truncated inside the reasoning
+    True
+    >>> final_answer("r</think> \\\\boxed{4}", "A: <think>\\n")
+    '4'
+    """
+    return extract(full_text(completion, prompt, prefilled))
+
+
+def texts(completions: Sequence[Any], prompts: Sequence[Any] | None = None,
+          prefilled: Sequence[Any] | None = None) -> list[str]:
+    """Completion texts; re-opens ``<think>`` where the prompt (or its template, per
+    ``prefilled``: the :data:`PREFILL_COLUMN`) already opened it.
 
     R1-style templates often prefill ``<think>\\n`` in the prompt, so the completion starts
     inside the reasoning; restoring the tag lets every reward read one format.
@@ -28,14 +95,15 @@ def texts(completions: Sequence[Any], prompts: Sequence[Any] | None = None) -> l
     >>> texts([[{"role": "assistant", "content": "hi"}]])
     ['hi']
     """
-    out = [completion_text(c) for c in completions]
-    if prompts is not None:
-        for i, p in enumerate(prompts):
-            if prompt_text(p).rstrip().endswith(THINK_OPEN) and not out[i].lstrip().startswith(
-                THINK_OPEN
-            ):
-                out[i] = THINK_OPEN + "\n" + out[i]
-    return out
+    n = len(completions)
+    ps = prompts if prompts is not None else [None] * n
+    flags = prefilled if prefilled is not None else [None] * n
+    return [full_text(c, p, f) for c, p, f in zip(completions, ps, flags)]
+
+
+def row_texts(completions: Sequence[Any], kwargs: dict[str, Any]) -> list[str]:
+    """:func:`texts` for a reward's TRL arguments (``prompts`` and the optional prefill column)."""
+    return texts(completions, kwargs.get("prompts"), kwargs.get(PREFILL_COLUMN))
 
 
 def prompt_text(prompt: Any) -> str:
@@ -98,4 +166,4 @@ def named(fn: RewardFunc, name: str, doc: str | None = None) -> RewardFunc:
     return fn
 
 
-_TRL_ARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}
+_TRL_ARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", PREFILL_COLUMN}

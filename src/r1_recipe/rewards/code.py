@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, column, named, texts
+from r1_recipe.rewards.base import RewardFunc, applies, column, named, row_texts
 from r1_recipe.rewards.extract import last_code_block
 from r1_recipe.rewards.sandbox import LocalSandbox, Sandbox
 
@@ -67,7 +67,7 @@ def code(
         infos = column(kwargs, verification_column, n)
         ok = applies(n, kwargs.get("reward_type"))
         rows: list[list[tuple[str, str, str | None]] | None] = []
-        for i, text in enumerate(texts(completions, kwargs.get("prompts"))):
+        for i, text in enumerate(row_texts(completions, kwargs)):
             info = json.loads(infos[i]) if isinstance(infos[i], str) else (infos[i] or {})
             lang = str(info.get("language", "python")).lower()
             if not ok[i] or lang != "python" and provider == "local":

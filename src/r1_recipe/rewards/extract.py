@@ -34,6 +34,16 @@ def completion_text(completion: str | list[dict] | dict) -> str:
     return ""
 
 
+def opens_think(rendered: str) -> bool:
+    """Whether a rendered prompt ends inside an open ``<think>`` (its completion continues the
+    reasoning): it ends with the tag, up to whitespace.
+
+    >>> opens_think("<|im_start|>assistant\\n<think>\\n"), opens_think("<think>\\n\\n</think>\\n\\n")
+    (True, False)
+    """
+    return rendered.rstrip().endswith(THINK_OPEN)
+
+
 def split_reasoning(text: str) -> tuple[str | None, str]:
     """Split a completion into (reasoning, answer section).
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, texts
+from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, row_texts
 from r1_recipe.rewards.extract import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
@@ -101,7 +101,7 @@ def format_errors(template: str = "auto") -> RewardFunc:
         ok = applies(len(completions), kwargs.get("reward_type"))
         return [
             float(-len(structure_errors(t, _is_zero(template, i, t, kwargs)))) if ok[i] else None
-            for i, t in enumerate(texts(completions, kwargs.get("prompts")))
+            for i, t in enumerate(row_texts(completions, kwargs))
         ]
 
     return named(fn, "format_errors")
@@ -137,7 +137,7 @@ def tag_count() -> RewardFunc:
         ok = applies(len(completions), kwargs.get("reward_type"))
         return [
             0.25 * sum(t.count(tag) == 1 for tag in tags) if ok[i] else None
-            for i, t in enumerate(texts(completions, kwargs.get("prompts")))
+            for i, t in enumerate(row_texts(completions, kwargs))
         ]
 
     return named(fn, "tag_count")
@@ -156,7 +156,7 @@ def reasoning_steps(min_steps: int = 3) -> RewardFunc:
     def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
         ok = applies(len(completions), kwargs.get("reward_type"))
         out: list[float | None] = []
-        for i, t in enumerate(texts(completions, kwargs.get("prompts"))):
+        for i, t in enumerate(row_texts(completions, kwargs)):
             reasoning, answer = split_reasoning(t)
             body = reasoning if reasoning is not None else answer
             out.append(min(1.0, len(_STEP.findall(body)) / min_steps) if ok[i] else None)

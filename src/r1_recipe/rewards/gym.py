@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, column, named, texts
+from r1_recipe.rewards.base import RewardFunc, applies, column, named, row_texts
 from r1_recipe.rewards.extract import extract_answer
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def reasoning_gym(metadata_column: str = "metadata", answer_column: str = "answe
         questions = column(kwargs, "question", n, required=False)
         ok = applies(n, kwargs.get("reward_type"))
         out: list[float | None] = []
-        for i, text in enumerate(texts(completions, kwargs.get("prompts"))):
+        for i, text in enumerate(row_texts(completions, kwargs)):
             meta = _metadata(metas[i])
             name = meta.get("source_dataset")
             if not ok[i] or not name:

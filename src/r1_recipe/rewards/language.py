@@ -5,6 +5,13 @@ reasoning. We judge a word by its Unicode script, which is what that mixing look
 do not tell apart languages that share a script (English vs French both count as Latin).
 Digits, symbols and punctuation are neutral. Scripts without spaces (Han, kana, Thai) count one
 word per character, since there are no spaces to split on.
+
+Math notation is neutral too, not a foreign script ("so the angle θ = π/3, hence sin θ = √3/2"
+is all English): operators and symbols are not letters; letter-like math symbols (𝑥, ℝ, ℓ, ℏ,
+ℵ, µ) never count; and a Greek letter or two standing alone (θ, π, αβ, the Δ of Δx) is a math
+symbol unless the target language is written in Greek. Likewise a single Latin letter (x, n) is a
+variable for a target language not written in Latin ("设 x = 3" is all Chinese). Longer runs
+of Greek (a real Greek word) still count against an English target.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, named, texts
+from r1_recipe.rewards.base import RewardFunc, applies, named, row_texts
 from r1_recipe.rewards.extract import split_reasoning
 
 # Target language -> the scripts its words are written in.
@@ -35,6 +42,13 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
 }
 _NO_SPACES = {"CJK", "HIRAGANA", "KATAKANA", "THAI"}
 _LETTERS = re.compile(r"[^\W\d_]+")
+# Unicode names of letter-like math symbols begin with these (MATHEMATICAL ITALIC SMALL X,
+# DOUBLE-STRUCK CAPITAL R, SCRIPT SMALL L, PLANCK CONSTANT, ALEF SYMBOL, MICRO SIGN, ...).
+MATH_SYMBOL_NAMES = frozenset({"MATHEMATICAL", "DOUBLE-STRUCK", "SCRIPT", "BLACK-LETTER", "PLANCK", "ALEF", "BET",
+                               "GIMEL", "DALET", "MICRO", "ANGSTROM", "OHM", "KELVIN"})
+# Alphabets of math variables, and the longest run of them read as notation, not as a word.
+VARIABLE_LETTERS = {"GREEK": 2, "LATIN": 1}
+NEUTRAL = "NEUTRAL"  # the script of a math symbol
 
 
 @lru_cache(maxsize=65536)
@@ -46,24 +60,42 @@ def script(ch: str) -> str:
     """
     name = unicodedata.name(ch, "")
     first = name.split(" ", 1)[0]
+    if first in MATH_SYMBOL_NAMES:
+        return NEUTRAL
     return "OTHER" if not first else first
 
 
-def script_words(text: str) -> list[str]:
-    """The script of each word; a run of letters splits where its script changes.
+def script_words(text: str, language: str | None = None) -> list[str]:
+    """The script of each word; a run of letters splits where its script changes. Math
+    symbols and, for a target ``language`` not written in their alphabet, short variable runs
+    (θ, π; x for a non-Latin target) are left out (see the module docstring).
 
     >>> script_words("Let x = 3, 所以 ответ 3")
     ['LATIN', 'LATIN', 'CJK', 'CJK', 'CYRILLIC']
+    >>> script_words("sin θ = √3/2, Δx on ℝ", language="en")
+    ['LATIN', 'LATIN', 'LATIN']
     """
+    target = LANGUAGE_SCRIPTS.get(language, frozenset()) if language else frozenset()
     words: list[str] = []
     for run in _LETTERS.finditer(text):
-        prev = None
+        segment, size = None, 0
         for ch in run.group():
             s = script(ch)
-            if s in _NO_SPACES or s != prev:
-                words.append(s)
-            prev = s
+            if s in _NO_SPACES or s != segment:
+                _close(words, segment, size, target)
+                segment, size = s, 0
+            size += 1
+        _close(words, segment, size, target)
     return words
+
+
+def _close(words: list[str], segment: str | None, size: int, target: frozenset[str]) -> None:
+    """Count one finished same-script piece of a run as a word, unless it is math notation."""
+    if segment is None or segment == NEUTRAL:
+        return
+    if target and segment not in target and size <= VARIABLE_LETTERS.get(segment, 0):
+        return
+    words.append(segment)
 
 
 def language_share(reasoning: str | None, language: str = "en") -> float:
@@ -76,12 +108,14 @@ def language_share(reasoning: str | None, language: str = "en") -> float:
     1.0
     >>> language_share("add 的 ones")
     0.6666666666666666
+    >>> language_share("so the angle θ = π/3, hence sin θ = √3/2")
+    1.0
     >>> language_share("")
     0.0
     """
     if reasoning is None or not reasoning.strip():
         return 0.0
-    words = script_words(reasoning)
+    words = script_words(reasoning, language)
     if not words:
         return 1.0
     target = LANGUAGE_SCRIPTS[language]
@@ -105,7 +139,7 @@ def language_consistency(language: str = "en") -> RewardFunc:
         ok = applies(len(completions), kwargs.get("reward_type"))
         return [
             language_share(split_reasoning(t)[0], language) if ok[i] else None
-            for i, t in enumerate(texts(completions, kwargs.get("prompts")))
+            for i, t in enumerate(row_texts(completions, kwargs))
         ]
 
     return named(fn, "language_consistency")

