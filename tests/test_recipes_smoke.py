@@ -174,7 +174,7 @@ class Smoke:
         stage, original = stage_of(recipe), yaml.safe_load(recipe.read_text())
         resolved = dict(original)
         if stage == "evaluate":  # evaluation recipes take the model on the command line: the family's base
-            resolved["model_name_or_path"] = f"Qwen/{recipe.parent.name}"
+            resolved["model_name_or_path"] = f"Qwen/{recipe.parent.parent.name}"
         resolved["model_name_or_path"] = self.model(resolved["model_name_or_path"])
         problems = self.problems.setdefault(recipe, [])
         try:  # before anything upstream runs: a recipe past the model's context fails on its own
@@ -274,7 +274,7 @@ def test_recipe_runs_on_stand_ins(recipe, smoke):
 def base_model(recipe: Path) -> str:
     """The Hub model a recipe's weights descend from, following runs/ folders to their writers."""
     data = yaml.safe_load(recipe.read_text())
-    model = data.get("model_name_or_path") or f"Qwen/{recipe.parent.name}"  # evaluation: the family
+    model = data.get("model_name_or_path") or f"Qwen/{recipe.parent.parent.name}"  # evaluation: the family
     while model.startswith("runs/"):
         recipe, _ = writer_of(model)
         model = yaml.safe_load(recipe.read_text())["model_name_or_path"]
