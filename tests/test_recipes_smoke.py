@@ -36,8 +36,9 @@ RECIPES = [p for p in ALL if p not in PIPELINES]
 FOLDER_STAGES = {"stage1": "sft", "stage2": "sft", "rl1": "grpo", "rl2": "grpo", "zero": "grpo", "distill": "distill",
                  "rejection": "rejection_sampling", "reward_model": "reward_model", "evaluate": "evaluate"}
 # the default suite runs these (one per stage kind, the cheapest); the rest are `slow`
+# (those that need no upstream stage; the assetless test below checks every recipe's inputs and lengths)
 FAST = {"Qwen2.5-1.5B/stage1/cold_start.yaml", "Qwen2.5-1.5B/zero/config_simplerl.yaml",
-        "Llama-3.1-8B/distill/sequence.yaml", "Qwen2.5-Math-1.5B/distill/sequence.yaml"}
+        "Qwen2.5-1.5B/evaluate/benchmarks.yaml"}
 LENGTHS = {"max_length", "max_completion_length", "max_new_tokens", "max_model_len"}
 BENCHMARK_TOKENS = 32_768  # eval_suites' default generation budget for the Hub suites
 DROP = {"vllm_mode", "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode", "vllm_server_host",
@@ -303,6 +304,10 @@ def test_recipe_inputs_exist_and_fit_the_model(recipe):
     limit = STANDINS[model].config["max_position_embeddings"]
 
     check_context(recipe, data, stage_of(recipe), STANDINS[model].config["max_position_embeddings"])
+    trains_chat = stage_of(recipe) in {"sft", "distill"} and data.get("template", "r1") != "r1_zero"
+    if trains_chat and not STANDINS[model].ships_chat_template:
+        assert data.get("chat_template"), (f"{recipe}: {model} ships no chat template, and the recipe trains "
+                                           "chat turns: set chat_template (a .jinja file) and its end of turn")
 
 
 def test_every_recipe_is_covered():

@@ -76,6 +76,11 @@ class StandIn:
     asset: str
     config: dict = field(default_factory=dict)  # the real config's values that matter here
 
+    @property
+    def ships_chat_template(self) -> bool:
+        """False for a base model released without one (Llama-3.1-8B): a chat recipe must supply it."""
+        return self.family != "llama3.1"
+
 
 LLAMA31 = dict(
     vocab_size=128256, bos_token_id=128000, eos_token_id=128001, rope_theta=500000.0,
