@@ -306,3 +306,15 @@ def test_no_prompt_in_the_pass_rate_range_of_a_mixture_writes_an_empty_prompt_se
 
     rl = pq.read_table(Path(config.output_dir, "rl_prompts.parquet"))
     assert stats["rl_prompts"]["kept"] == 0 and rl.num_rows == 0 and "pass_rate" in rl.column_names
+
+
+def test_an_output_without_general_rows_or_with_an_empty_chunk_loads_as_sft_data(tmp_path):
+    # general_fraction 0 (reasoning only) and a chunk whose samples all fail used to leave
+    # zero-row Parquet shards, which datasets cannot read: stage 2 failed on a valid output
+    from r1_recipe.data.loading import load_source
+
+    config = _config(tmp_path, num_samples=4, general_fraction=0.0)
+    stats = run(config, sampler=CraftedSampler())
+    assert stats["general"] == 0 and stats["kept_reasoning"] > 0
+    ds = load_source({"path": config.output_dir})
+    assert len(ds) == stats["rows"] and set(ds["source"]) == {"reasoning"}

@@ -158,7 +158,8 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
     if config.write_sft_data:
         want = round(kept * config.general_fraction / (1 - config.general_fraction))
         general = general_dataset(config, want)
-        write_dataset(general, out / "data" / "train-general.parquet", config.reward_funcs)
+        if len(general):  # no zero-row shard: datasets cannot read one
+            write_dataset(general, out / "data" / "train-general.parquet", config.reward_funcs)
         stats.update({"general": len(general), "rows": kept + len(general),
                       "general_share": len(general) / (kept + len(general)) if kept + len(general) else 0.0})
     if config.pass_rate_range is not None:

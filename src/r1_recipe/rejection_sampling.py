@@ -189,7 +189,9 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
             completions = sampler.generate(prompts, params)
             seconds = time.perf_counter() - t0
             kept, stats = score_chunk(config, rows, prompts, ids[start:end], start, completions, reward_funcs)
-            if config.write_sft_data:  # shard first, marker last: a chunk without its marker is redone
+            # shard first, marker last: a chunk without its marker is redone; no shard for a chunk that
+            # kept nothing (datasets cannot read a zero-row Parquet file, so stage 2 would fail on it)
+            if config.write_sft_data and kept:
                 write_rows(kept, out / "data" / f"train-{c:05d}.parquet", config.reward_funcs)
             write_json({"chunk": c, "start": start, "end": end, "generation_seconds": seconds,
                         "samples": sum(map(len, completions)), "prompts": stats}, _marker(out, c))
