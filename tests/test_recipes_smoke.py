@@ -82,6 +82,8 @@ def shrink(recipe: dict, stage: str) -> dict:
     if stage == "grpo":
         out.update(use_vllm=False, num_generations=2, per_device_train_batch_size=2, max_completion_length=12,
                    log_completions=False, max_train_seconds=None)
+        # at least one optimizer step's prompts (TRL skips a generation batch the data cannot fill)
+        out["mixture_size"] = max(8, 2 * out.get("gradient_accumulation_steps", 1) // 2)
     if stage in {"rejection_sampling", "evaluate"}:
         out.update(backend="transformers", num_samples=2, max_new_tokens=12, batch_size=64, data_parallel_size=1)
     if stage == "rejection_sampling":
@@ -103,25 +105,31 @@ def end_of_turn(tokenizer) -> str:
 
 
 def seed_rejection(folder: Path) -> None:
-    """Add what a policy that solves the OpenR1 fixture would have kept (the stage's own schema)."""
+    """Add what a policy that solves the OpenR1 fixture would have kept, in the stage's own schema:
+    its correct traces, the general rows the stage's own general mix adds to them (a quarter), and
+    the RL prompt set with a pass rate inside any range."""
     from datasets import load_dataset
 
+    from r1_recipe.rejection_config import RejectionSamplingConfig
     from r1_recipe.rejection_filters import prompt_id
-    from r1_recipe.rejection_output import write_rows
+    from r1_recipe.rejection_output import general_dataset, write_dataset, write_rows
 
-    shard = folder / "data" / "train-00000.parquet"
+    shard = folder / "data" / "train-seeded.parquet"
     if shard.exists():
         return
-    config = yaml.safe_load((folder / "resolved_config.yaml").read_text())
+    config = RejectionSamplingConfig(**yaml.safe_load((folder / "resolved_config.yaml").read_text()))
     rows = load_dataset("parquet", data_files=str(FIXTURES / "open-r1/OpenR1-Math-220k/default/*.parquet"),
                         split="train")
-    names = list(config["reward_funcs"])
-    kept = [{"messages": [{"role": "system", "content": config["system_prompt"]}, *r["messages"]],
-             "prompt_id": prompt_id(r["problem"]), "prompt_index": i, "source": "reasoning", "sample_index": 0,
-             "rewards": {n: 1.0 for n in names}, "problem": r["problem"], "reference": r["answer"],
-             "answer": r["answer"], "pass_rate": 0.5} for i, r in enumerate(rows)]
+    names = list(config.reward_funcs)
+    system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
+    kept = [{"messages": [*system, *r["messages"]], "prompt_id": prompt_id(r["problem"]), "prompt_index": i,
+             "source": "reasoning", "sample_index": 0, "rewards": {n: 1.0 for n in names}, "problem": r["problem"],
+             "reference": r["answer"], "answer": r["answer"], "pass_rate": 0.5} for i, r in enumerate(rows)]
     write_rows(kept, shard, names)
-    if config.get("pass_rate_range"):
+    want = round(len(kept) * config.general_fraction / (1 - config.general_fraction))
+    if want:
+        write_dataset(general_dataset(config, want), folder / "data" / "train-seeded-general.parquet", names)
+    if config.pass_rate_range:
         rows.select_columns(["problem", "answer"]).rename_column("answer", "solution").add_column(
             "pass_rate", [0.5] * len(rows)).to_parquet(str(folder / "rl_prompts.parquet"))
 
@@ -223,19 +231,27 @@ def check_context(recipe: Path, original: dict, stage: str, limit: int) -> None:
                       f"({original.get('model_name_or_path')}); shorten them or extend the context in a local copy")
 
 
+def _rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 def check_output(recipe: Path, stage: str, out: Path, resolved: dict) -> None:
     """The output folder is what the next stage reads."""
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
     where = recipe.relative_to(ROOT)
-    results = json.loads((out / "results.json").read_text())
     if stage in {"sft", "distill", "grpo", "reward_model"}:
+        results = json.loads((out / "results.json").read_text())
         assert results["global_step"] == 2, f"{where}: {results['global_step']} optimizer steps, not 2"
         tokenizer = AutoTokenizer.from_pretrained(out)
         assert tokenizer.chat_template, f"{where}: the saved tokenizer has no chat template; the next stage needs one"
         config = AutoConfig.from_pretrained(out)
         if stage == "reward_model":
             assert config.num_labels == 1 and config.pad_token_id == tokenizer.pad_token_id
+            return
+        if resolved.get("template") == "r1_zero":  # plain-text prompts: the base EOS still ends a completion
             return
         eot = end_of_turn(tokenizer)
         assert tokenizer.eos_token == eot, (
@@ -245,6 +261,8 @@ def check_output(recipe: Path, stage: str, out: Path, resolved: dict) -> None:
         eos = eos if isinstance(eos, list) else [eos]
         assert tokenizer.convert_tokens_to_ids(eot) in eos, f"{where}: generation_config.json stops on {eos}, not {eot!r}"
     elif stage == "rejection_sampling":
+        assert not [f for f in (out / "data").rglob("*.parquet") if _rows(f) == 0], (
+            f"{where}: zero-row Parquet files, which datasets cannot read")
         stats = json.loads((out / "stats.json").read_text())
         assert stats["prompts"] == resolved["mixture_size"], f"{where}: sampled {stats['prompts']} prompts"
         assert (out / "data").is_dir() or not resolved.get("write_sft_data", True)
