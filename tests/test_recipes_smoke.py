@@ -39,6 +39,13 @@ FOLDER_STAGES = {"stage1": "sft", "stage2": "sft", "rl1": "grpo", "rl2": "grpo",
 # (those that need no upstream stage; the assetless test below checks every recipe's inputs and lengths)
 FAST = {"Qwen2.5-1.5B/stage1/cold_start.yaml", "Qwen2.5-1.5B/zero/config_simplerl.yaml",
         "Qwen2.5-1.5B/evaluate/benchmarks.yaml"}
+# rows of the Hub datasets the recipes sample (the cards' viewer counts), to catch a mixture that
+# must repeat rows to reach its mixture_size
+HUB_ROWS = {("open-r1/OpenR1-Math-220k", "default", "train"): 93_733,
+            ("open-r1/OpenR1-Math-220k", "extended", "train"): 131_396,
+            ("HuggingFaceH4/ultrafeedback_binarized", None, "train_prefs"): 61_135,
+            ("HuggingFaceH4/ultrachat_200k", None, "train_sft"): 207_865,
+            ("Skywork/Skywork-Reward-Preference-80K-v0.2", None, "train"): 77_016}
 LENGTHS = {"max_length", "max_completion_length", "max_new_tokens", "max_model_len"}
 BENCHMARK_TOKENS = 32_768  # eval_suites' default generation budget for the Hub suites
 DROP = {"vllm_mode", "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode", "vllm_server_host",
@@ -322,6 +329,13 @@ def test_recipe_inputs_exist_and_fit_the_model(recipe):
     limit = STANDINS[model].config["max_position_embeddings"]
 
     check_context(recipe, data, stage_of(recipe), STANDINS[model].config["max_position_embeddings"])
+    sources = [x for x in data.get("dataset_mixture") or [] if isinstance(x, dict)]
+    total = sum(float(x.get("weight", 1.0)) for x in sources)
+    for x in sources if data.get("mixture_size") else []:
+        rows = HUB_ROWS.get((x["path"], x.get("name"), x.get("split", "train")))
+        wanted = round(data["mixture_size"] * float(x.get("weight", 1.0)) / total)
+        assert rows is None or wanted <= rows, (f"{recipe}: mixture_size {data['mixture_size']} asks {wanted} rows of "
+                                                f"{x['path']} {x.get('name') or ''}, which has {rows}: rows would repeat")
     trains_chat = stage_of(recipe) in {"sft", "distill"} and data.get("template", "r1") != "r1_zero"
     if trains_chat and not STANDINS[model].ships_chat_template:
         assert data.get("chat_template"), (f"{recipe}: {model} ships no chat template, and the recipe trains "
