@@ -271,7 +271,8 @@ def check_output(recipe: Path, stage: str, out: Path, resolved: dict) -> None:
         assert not [f for f in (out / "data").rglob("*.parquet") if _rows(f) == 0], (
             f"{where}: zero-row Parquet files, which datasets cannot read")
         stats = json.loads((out / "stats.json").read_text())
-        assert stats["prompts"] == resolved["mixture_size"], f"{where}: sampled {stats['prompts']} prompts"
+        sampled = stats["prompts"] + stats["duplicate_prompts_removed"]
+        assert sampled == resolved["mixture_size"], f"{where}: sampled {sampled} prompts"
         assert (out / "data").is_dir() or not resolved.get("write_sft_data", True)
         if resolved.get("pass_rate_range"):
             assert (out / "rl_prompts.parquet").exists()
