@@ -353,3 +353,51 @@ def test_every_recipe_is_covered():
     for pipeline in PIPELINES:
         steps = load_pipeline(pipeline).steps  # fails when a step's recipe is missing
         assert all(Path(s.recipe).exists() for s in steps if s.recipe)
+
+
+@pytest.mark.slow
+def test_qwen25_1p5b_pipeline_end_to_end_on_stand_ins(tmp_path, standin, monkeypatch):
+    """recipes/Qwen2.5-1.5B/pipeline.yaml, every step through the pipeline runner (one process per
+    step, lineage, evaluation), with its stage recipes shrunk as above and the Hub models swapped
+    for stand-ins. The rejection folder is seeded between the two halves (see the module doc)."""
+    from r1_recipe.pipeline import load_pipeline, read_lineage, run
+    from r1_recipe.standins import STANDINS
+
+    monkeypatch.setenv("R1_RECIPE_HUB_MIRROR", str(FIXTURES))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = ROOT / "recipes" / "Qwen2.5-1.5B" / "pipeline.yaml"
+    spec = yaml.safe_load(source.read_text())
+
+    def swap(recipe: dict) -> dict:
+        for key in ("model_name_or_path", "teacher_model_name_or_path"):
+            if recipe.get(key) in STANDINS:
+                recipe[key] = str(standin(recipe[key]))
+        for opts in (recipe.get("reward_kwargs") or {}).values():
+            if isinstance(opts, dict) and opts.get("model") in STANDINS:
+                opts["model"] = str(standin(opts["model"]))
+        return recipe
+
+    for step in spec["steps"]:
+        recipe = ROOT / step["recipe"]
+        shrunk = shrink(swap(yaml.safe_load(recipe.read_text())), stage_of(recipe))
+        step["recipe"] = str(tmp_path / f"{step['name']}.yaml")
+        Path(step["recipe"]).write_text(yaml.safe_dump(shrunk))
+        step["set"] = swap(step.get("set") or {})
+    evaluation = shrink(yaml.safe_load((ROOT / spec["evaluation"]).read_text()), "evaluate")
+    (tmp_path / "evaluate.yaml").write_text(yaml.safe_dump(evaluation))
+    spec.update(run_dir=str(tmp_path / "runs"), evaluation=str(tmp_path / "evaluate.yaml"), launcher="python")
+    spec.pop("accelerate_config", None)
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+    pipeline = load_pipeline(tmp_path / "pipeline.yaml")
+    names = [s.name for s in pipeline.steps]
+    first = names[: names.index("rejection") + 1]
+    run(pipeline, only=first)
+    seed_rejection(pipeline.folder("rejection"))
+    run(pipeline)
+    for step in pipeline.steps:
+        lineage = read_lineage(pipeline.folder(step))
+        assert lineage["status"] == "done", step.name
+        if step.evaluate:
+            benchmarks = {p.name.split("_samples")[0] for p in pipeline.folder(step).glob("eval_*.json")}
+            assert len(benchmarks) >= 4, (step.name, benchmarks)
+    assert read_lineage(pipeline.folder("rl2"))["model"] == str(pipeline.folder("stage2"))
