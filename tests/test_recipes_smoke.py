@@ -36,8 +36,16 @@ RECIPES = [p for p in ALL if p not in PIPELINES]
 FOLDER_STAGES = {"stage1": "sft", "stage2": "sft", "rl1": "grpo", "rl2": "grpo", "zero": "grpo", "distill": "distill",
                  "rejection": "rejection_sampling", "reward_model": "reward_model", "evaluate": "evaluate"}
 # the default suite runs these (one per stage kind, the cheapest); the rest are `slow`
+# (those that need no upstream stage; the assetless test below checks every recipe's inputs and lengths)
 FAST = {"Qwen2.5-1.5B/stage1/cold_start.yaml", "Qwen2.5-1.5B/zero/config_simplerl.yaml",
-        "Llama-3.1-8B/distill/sequence.yaml", "Qwen2.5-Math-1.5B/distill/sequence.yaml"}
+        "Qwen2.5-1.5B/evaluate/benchmarks.yaml"}
+# rows of the Hub datasets the recipes sample (the cards' viewer counts), to catch a mixture that
+# must repeat rows to reach its mixture_size
+HUB_ROWS = {("open-r1/OpenR1-Math-220k", "default", "train"): 93_733,
+            ("open-r1/OpenR1-Math-220k", "extended", "train"): 131_396,
+            ("HuggingFaceH4/ultrafeedback_binarized", None, "train_prefs"): 61_135,
+            ("HuggingFaceH4/ultrachat_200k", None, "train_sft"): 207_865,
+            ("Skywork/Skywork-Reward-Preference-80K-v0.2", None, "train"): 77_016}
 LENGTHS = {"max_length", "max_completion_length", "max_new_tokens", "max_model_len"}
 BENCHMARK_TOKENS = 32_768  # eval_suites' default generation budget for the Hub suites
 DROP = {"vllm_mode", "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode", "vllm_server_host",
@@ -81,6 +89,8 @@ def shrink(recipe: dict, stage: str) -> dict:
     if stage == "grpo":
         out.update(use_vllm=False, num_generations=2, per_device_train_batch_size=2, max_completion_length=12,
                    log_completions=False, max_train_seconds=None)
+        # at least one optimizer step's prompts (TRL skips a generation batch the data cannot fill)
+        out["mixture_size"] = max(8, 2 * out.get("gradient_accumulation_steps", 1) // 2)
     if stage in {"rejection_sampling", "evaluate"}:
         out.update(backend="transformers", num_samples=2, max_new_tokens=12, batch_size=64, data_parallel_size=1)
     if stage == "rejection_sampling":
@@ -102,25 +112,31 @@ def end_of_turn(tokenizer) -> str:
 
 
 def seed_rejection(folder: Path) -> None:
-    """Add what a policy that solves the OpenR1 fixture would have kept (the stage's own schema)."""
+    """Add what a policy that solves the OpenR1 fixture would have kept, in the stage's own schema:
+    its correct traces, the general rows the stage's own general mix adds to them (a quarter), and
+    the RL prompt set with a pass rate inside any range."""
     from datasets import load_dataset
 
+    from r1_recipe.rejection_config import RejectionSamplingConfig
     from r1_recipe.rejection_filters import prompt_id
-    from r1_recipe.rejection_output import write_rows
+    from r1_recipe.rejection_output import general_dataset, write_dataset, write_rows
 
-    shard = folder / "data" / "train-00000.parquet"
+    shard = folder / "data" / "train-seeded.parquet"
     if shard.exists():
         return
-    config = yaml.safe_load((folder / "resolved_config.yaml").read_text())
+    config = RejectionSamplingConfig(**yaml.safe_load((folder / "resolved_config.yaml").read_text()))
     rows = load_dataset("parquet", data_files=str(FIXTURES / "open-r1/OpenR1-Math-220k/default/*.parquet"),
                         split="train")
-    names = list(config["reward_funcs"])
-    kept = [{"messages": [{"role": "system", "content": config["system_prompt"]}, *r["messages"]],
-             "prompt_id": prompt_id(r["problem"]), "prompt_index": i, "source": "reasoning", "sample_index": 0,
-             "rewards": {n: 1.0 for n in names}, "problem": r["problem"], "reference": r["answer"],
-             "answer": r["answer"], "pass_rate": 0.5} for i, r in enumerate(rows)]
+    names = list(config.reward_funcs)
+    system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
+    kept = [{"messages": [*system, *r["messages"]], "prompt_id": prompt_id(r["problem"]), "prompt_index": i,
+             "source": "reasoning", "sample_index": 0, "rewards": {n: 1.0 for n in names}, "problem": r["problem"],
+             "reference": r["answer"], "answer": r["answer"], "pass_rate": 0.5} for i, r in enumerate(rows)]
     write_rows(kept, shard, names)
-    if config.get("pass_rate_range"):
+    want = round(len(kept) * config.general_fraction / (1 - config.general_fraction))
+    if want:
+        write_dataset(general_dataset(config, want), folder / "data" / "train-seeded-general.parquet", names)
+    if config.pass_rate_range:
         rows.select_columns(["problem", "answer"]).rename_column("answer", "solution").add_column(
             "pass_rate", [0.5] * len(rows)).to_parquet(str(folder / "rl_prompts.parquet"))
 
@@ -174,11 +190,11 @@ class Smoke:
         stage, original = stage_of(recipe), yaml.safe_load(recipe.read_text())
         resolved = dict(original)
         if stage == "evaluate":  # evaluation recipes take the model on the command line: the family's base
-            resolved["model_name_or_path"] = f"Qwen/{recipe.parent.name}"
+            resolved["model_name_or_path"] = f"Qwen/{recipe.parent.parent.name}"
         resolved["model_name_or_path"] = self.model(resolved["model_name_or_path"])
         problems = self.problems.setdefault(recipe, [])
         try:  # before anything upstream runs: a recipe past the model's context fails on its own
-            check_context(recipe, original, stage, resolved["model_name_or_path"])
+            check_context(recipe, original, stage, positions(resolved["model_name_or_path"]))
         except AssertionError as e:
             problems.append(str(e))
         if resolved.get("teacher_model_name_or_path"):
@@ -208,9 +224,8 @@ def positions(model: str) -> int:
     return json.loads((Path(model) / "config.json").read_text())["max_position_embeddings"]
 
 
-def check_context(recipe: Path, original: dict, stage: str, model: str) -> None:
-    """The recipe's own lengths fit the model's positions (before any shrinking)."""
-    limit = positions(model)
+def check_context(recipe: Path, original: dict, stage: str, limit: int) -> None:
+    """The recipe's own lengths fit the model's ``limit`` positions (before any shrinking)."""
     asked = {k: v for k, v in original.items() if k in LENGTHS and isinstance(v, int)}
     if stage == "evaluate":
         asked.setdefault("max_new_tokens", BENCHMARK_TOKENS)
@@ -223,19 +238,27 @@ def check_context(recipe: Path, original: dict, stage: str, model: str) -> None:
                       f"({original.get('model_name_or_path')}); shorten them or extend the context in a local copy")
 
 
+def _rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 def check_output(recipe: Path, stage: str, out: Path, resolved: dict) -> None:
     """The output folder is what the next stage reads."""
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
     where = recipe.relative_to(ROOT)
-    results = json.loads((out / "results.json").read_text())
     if stage in {"sft", "distill", "grpo", "reward_model"}:
+        results = json.loads((out / "results.json").read_text())
         assert results["global_step"] == 2, f"{where}: {results['global_step']} optimizer steps, not 2"
         tokenizer = AutoTokenizer.from_pretrained(out)
         assert tokenizer.chat_template, f"{where}: the saved tokenizer has no chat template; the next stage needs one"
         config = AutoConfig.from_pretrained(out)
         if stage == "reward_model":
             assert config.num_labels == 1 and config.pad_token_id == tokenizer.pad_token_id
+            return
+        if resolved.get("template") == "r1_zero":  # plain-text prompts: the base EOS still ends a completion
             return
         eot = end_of_turn(tokenizer)
         assert tokenizer.eos_token == eot, (
@@ -245,9 +268,11 @@ def check_output(recipe: Path, stage: str, out: Path, resolved: dict) -> None:
         eos = eos if isinstance(eos, list) else [eos]
         assert tokenizer.convert_tokens_to_ids(eot) in eos, f"{where}: generation_config.json stops on {eos}, not {eot!r}"
     elif stage == "rejection_sampling":
+        assert not [f for f in (out / "data").rglob("*.parquet") if _rows(f) == 0], (
+            f"{where}: zero-row Parquet files, which datasets cannot read")
         stats = json.loads((out / "stats.json").read_text())
-        assert stats["prompts"] == resolved["mixture_size"], f"{where}: sampled {stats['prompts']} prompts"
-        assert (out / "data").is_dir() or not resolved.get("write_sft_data", True)
+        sampled = stats["prompts"] + stats["duplicate_prompts_removed"]
+        assert sampled == resolved["mixture_size"], f"{where}: sampled {sampled} prompts"
         if resolved.get("pass_rate_range"):
             assert (out / "rl_prompts.parquet").exists()
     elif stage == "evaluate":
@@ -272,12 +297,56 @@ def test_recipe_runs_on_stand_ins(recipe, smoke):
     assert not smoke.problems[recipe], "\n".join(smoke.problems[recipe])
 
 
+def base_model(recipe: Path) -> str:
+    """The Hub model a recipe's weights descend from, following runs/ folders to their writers."""
+    data = yaml.safe_load(recipe.read_text())
+    model = data.get("model_name_or_path") or f"Qwen/{recipe.parent.parent.name}"  # evaluation: the family
+    while model.startswith("runs/"):
+        recipe, _ = writer_of(model)
+        model = yaml.safe_load(recipe.read_text())["model_name_or_path"]
+    return model
+
+
+def runs_inputs(data: dict) -> list[str]:
+    paths = [data.get(k) for k in ("model_name_or_path", "teacher_model_name_or_path")]
+    paths += [s["path"] if isinstance(s, dict) else s for k in ("dataset_mixture", "general_mixture", "eval_mixture")
+              for s in data.get(k) or []]
+    paths += [o.get("model") for o in (data.get("reward_kwargs") or {}).values() if isinstance(o, dict)]
+    return [p for p in paths if isinstance(p, str) and p.startswith("runs/")]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
+def test_recipe_inputs_exist_and_fit_the_model(recipe):
+    """Without assets or training: every runs/ input has a recipe that writes it, and the recipe's
+    lengths fit the positions of the real model its weights descend from (the stand-ins' table)."""
+    from r1_recipe.standins import STANDINS
+
+    data = yaml.safe_load(recipe.read_text())
+    for path in runs_inputs(data):
+        writer_of(path)
+    model = base_model(recipe)
+    assert model in STANDINS, f"{recipe}: {model} has no stand-in in r1_recipe.standins.STANDINS; add one"
+    limit = STANDINS[model].config["max_position_embeddings"]
+
+    check_context(recipe, data, stage_of(recipe), STANDINS[model].config["max_position_embeddings"])
+    sources = [x for x in data.get("dataset_mixture") or [] if isinstance(x, dict)]
+    total = sum(float(x.get("weight", 1.0)) for x in sources)
+    for x in sources if data.get("mixture_size") else []:
+        rows = HUB_ROWS.get((x["path"], x.get("name"), x.get("split", "train")))
+        wanted = round(data["mixture_size"] * float(x.get("weight", 1.0)) / total)
+        assert rows is None or wanted <= rows, (f"{recipe}: mixture_size {data['mixture_size']} asks {wanted} rows of "
+                                                f"{x['path']} {x.get('name') or ''}, which has {rows}: rows would repeat")
+    trains_chat = stage_of(recipe) in {"sft", "distill"} and data.get("template", "r1") != "r1_zero"
+    if trains_chat and not STANDINS[model].ships_chat_template:
+        assert data.get("chat_template"), (f"{recipe}: {model} ships no chat template, and the recipe trains "
+                                           "chat turns: set chat_template (a .jinja file) and its end of turn")
+
+
 def test_every_recipe_is_covered():
     """A new recipe is picked up without editing this file, and pipelines name only present recipes."""
     from r1_recipe.pipeline import load_pipeline
 
-    assert {"Qwen2.5-7B/stage1/cold_start.yaml", "Qwen2.5-1.5B/stage1/cold_start.yaml"} <= {
-        str(r.relative_to(ROOT / "recipes")) for r in RECIPES}
+    assert len(RECIPES) >= 15 and len(PIPELINES) >= 2
     for recipe in RECIPES:
         stage_of(recipe)
     for pipeline in PIPELINES:

@@ -321,3 +321,29 @@ def test_the_filters_repetition_and_shingles_equal_the_per_ngram_definitions():
     pairs = list(zip(texts, texts[1:] + texts[:1])) + [(LONG, LONG.replace("w50", "v50")), (LONG, LONG)]
     for a, b in pairs:
         assert jaccard(shingles(a), shingles(b)) == pytest.approx(crc_jaccard(crc_shingles(a), crc_shingles(b)))
+
+
+def test_no_prompt_in_the_pass_rate_range_of_a_mixture_writes_an_empty_prompt_set(tmp_path):
+    # a mixture of two sources (concatenated, sampled: an indices mapping) and a range no prompt
+    # falls in: the empty selection once crashed Dataset.add_column ("tables don't have the same
+    # number of rows"), which a random or a saturated model reaches on a real run
+    config = _config(tmp_path, num_samples=4, write_sft_data=False, pass_rate_range=[0.1, 0.7], mixture_size=8)
+    first = config.dataset_mixture[0]["path"]
+    config.dataset_mixture = [{"path": first, "weight": 1}, {"path": first, "weight": 1}]
+    stats = run(config, sampler=CraftedSampler())
+    import pyarrow.parquet as pq
+
+    rl = pq.read_table(Path(config.output_dir, "rl_prompts.parquet"))
+    assert stats["rl_prompts"]["kept"] == 0 and rl.num_rows == 0 and "pass_rate" in rl.column_names
+
+
+def test_an_output_without_general_rows_or_with_an_empty_chunk_loads_as_sft_data(tmp_path):
+    # general_fraction 0 (reasoning only) and a chunk whose samples all fail used to leave
+    # zero-row Parquet shards, which datasets cannot read: stage 2 failed on a valid output
+    from r1_recipe.data.loading import load_source
+
+    config = _config(tmp_path, num_samples=4, general_fraction=0.0)
+    stats = run(config, sampler=CraftedSampler())
+    assert stats["general"] == 0 and stats["kept_reasoning"] > 0
+    ds = load_source({"path": config.output_dir})
+    assert len(ds) == stats["rows"] and set(ds["source"]) == {"reasoning"}

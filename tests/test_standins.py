@@ -37,3 +37,15 @@ def test_llama31_base_standin_has_no_chat_template(standin):
     assert config.vocab_size == 128256 and len(tok) == 128256
     scaling = json.loads((folder / "config.json").read_text())
     assert "llama3" in json.dumps(scaling)  # the llama3 rope scaling survives the save
+
+
+def test_reward_model_standin_is_a_one_output_classifier_with_a_chat_template(standin):
+    from transformers import AutoModelForSequenceClassification
+
+    folder = standin("Skywork/Skywork-Reward-V2-Llama-3.1-8B")
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id == 128004
+    text = tok.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                                   tokenize=False)
+    assert text.startswith("<|begin_of_text|>") and text.endswith("a<|eot_id|>") and tok.eos_token == "<|eot_id|>"

@@ -160,16 +160,22 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
     if config.write_sft_data:
         want = round(kept * config.general_fraction / (1 - config.general_fraction))
         general = general_dataset(config, want)
-        write_dataset(general, out / "data" / "train-general.parquet", config.reward_funcs)
+        if len(general):  # no zero-row shard: datasets cannot read one
+            write_dataset(general, out / "data" / "train-general.parquet", config.reward_funcs)
         stats.update({"general": len(general), "rows": kept + len(general),
                       "general_share": len(general) / (kept + len(general)) if kept + len(general) else 0.0})
     if config.pass_rate_range is not None:
         lo, hi = config.pass_rate_range
         chosen = [s for s in per_prompt if lo <= s["pass_rate"] <= hi]
-        # Arrow directly: datasets' add_column fails on an empty selection of list/struct columns
-        table = prompts_ds.select([s["prompt_index"] for s in chosen]).flatten_indices().data.table.replace_schema_metadata(None)
-        table = table.combine_chunks().append_column("pass_rate", pa.array([s["pass_rate"] for s in chosen], pa.float64()))
+        # through Arrow, not Dataset.add_column: that fails on an empty selection of a mixture
+        # (a concatenated dataset with an indices mapping), which no prompt in the range gives
+        table = prompts_ds.select([s["prompt_index"] for s in chosen]).with_format("arrow")[:]
+        table = table.append_column("pass_rate", pa.array([s["pass_rate"] for s in chosen], pa.float64()))
         _atomic(out / "rl_prompts.parquet", lambda f: pq.write_table(table, f))
+        if not chosen:
+            logger.warning("no prompt has a pass rate in pass_rate_range %s: rl_prompts.parquet is empty; widen "
+                           "the range (or check the model: %d prompts, mean pass rate %s)", [lo, hi],
+                           len(per_prompt), stats["mean_pass_rate"])
         stats["rl_prompts"] = {"range": [lo, hi], "kept": len(chosen), "dropped": len(per_prompt) - len(chosen)}
     write_json(stats, out / "stats.json")
     write_json({"stage": "rejection_sampling", "model_name_or_path": config.model_name_or_path,

@@ -230,7 +230,9 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
             truncated = sum(f for group in getattr(sampler, "last_truncated", None) or [] for f in group)
             kept, stats = score_chunk(config, rows, prompts, ids[start:end], start, completions, reward_funcs,
                                       prefilled)
-            if config.write_sft_data:  # shard first, marker last: a chunk without its marker is redone
+            # shard first, marker last: a chunk without its marker is redone; no shard for a chunk that
+            # kept nothing (datasets cannot read a zero-row Parquet file, so stage 2 would fail on it)
+            if config.write_sft_data and kept:
                 write_rows(kept, out / "data" / f"train-{c:05d}.parquet", config.reward_funcs)
             write_json({"chunk": c, "start": start, "end": end, "shard": config.shard_index,
                         "generation_seconds": seconds, "samples": sum(map(len, completions)),

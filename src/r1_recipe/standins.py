@@ -76,6 +76,11 @@ class StandIn:
     asset: str
     config: dict = field(default_factory=dict)  # the real config's values that matter here
 
+    @property
+    def ships_chat_template(self) -> bool:
+        """False for a base model released without one (Llama-3.1-8B): a chat recipe must supply it."""
+        return self.family != "llama3.1"
+
 
 LLAMA31 = dict(
     vocab_size=128256, bos_token_id=128000, eos_token_id=128001, rope_theta=500000.0,
@@ -161,8 +166,9 @@ def build_standin(model_id: str, output_dir: str | Path, *, seed: int = 0) -> Pa
     torch.manual_seed(seed)
     auto = AutoModelForSequenceClassification if spec.family == "llama3.1-rm" else AutoModelForCausalLM
     model = auto.from_config(config)
-    model.generation_config.bos_token_id = config.bos_token_id
-    model.generation_config.eos_token_id = config.eos_token_id
+    if getattr(model, "generation_config", None) is not None:  # a classifier generates nothing
+        model.generation_config.bos_token_id = config.bos_token_id
+        model.generation_config.eos_token_id = config.eos_token_id
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
