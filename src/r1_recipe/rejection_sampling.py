@@ -69,6 +69,9 @@ logger = logging.getLogger(__name__)
 
 # --- the prompts and the work plan ------------------------------------------------------------
 
+PROMPT_ID_BATCH = 10_000  # problems held as Python strings at once while ids are computed
+
+
 def load_prompts(config: RejectionSamplingConfig):
     """The prompt rows in a fixed order, duplicate problems removed: (dataset, ids, duplicates)."""
     ds = load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed)
@@ -76,7 +79,9 @@ def load_prompts(config: RejectionSamplingConfig):
         raise DataError(f"dataset_mixture: no column {config.problem_column!r} (problem_column); "
                         f"the data has {ds.column_names}")
     ids, keep, seen = [], [], set()
-    for i, problem in enumerate(ds[config.problem_column][:]):  # a list: iterating a Column queries per row
+    problems = (batch[config.problem_column] for batch in
+                ds.select_columns([config.problem_column]).iter(batch_size=PROMPT_ID_BATCH))
+    for i, problem in enumerate(p for batch in problems for p in batch):  # streamed: one batch of texts at a time
         pid = prompt_id(str(problem))
         if pid not in seen:
             seen.add(pid)
