@@ -27,6 +27,22 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_rm(tmp_path_factory, tiny_model_dir) -> str:
+    """An untrained one-output classifier on the tiny model (seed 0): routing needs scores, not good ones."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("rm") / "rm"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def demo_data_dir(tmp_path_factory):
     """Generated cold-start traces (careful style), general rows and held-out problems."""
     out = tmp_path_factory.mktemp("data")

@@ -112,27 +112,21 @@ def zero3_live():
 
 
 @pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory, tiny_model_dir):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def tiny_rm_loaded(tiny_rm):
+    from transformers import AutoModelForSequenceClassification
 
-    path = tmp_path_factory.mktemp("rm") / "rm"
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path), model.eval()
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_rm)
+    return tiny_rm, model.eval()
 
 
-def test_reward_model_loads_full_weights_while_a_zero3_config_is_live(tiny_rm, zero3_live):
+def test_reward_model_loads_full_weights_while_a_zero3_config_is_live(tiny_rm_loaded, zero3_live):
     """Built after the GRPO config exists (as RL stage 2 builds its rewards), the scorer must not go
     through zero.Init: it loads every weight, scores like a plain load, and leaves ZeRO-3 on for the policy."""
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     from r1_recipe.rewards.model import RewardModelScorer
 
-    path, saved = tiny_rm  # loaded before the ZeRO-3 config went live
+    path, saved = tiny_rm_loaded  # loaded before the ZeRO-3 config went live
     scorer = RewardModelScorer(path, device="cpu")
     assert is_deepspeed_zero3_enabled(), "the policy's ZeRO-3 switch was not restored"
     for (name, p), q in zip(scorer.model.named_parameters(), saved.parameters()):

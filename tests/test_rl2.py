@@ -9,9 +9,7 @@ import json
 import math
 
 import pytest
-import torch
 import yaml
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from r1_recipe.configs import GRPOStageConfig, parse_config
 from r1_recipe.data import arithmetic
@@ -22,19 +20,6 @@ from r1_recipe.rewards import get_reward_funcs
 
 RULES = ["accuracy", "format"]
 MODELS = ["reward_model:helpful", "reward_model:harmless"]
-
-
-@pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory, tiny_model_dir):
-    """An untrained one-output classifier on the tiny model: routing needs scores, not good ones."""
-    path = tmp_path_factory.mktemp("rm") / "rm"
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 def _options(rm: str) -> dict:

@@ -15,17 +15,11 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 @pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory, tiny_model_dir):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def tiny_rm_loaded(tiny_rm):
+    from transformers import AutoModelForSequenceClassification
 
-    path = tmp_path_factory.mktemp("rm") / "rm"
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path), model.to(torch.bfloat16).cuda().eval()
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_rm)
+    return tiny_rm, model.to(torch.bfloat16).cuda().eval()
 
 
 @pytest.fixture
@@ -55,12 +49,12 @@ def zero3_config():
     unset_hf_deepspeed_config()
 
 
-def test_reward_model_scores_like_a_plain_load_under_a_live_zero3_config(tiny_rm, single_process_group, zero3_config):
+def test_reward_model_scores_like_a_plain_load_under_a_live_zero3_config(tiny_rm_loaded, single_process_group, zero3_config):
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     from r1_recipe.rewards.model import RewardModelScorer
 
-    path, reference = tiny_rm
+    path, reference = tiny_rm_loaded
     assert is_deepspeed_zero3_enabled()
     scorer = RewardModelScorer(path)
     assert scorer.device == "cuda:0" and all(p.numel() > 0 for p in scorer.model.parameters())
