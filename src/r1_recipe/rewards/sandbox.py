@@ -1,12 +1,14 @@
 """Run untrusted Python from completions: a local sandbox, and the interface for remote ones.
 
-What the local sandbox guarantees (Linux; each layer is set up in the child before it execs
-the interpreter, and every run is a fresh process in its own temporary directory):
+What the local sandbox guarantees (Linux; every run is a fresh ``python -I -S`` process in its
+own temporary directory, which sets up each layer on itself before the program's first line:
+:mod:`r1_recipe.rewards.sandbox_child`):
 
 - time: RLIMIT_CPU plus a wall-clock limit enforced by the parent, which kills the whole
   process group;
-- memory and output: RLIMIT_AS; stdout/stderr go to files capped by RLIMIT_FSIZE (a program
-  that prints forever dies with SIGXFSZ, the parent never buffers it);
+- memory and output: RLIMIT_AS; stdin, stdout and stderr are files, the output ones capped by
+  RLIMIT_FSIZE (a program that prints forever dies with SIGXFSZ, the parent never buffers it,
+  and one that never reads its input cannot block the parent);
 - processes: seccomp denies fork/vfork/clone/clone3 (so no fork bomb, no threads, even as
   root, where RLIMIT_NPROC does not bind), ptrace, and signals to any process but itself;
 - network: seccomp denies socket()/socketpair(), and the child gets its own empty network
@@ -15,6 +17,10 @@ the interpreter, and every run is a fresh process in its own temporary directory
   only the interpreter, system libraries and that directory; the directory is deleted after.
 - privileges: all capabilities dropped, no_new_privs set.
 
+The parent runs no Python between fork and exec (no ``preexec_fn``), so ``subprocess`` spawns
+with vfork: a run costs the same from a trainer holding gigabytes as from a small process, and
+is safe from many threads at once (the code reward and the evaluator run tests in parallel).
+
 Where the kernel lacks seccomp or Landlock (non-Linux, old kernels, some containers) those
 layers are missing: ``LocalSandbox.protections()`` says which are active, and with
 ``strict=True`` (the default) the sandbox refuses to run rather than run unconfined.
@@ -22,39 +28,23 @@ layers are missing: ``LocalSandbox.protections()`` says which are active, and wi
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import platform
 import resource
+import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Protocol
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_LIBC.syscall.restype = ctypes.c_long
-_LIBC.prctl.restype = ctypes.c_int
+from r1_recipe.rewards import sandbox_child
+from r1_recipe.rewards.sandbox_child import ARCH, CONFINE_FAILED, CONFINE_MESSAGE, command_line, landlock_abi
 
-# syscall numbers: (audit arch, denied process/network/debug calls, signal calls)
-_ARCH = {
-    # fork vfork clone clone3 socket socketpair ptrace process_vm_readv/writev pidfd_open
-    # pidfd_getfd unshare setns io_uring_setup (io_uring can open sockets without syscalls)
-    "x86_64": (0xC000003E, {57, 58, 56, 435, 41, 53, 101, 310, 311, 434, 438, 272, 308, 425},
-               {62, 200, 234, 424}),
-    "aarch64": (0xC00000B7, {220, 435, 198, 199, 117, 270, 271, 434, 438, 97, 268, 425},
-                {129, 130, 131, 424}),
-}
-_SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (all arches)
-_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _PR_CAPBSET_DROP = 38, 22, 24
-_RO = 1 | 4 | 8  # landlock: execute, read file, read dir
-_CLONE_NEWNET = 0x40000000
+_CHILD = os.path.realpath(sandbox_child.__file__)
 
 
 @dataclass
@@ -71,68 +61,23 @@ class Sandbox(Protocol):
     def run(self, program: str, stdin: str = "") -> RunResult: ...
 
 
-@cache
-def _landlock_abi() -> int:
-    abi = _LIBC.syscall(_SYS_LANDLOCK[0], None, ctypes.c_size_t(0), ctypes.c_uint32(1))
-    return max(0, abi)
+def _exits_within(proc: subprocess.Popen, seconds: float) -> bool:
+    """Whether ``proc`` exits within ``seconds``, woken the moment it does (a pidfd).
 
-
-def _seccomp_program(pid: int) -> bytes | None:
-    """A BPF filter: EPERM for process creation, sockets, ptrace and signals to others."""
-    arch = _ARCH.get(platform.machine())
-    if arch is None:
-        return None
-    audit, denied, signals = arch
-    ins: list[tuple[int, int, int, int]] = []
-    ld, jeq, ret = 0x20, 0x15, 0x06
-    eperm, allow, kill = 0x00050000 | errno.EPERM, 0x7FFF0000, 0x80000000
-    ins += [(ld, 0, 0, 4), (jeq, 1, 0, audit), (ret, 0, 0, kill), (ld, 0, 0, 0)]
-    if audit == 0xC000003E:  # x32 ABI numbers alias the 64-bit ones with bit 30 set
-        ins += [(0x25, 0, 1, 0x3FFFFFFF), (ret, 0, 0, kill)]  # jgt
-    for nr in sorted(denied):
-        ins += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
-    for nr in sorted(signals):  # kill/tkill/tgkill/pidfd_send_signal: only its own pid
-        ins += [(jeq, 0, 4, nr), (ld, 0, 0, 16), (jeq, 1, 0, pid), (ret, 0, 0, eperm),
-                (ret, 0, 0, allow)]
-    ins.append((ret, 0, 0, allow))
-    return b"".join(struct.pack("HBBI", *i) for i in ins)
-
-
-def _confine(work: Path, limits: dict[int, int], read_paths: list[str]) -> None:
-    """Runs in the child between fork and exec; any failure aborts the run (strict)."""
-    for res, value in limits.items():
-        resource.setrlimit(res, (value, value))
-    _LIBC.unshare(_CLONE_NEWNET)  # best effort: seccomp already forbids sockets
-    abi = _landlock_abi()
-    ruleset = -1
-    if abi:
-        handled = (1 << (13 if abi < 2 else 14 if abi < 3 else 15)) - 1
-        attr = struct.pack("Q", handled)
-        ruleset = _LIBC.syscall(_SYS_LANDLOCK[0], attr, ctypes.c_size_t(8), ctypes.c_uint32(0))
-        for path, access in [(str(work), handled), *((p, _RO) for p in read_paths)]:
-            try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
-                continue
-            if not os.path.isdir(path):
-                access &= 1 | 2 | 4 | (16384 if abi >= 3 else 0)  # file-only rights
-            rule = struct.pack("=Qi", access, fd)
-            _LIBC.syscall(_SYS_LANDLOCK[1], ruleset, 1, rule, 0)
-            os.close(fd)
-    for cap in range(64):
-        _LIBC.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
-    header = struct.pack("Ii", 0x20080522, 0)
-    _LIBC.capset(header, bytes(24))
-    if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "no_new_privs")
-    if ruleset >= 0 and _LIBC.syscall(_SYS_LANDLOCK[2], ruleset, 0) != 0:
-        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
-    prog = _seccomp_program(os.getpid())
-    if prog is not None:
-        buf = ctypes.create_string_buffer(prog)
-        fprog = struct.pack("HxxxxxxQ", len(prog) // 8, ctypes.addressof(buf))
-        if _LIBC.prctl(_PR_SET_SECCOMP, 2, ctypes.c_char_p(fprog), 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "seccomp")
+    ``Popen.wait(timeout)`` polls with sleeps of up to 50 ms, which alone cost more than the
+    run of a small program; the stdin, stdout and stderr files need no pipe to be pumped."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll
+        try:
+            proc.wait(seconds)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        return bool(select.select([fd], [], [], seconds)[0])
+    finally:
+        os.close(fd)
 
 
 class LocalSandbox:
@@ -153,8 +98,8 @@ class LocalSandbox:
     def protections() -> dict[str, bool]:
         linux = sys.platform.startswith("linux")
         return {
-            "seccomp (no fork, no sockets)": linux and platform.machine() in _ARCH,
-            "landlock (files)": linux and _landlock_abi() > 0,
+            "seccomp (no fork, no sockets)": linux and platform.machine() in ARCH,
+            "landlock (files)": linux and landlock_abi() > 0,
         }
 
     def run(self, program: str, stdin: str = "") -> RunResult:
@@ -177,21 +122,17 @@ class LocalSandbox:
             reads = sorted({sys.base_prefix, os.path.dirname(os.path.dirname(exe)), "/usr/lib",
                             "/usr/lib64", "/lib", "/lib64", "/etc/ld.so.cache", "/dev/null",
                             "/dev/urandom"})
-            with open(root / "stdout", "w+b") as out, open(root / "stderr", "w+b") as err:
-                proc = subprocess.Popen(
-                    [exe, "-I", "-S", "-B", "main.py"], cwd=work, stdin=subprocess.PIPE,
+            (root / "stdin").write_bytes(stdin.encode("utf-8", "surrogatepass"))
+            with open(root / "stdin", "rb") as inp, open(root / "stdout", "w+b") as out, \
+                    open(root / "stderr", "w+b") as err:
+                proc = subprocess.Popen(  # no preexec_fn: spawned by vfork, thread-safe
+                    [exe, "-I", "-S", "-B", _CHILD, *command_line(str(work), limits, reads)], cwd=work, stdin=inp,
                     stdout=out, stderr=err, start_new_session=True, close_fds=True,
                     env={"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
                          "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
-                    preexec_fn=lambda: _confine(work, limits, reads),
                 )
-                timed_out = False
                 try:
-                    proc.communicate(stdin.encode("utf-8", "surrogatepass"), timeout=self.wall_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                except (BrokenPipeError, OSError):
-                    pass
+                    timed_out = not _exits_within(proc, self.wall_s)
                 finally:
                     try:
                         os.killpg(proc.pid, signal.SIGKILL)
@@ -199,6 +140,9 @@ class LocalSandbox:
                         pass
                     proc.wait()
                 out.seek(0)
+                err.seek(0)
+                if proc.returncode == CONFINE_FAILED and err.read(len(CONFINE_MESSAGE)) == CONFINE_MESSAGE:
+                    raise RuntimeError(f"the code sandbox could not confine its child: {err.read(2000)!r}")
                 err.seek(0)
                 return RunResult(
                     None if timed_out else proc.returncode,

@@ -1,0 +1,138 @@
+"""The sandboxed child: confine this very process, then run the untrusted ``main.py``.
+
+The local sandbox (:mod:`r1_recipe.rewards.sandbox`) starts ``python -I -S -B sandbox_child.py
+CONFIG`` in the run's temporary folder; this script applies every layer to itself (rlimits,
+a private network namespace when allowed, Landlock, dropped capabilities, no_new_privs,
+seccomp) and only then runs ``main.py`` as ``__main__`` in the same interpreter. So a run
+costs one interpreter start, and the parent never runs Python between fork and exec (no
+``preexec_fn``: ``subprocess`` can spawn with vfork, which costs the same for a trainer holding
+gigabytes as for a small process, and is safe while the parent has other threads).
+
+Only the standard library is imported here (``-I`` keeps site-packages and the package out).
+Any confinement failure exits with status 120 before a line of the program runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+import struct
+import sys
+
+CONFINE_FAILED = 120  # the exit status when a layer could not be set up, after this on stderr:
+CONFINE_MESSAGE = b"sandbox: confinement failed: "
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.syscall.restype = ctypes.c_long
+_LIBC.prctl.restype = ctypes.c_int
+
+# syscall numbers: (audit arch, denied process/network/debug calls, signal calls)
+ARCH = {
+    # fork vfork clone clone3 socket socketpair ptrace process_vm_readv/writev pidfd_open
+    # pidfd_getfd unshare setns io_uring_setup (io_uring can open sockets without syscalls)
+    "x86_64": (0xC000003E, {57, 58, 56, 435, 41, 53, 101, 310, 311, 434, 438, 272, 308, 425},
+               {62, 200, 234, 424}),
+    "aarch64": (0xC00000B7, {220, 435, 198, 199, 117, 270, 271, 434, 438, 97, 268, 425},
+                {129, 130, 131, 424}),
+}
+_SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (all arches)
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _PR_CAPBSET_DROP = 38, 22, 24
+_RO = 1 | 4 | 8  # landlock: execute, read file, read dir
+_CLONE_NEWNET = 0x40000000
+
+_ABI: list[int] = []
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0: none)."""
+    if not _ABI:
+        abi = _LIBC.syscall(_SYS_LANDLOCK[0], None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+        _ABI.append(max(0, abi))
+    return _ABI[0]
+
+
+def seccomp_program(pid: int) -> bytes | None:
+    """A BPF filter: EPERM for process creation, sockets, ptrace and signals to others."""
+    arch = ARCH.get(os.uname().machine)
+    if arch is None:
+        return None
+    audit, denied, signals = arch
+    ins: list[tuple[int, int, int, int]] = []
+    ld, jeq, ret = 0x20, 0x15, 0x06
+    eperm, allow, kill = 0x00050000 | errno.EPERM, 0x7FFF0000, 0x80000000
+    ins += [(ld, 0, 0, 4), (jeq, 1, 0, audit), (ret, 0, 0, kill), (ld, 0, 0, 0)]
+    if audit == 0xC000003E:  # x32 ABI numbers alias the 64-bit ones with bit 30 set
+        ins += [(0x25, 0, 1, 0x3FFFFFFF), (ret, 0, 0, kill)]  # jgt
+    for nr in sorted(denied):
+        ins += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
+    for nr in sorted(signals):  # kill/tkill/tgkill/pidfd_send_signal: only its own pid
+        ins += [(jeq, 0, 4, nr), (ld, 0, 0, 16), (jeq, 1, 0, pid), (ret, 0, 0, eperm),
+                (ret, 0, 0, allow)]
+    ins.append((ret, 0, 0, allow))
+    return b"".join(struct.pack("HBBI", *i) for i in ins)
+
+
+def confine(work: str, limits: dict[int, int], read_paths: list[str]) -> None:
+    """Apply every layer to the calling process; raises OSError when one fails."""
+    for res, value in limits.items():
+        resource.setrlimit(int(res), (value, value))
+    _LIBC.unshare(_CLONE_NEWNET)  # best effort: seccomp already forbids sockets
+    abi = landlock_abi()
+    ruleset = -1
+    if abi:
+        handled = (1 << (13 if abi < 2 else 14 if abi < 3 else 15)) - 1
+        attr = struct.pack("Q", handled)
+        ruleset = _LIBC.syscall(_SYS_LANDLOCK[0], attr, ctypes.c_size_t(8), ctypes.c_uint32(0))
+        for path, access in [(work, handled), *((p, _RO) for p in read_paths)]:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            if not os.path.isdir(path):
+                access &= 1 | 2 | 4 | (16384 if abi >= 3 else 0)  # file-only rights
+            rule = struct.pack("=Qi", access, fd)
+            _LIBC.syscall(_SYS_LANDLOCK[1], ruleset, 1, rule, 0)
+            os.close(fd)
+    for cap in range(64):
+        _LIBC.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    header = struct.pack("Ii", 0x20080522, 0)
+    _LIBC.capset(header, bytes(24))
+    if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "no_new_privs")
+    if ruleset >= 0 and _LIBC.syscall(_SYS_LANDLOCK[2], ruleset, 0) != 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+    prog = seccomp_program(os.getpid())
+    if prog is not None:
+        buf = ctypes.create_string_buffer(prog)
+        fprog = struct.pack("HxxxxxxQ", len(prog) // 8, ctypes.addressof(buf))
+        if _LIBC.prctl(_PR_SET_SECCOMP, 2, ctypes.c_char_p(fprog), 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "seccomp")
+
+
+def command_line(work: str, limits: dict[int, int], read_paths: list[str]) -> list[str]:
+    """The arguments :func:`main` reads (plain strings: parsing JSON here would import ``re``
+    and ``enum``, tens of milliseconds per run)."""
+    return [work, ",".join(f"{k}={v}" for k, v in limits.items()), "\n".join(read_paths)]
+
+
+def main(argv: list[str]) -> None:
+    work, limits, reads = argv[1:4]
+    try:
+        confine(work, {int(k): int(v) for k, v in (kv.split("=") for kv in limits.split(",") if kv)},
+                [p for p in reads.split("\n") if p])
+    except Exception as e:  # noqa: BLE001 - strict: never run the program unconfined
+        sys.stderr.write(f"{CONFINE_MESSAGE.decode()}{e!r}\n")
+        os._exit(CONFINE_FAILED)
+    with open("main.py", "rb") as f:
+        code = compile(f.read(), "main.py", "exec")
+    sys.argv = ["main.py"]
+    module = type(sys)("__main__")  # a fresh __main__, as `python main.py` gives the program
+    module.__file__ = "main.py"
+    sys.modules["__main__"] = module
+    exec(code, module.__dict__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
