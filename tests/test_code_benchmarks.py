@@ -241,3 +241,17 @@ def test_options_come_from_the_command_line_and_unknown_benchmarks_are_named():
     assert [json.loads(a)["id"] for a in load(cfg)[2]["answer"]] == ["lc-0"]
     with pytest.raises(ConfigError, match=r"\['livecodebnch'\] are not benchmarks.*livecodebench"):
         EvalConfig(model_name_or_path="m", benchmark_options={"livecodebnch": {}})
+
+
+def test_isolation_costs_at_most_twice_a_bare_subprocess_even_from_a_big_parent():
+    """benchmarks/sandbox.py from a process holding 1.5 GB, as a trainer does (load-sensitive:
+    both sides run interleaved in one process, so load hits them alike; the bound is the
+    claim's 2x, measured 0.8x here). The sandbox that forked for its preexec_fn measured 2.7x."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(root / "benchmarks" / "sandbox.py"), "--problems", "12",
+                             "--rounds", "1", "--parent-mb", "1500"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(root / "src")})
+    assert result.returncode == 0, result.stdout + result.stderr
