@@ -255,3 +255,37 @@ def test_isolation_costs_at_most_twice_a_bare_subprocess_even_from_a_big_parent(
                              "--rounds", "1", "--parent-mb", "1500"], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(root / "src")})
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_progress_bar_only_on_a_terminal_and_never_when_turned_off(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    ref = json.dumps({"kind": "stdio", "id": "x", "time_limit_s": 2.0})
+    tests = json.dumps([{"input": "1 2\n", "output": "3\n"}])
+    for stream, progress, shown in ((Terminal(), True, True), (io.StringIO(), True, False), (Terminal(), False, False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert run_tests([SUM_PAIR], [ref], [tests], workers=1, progress=progress) == [True]
+        assert ("code tests" in stream.getvalue()) is shown, (type(stream).__name__, progress)
+
+
+def test_the_sandbox_works_from_a_process_holding_over_1024_descriptors():
+    """select() refuses descriptors past FD_SETSIZE; a trainer can hold that many files."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard descriptor limit ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        result = LocalSandbox(cpu_s=2, wall_s=5.0).run("print(input())", "hi\n")
+    finally:
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (result.returncode, result.stdout) == (0, "hi\n")

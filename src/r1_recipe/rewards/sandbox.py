@@ -75,7 +75,9 @@ def _exits_within(proc: subprocess.Popen, seconds: float) -> bool:
         except subprocess.TimeoutExpired:
             return False
     try:
-        return bool(select.select([fd], [], [], seconds)[0])
+        poller = select.poll()  # not select(): a trainer may hold more than FD_SETSIZE (1024) descriptors
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(max(0, int(seconds * 1000))))
     finally:
         os.close(fd)
 
