@@ -46,7 +46,8 @@ def humaneval_jobs(n: int) -> list[tuple[str, str]]:
     jobs = []
     for i in range(n):
         body = "\n".join(f"    # step {j}\n    total += x * {j}" for j in range(6))
-        solution = f"def f{i}(x):\n    \"\"\"Stand-in for a HumanEval function.\"\"\"\n    total = 0\n{body}\n    return total\n"
+        doc = '    """Stand-in for a HumanEval function."""'
+        solution = f"def f{i}(x):\n{doc}\n    total = 0\n{body}\n    return total\n"
         asserts = "\n".join(f"    assert candidate({j}) == {15 * j}" for j in range(10))
         jobs.append((solution, f"def check(candidate):\n{asserts}\n\ncheck(f{i})\n"))
     return jobs

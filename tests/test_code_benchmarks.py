@@ -147,7 +147,8 @@ def test_local_copy_of_the_hub_folder_loads_the_same(tmp_path):
 
 CF_RIGHT = {
     "print their sum": fenced("input()\nprint(sum(map(int, input().split())))"),
-    "print YES for each even": fenced("for _ in range(int(input())):\n    print('YES' if int(input()) % 2 == 0 else 'NO')"),
+    "print YES for each even": fenced(
+        "for _ in range(int(input())):\n    print('YES' if int(input()) % 2 == 0 else 'NO')"),
 }
 
 

@@ -66,9 +66,10 @@ OPTIONS = {"release": "release_v5", "start_date": "2024-08-01", "end_date": "202
 
 SYSTEM = ("You are an expert Python programmer. You will be given a question (problem specification) and will "
           "generate a correct Python program that matches the specification and passes all tests.")
-WITH_STARTER = "You will use the following starter code to write the solution to the problem and enclose your code within delimiters."
-WITHOUT_STARTER = ("Read the inputs from stdin solve the problem and write the answer to stdout (do not directly test on "
-                   "the sample inputs). Enclose your code within delimiters as follows. Ensure that when the python "
+WITH_STARTER = ("You will use the following starter code to write the solution to the problem and enclose your "
+                "code within delimiters.")
+WITHOUT_STARTER = ("Read the inputs from stdin solve the problem and write the answer to stdout (do not directly test "
+                   "on the sample inputs). Enclose your code within delimiters as follows. Ensure that when the python "
                    "program runs, it reads the inputs, runs the algorithm and writes output to STDOUT.")
 
 
