@@ -13,6 +13,11 @@ extraction, verifier and paper defaults (k=64 for AIME, 32k new tokens), which `
 ``max_new_tokens`` and ``num_problems`` override. Backends (``backend``): ``vllm`` on GPUs,
 ``transformers`` anywhere, ``auto`` picks; same prompts and scoring in both.
 
+Code benchmarks (``humaneval``, ``livecodebench``, ``codeforces``) score a sample by running its
+program on every test of its problem in the code reward's sandbox, ``verify_workers`` tests at a
+time, each with the problem's time and memory limits (:mod:`r1_recipe.eval_suites.code_tests`);
+``benchmark_options`` picks e.g. LiveCodeBench's release and contest-date window.
+
 Per benchmark, ``output_dir`` gets ``eval_<name>.json`` (summary + resolved config) and
 ``eval_<name>_samples.jsonl`` (or ``.parquet``: every sample's prompt, completion, extracted
 answer and verdict); the command prints one table row per benchmark.
