@@ -25,7 +25,8 @@ reading standard input and writing standard output in a single code block, then 
 Where this departs from open-r1 / Codeforces: problems that need their custom checker
 (``generated_checker`` set), interactive problems and file-input problems are left out
 (``with_checkers: true`` keeps the checker problems, scored by tokens, which underrates answers
-that differ from the reference but are right), as are problems without official tests;
+that differ from the reference but are right), as are problems without official tests; only the official tests run (the generated tests the
+card ships as separate files, for problems whose official ones are truncated, are not read);
 Codeforces ranks by rating and percentile, here the score is pass@1 (the mean over k samples,
 8 by default) with its standard error over problems.
 """
