@@ -8,6 +8,8 @@ import base64
 import json
 import os
 import pickle
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -244,13 +246,13 @@ def test_options_come_from_the_command_line_and_unknown_benchmarks_are_named():
         EvalConfig(model_name_or_path="m", benchmark_options={"livecodebnch": {}})
 
 
+# A speed target: under `slow` (make test-slow), since timings on a shared 2-core box are noise;
+# benchmarks/sandbox.py prints the same ratio.
+@pytest.mark.slow
 def test_isolation_costs_at_most_twice_a_bare_subprocess_even_from_a_big_parent():
     """benchmarks/sandbox.py from a process holding 1.5 GB, as a trainer does (load-sensitive:
     both sides run interleaved in one process, so load hits them alike; the bound is the
     claim's 2x, measured 0.8x here). The sandbox that forked for its preexec_fn measured 2.7x."""
-    import subprocess
-    import sys
-
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, str(root / "benchmarks" / "sandbox.py"), "--problems", "12",
                              "--rounds", "1", "--parent-mb", "1500"], capture_output=True, text=True, timeout=300,
