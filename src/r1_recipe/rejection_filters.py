@@ -12,7 +12,8 @@ Each dropped sample gets one *reason*, the first that applies, in this order:
    row's kind is skipped, so with ``{accuracy: 1.0, code: 1.0, format: 1.0}`` a ``math`` row is kept
    on a verified answer and a ``code`` row when its program passes every test (code reward 1.0).
    A ``math`` or ``code`` row that no thresholded reward of its domain scores, or a row that no
-   threshold applies to at all, is dropped as ``reward:unverified``: nothing checked it;
+   threshold applies to at all, is dropped as ``reward:unverified``: nothing checked it
+   (``reward_thresholds: {}`` turns the keep rule off for every row);
 2. readability, on the reasoning (the whole text when there is no ``<think>`` block):
    ``mixed_language``, ``long_paragraph``, ``code_in_reasoning`` (not on ``code`` rows, whose
    reasoning drafts code by nature), ``repetition``;
@@ -84,7 +85,11 @@ def row_thresholds(reward_type, thresholds: Mapping[str, float], reward_funcs: M
     ({'code': 1.0, 'format': 1.0}, {'accuracy': 1.0, 'format': 1.0})
     >>> row_thresholds(None, t, funcs) == t, row_thresholds("code", {"accuracy": 1.0, "format": 1.0}, funcs)
     (True, None)
+    >>> row_thresholds("code", {}, funcs)  # reward_thresholds: {} turns the keep rule off
+    {}
     """
+    if not thresholds:  # no keep rule at all (reward_thresholds: {}): nothing to verify, as before
+        return {}
     applied = {n: tau for n, tau in thresholds.items()
                if n not in reward_funcs or scores_rows_of(reward_funcs[n], reward_type)}
     kind = None if reward_type is None else str(reward_type).lower()
