@@ -15,7 +15,7 @@ import yaml
 from datasets import load_dataset
 
 from r1_recipe.configs import GRPOStageConfig, parse_config
-from r1_recipe.data.loading import DataError, load_mixture, load_source, write_jsonl
+from r1_recipe.data.loading import DataError, check_reward_types, load_mixture, load_source, write_jsonl
 from r1_recipe.rejection_sampling import RejectionSamplingConfig, run
 from r1_recipe.rewards import get_reward_funcs
 from r1_recipe.rewards.sandbox import LocalSandbox
@@ -115,6 +115,10 @@ def test_one_batch_routes_math_code_and_general_rows_to_their_rewards(code_rewar
 def test_an_unknown_reward_type_is_refused_naming_the_source(math_file):
     with pytest.raises(DataError, match=r"reward_type 'maths' of source .*math.jsonl"):
         load_mixture([{"path": str(math_file), "reward_type": "maths"}])
+    write_jsonl([{"problem": "1 + 1?", "solution": "2", "reward_type": "maths"}], math_file.parent / "typed.jsonl")
+    typed = load_mixture([str(math_file.parent / "typed.jsonl")])  # a column of the data, no source key
+    with pytest.raises(DataError, match=r"rl1: reward_type values \['maths'\]"):
+        check_reward_types(typed, "rl1")
     (acc,) = get_reward_funcs(["accuracy"])
     with pytest.raises(ValueError, match="valid: reasoning, math, code, general"):
         acc(completions=[boxed("42")], solution=["42"], reward_type=["Math problem"])
