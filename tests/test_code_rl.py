@@ -260,3 +260,9 @@ def test_code_rows_without_a_code_threshold_are_not_kept_unverified(tmp_path, ma
         reward_kwargs={"accuracy": {"workers": 1}}, general_mixture=None)
     stats = run(config, sampler=MixedSampler(fixture_rows()))
     assert stats["dropped"]["reward:unverified"] == 3 * 5 and stats["kept_reasoning"] == 3
+
+
+def test_a_code_source_without_tests_is_named_in_a_warning(math_file, caplog):
+    ds = load_source({"path": str(math_file), "reward_type": "code"})
+    assert ds["reward_type"] == ["code"] * 3
+    assert "tagged reward_type: code but has no verification_info column" in caplog.text

@@ -80,6 +80,11 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
     if "reward_type" in spec and str(spec["reward_type"]).lower() not in REWARD_TYPES:
         raise DataError(f"{where}: reward_type {spec['reward_type']!r} of source {path} is not one of "
                         f"{', '.join(REWARD_TYPES)}: it decides which rewards score the rows")
+    if str(spec.get("reward_type")).lower() == "code" and "verification_info" not in ds.column_names:
+        logger.warning("%s: source %s is tagged reward_type: code but has no verification_info column (its "
+                       "columns: %s): the code reward finds no tests and gives its rows None; map the tests "
+                       "with `columns: {verification_info: ...}` or set the code reward's verification_column",
+                       where, path, ds.column_names)
     for key in CONSTANT_COLUMNS:
         if key in spec:
             ds = ds.remove_columns([c for c in [key] if c in ds.column_names])
