@@ -45,7 +45,8 @@ HUB_ROWS = {("open-r1/OpenR1-Math-220k", "default", "train"): 93_733,
             ("open-r1/OpenR1-Math-220k", "extended", "train"): 131_396,
             ("HuggingFaceH4/ultrafeedback_binarized", None, "train_prefs"): 61_135,
             ("HuggingFaceH4/ultrachat_200k", None, "train_sft"): 207_865,
-            ("Skywork/Skywork-Reward-Preference-80K-v0.2", None, "train"): 77_016}
+            ("Skywork/Skywork-Reward-Preference-80K-v0.2", None, "train"): 77_016,
+            ("open-r1/verifiable-coding-problems-python", None, "train"): 35_735}
 LENGTHS = {"max_length", "max_completion_length", "max_new_tokens", "max_model_len"}
 BENCHMARK_TOKENS = 32_768  # eval_suites' default generation budget for the Hub suites
 DROP = {"vllm_mode", "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode", "vllm_server_host",

@@ -51,7 +51,7 @@ from trl import GRPOTrainer
 
 from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
 from r1_recipe.data.end_of_turn import stop_token_ids
-from r1_recipe.data.loading import to_prompts
+from r1_recipe.data.loading import check_reward_types, to_prompts
 from r1_recipe.data.templates import hidden_tags_problem
 from r1_recipe.rewards.base import PREFILL_COLUMN, mark_prefilled, texts
 from r1_recipe.rewards.extract import split_reasoning
@@ -228,7 +228,12 @@ def build_reward_funcs(config: GRPOStageConfig) -> list:
 
 
 def build_dataset(config: GRPOStageConfig) -> Dataset:
+    """The prompts, every dataset column kept: TRL hands each to the rewards, which is how
+    ``accuracy`` reads a row's ``solution``, ``code`` its ``verification_info`` and every reward
+    its ``reward_type`` (one batch mixes math, code and general rows; each reward returns None
+    on the rows it does not score, which TRL's nan-aware sums and group statistics skip)."""
     ds = load_train_data(config)
+    check_reward_types(ds, f"dataset_mixture of {config.output_dir}")
     if config.max_train_samples:
         ds = ds.select(range(min(config.max_train_samples, len(ds))))
     return to_prompts(

@@ -29,7 +29,8 @@ class RejectionSamplingConfig(SamplerArgs, PromptArgs):
     reward_kwargs: dict | None = field(default=None, metadata={
         "help": "Options per reward: {name: {option: value}}; `accuracy` reads answer_column by default."})
     reward_thresholds: dict = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0}, metadata={
-        "help": "Keep rule: {reward name: τ}; a sample is kept only if every listed reward is ≥ τ."})
+        "help": "Keep rule: {reward name: τ}; a sample is kept only if every listed reward that scores its row "
+                "(by reward_type: accuracy on math rows, code on code rows) is ≥ τ; code: 1.0 = every test passes."})
     max_per_prompt: int = field(default=4, metadata={"help": "k: at most this many kept samples per prompt."})
     near_duplicate_threshold: float | None = field(default=0.9, metadata={
         "help": "Drop a sample whose reasoning shares this Jaccard share of word 3-grams with a kept one (None: off)."})
@@ -39,7 +40,7 @@ class RejectionSamplingConfig(SamplerArgs, PromptArgs):
     max_paragraph_chars: int | None = field(default=3000, metadata={
         "help": "Drop reasoning with a longer paragraph (characters between blank lines; None: off)."})
     drop_code_in_reasoning: bool = field(default=True, metadata={
-        "help": "Drop reasoning holding a ``` code block (math prompts; turn off for code prompts)."})
+        "help": "Drop reasoning holding a ``` code block (never on reward_type: code rows, whose reasoning drafts code)."})
     max_repetition: float | None = field(default=0.3, metadata={
         "help": "Drop reasoning whose share of repeated word 4-grams is above this (None: off)."})
     general_mixture: list[dict] | None = field(default=None, metadata={

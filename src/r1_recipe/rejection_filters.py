@@ -7,9 +7,16 @@ so a restarted run makes exactly the choices the interrupted one made.
 Each dropped sample gets one *reason*, the first that applies, in this order:
 
 1. ``reward:<name>``: a reward below its threshold (the keep rule; ``None`` counts as failing:
-   an unverifiable sample is not kept);
+   an unverifiable sample is not kept). The rule is per row kind (the ``reward_type`` column, see
+   :data:`r1_recipe.rewards.base.REWARD_TYPES`): a threshold on a reward that does not score the
+   row's kind is skipped, so with ``{accuracy: 1.0, code: 1.0, format: 1.0}`` a ``math`` row is kept
+   on a verified answer and a ``code`` row when its program passes every test (code reward 1.0).
+   A ``math`` or ``code`` row that no thresholded reward of its domain scores, or a row that no
+   threshold applies to at all, is dropped as ``reward:unverified``: nothing checked it
+   (``reward_thresholds: {}`` turns the keep rule off for every row);
 2. readability, on the reasoning (the whole text when there is no ``<think>`` block):
-   ``mixed_language``, ``long_paragraph``, ``code_in_reasoning``, ``repetition``;
+   ``mixed_language``, ``long_paragraph``, ``code_in_reasoning`` (not on ``code`` rows, whose
+   reasoning drafts code by nature), ``repetition``;
 3. ``exact_duplicate``, ``near_duplicate`` (within the prompt's samples), ``over_k``.
 
 The paper names the readability problems but gives no thresholds; ours are defaults to tune
@@ -33,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from r1_recipe.rewards.base import CODE, DOMAINS, scores_rows_of
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
 from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, VARIABLE_LETTERS, script_words
 
@@ -57,6 +65,38 @@ def reward_failure(rewards: Mapping[str, float | None], thresholds: Mapping[str,
         if value is None or value != value or value < tau:  # None and NaN fail
             return f"reward:{name}"
     return None
+
+
+UNVERIFIED = "reward:unverified"
+
+
+def row_thresholds(reward_type, thresholds: Mapping[str, float], reward_funcs: Mapping[str, object]) -> dict | None:
+    """The thresholds of the keep rule that apply to a row of ``reward_type`` (``reward_funcs``:
+    name -> the reward, which says which rows it scores), or None when nothing would verify the
+    row (see the module docstring).
+
+    >>> from r1_recipe.rewards.base import route
+    >>> def acc(c, **k): ...
+    >>> def code(c, **k): ...
+    >>> def fmt(c, **k): ...
+    >>> funcs = {"accuracy": route(acc, domain="math"), "code": route(code, domain="code"), "format": fmt}
+    >>> t = {"accuracy": 1.0, "code": 1.0, "format": 1.0}
+    >>> row_thresholds("code", t, funcs), row_thresholds("math", t, funcs)
+    ({'code': 1.0, 'format': 1.0}, {'accuracy': 1.0, 'format': 1.0})
+    >>> row_thresholds(None, t, funcs) == t, row_thresholds("code", {"accuracy": 1.0, "format": 1.0}, funcs)
+    (True, None)
+    >>> row_thresholds("code", {}, funcs)  # reward_thresholds: {} turns the keep rule off
+    {}
+    """
+    if not thresholds:  # no keep rule at all (reward_thresholds: {}): nothing to verify, as before
+        return {}
+    applied = {n: tau for n, tau in thresholds.items()
+               if n not in reward_funcs or scores_rows_of(reward_funcs[n], reward_type)}
+    kind = None if reward_type is None else str(reward_type).lower()
+    domain_checked = any(getattr(reward_funcs.get(n), "routing", {}).get("domain") == kind for n in applied)
+    if not applied or kind in DOMAINS and not domain_checked:
+        return None
+    return applied
 
 
 def longest_paragraph(text: str) -> int:
@@ -208,8 +248,9 @@ class Readability:
     max_repetition: float | None = 0.3
     repetition_ngram: int = 4
 
-    def problem(self, text: str) -> str | None:
-        """The first readability reason to drop ``text``, or None when it reads well.
+    def problem(self, text: str, reward_type: str | None = None) -> str | None:
+        """The first readability reason to drop ``text``, or None when it reads well (a ``code``
+        row's reasoning may hold code blocks).
 
         >>> r = Readability()
         >>> r.problem("<think>\\nunits 8+9=17 write 7 carry 1\\n</think>\\n\\\\boxed{97}") is None
@@ -220,6 +261,8 @@ class Readability:
         'long_paragraph'
         >>> r.problem("<think>try\\n```python\\nprint(2+2)\\n```\\n</think> 4")
         'code_in_reasoning'
+        >>> r.problem("<think>try\\n```python\\nprint(2+2)\\n```\\n</think> 4", reward_type="code") is None
+        True
         >>> r.problem("<think>" + "wait let me check " * 30 + "</think> 4")
         'repetition'
         """
@@ -231,7 +274,7 @@ class Readability:
             return "mixed_language"
         if self.max_paragraph_chars is not None and longest_paragraph(body) > self.max_paragraph_chars:
             return "long_paragraph"
-        if self.code_blocks and "```" in body:
+        if self.code_blocks and "```" in body and str(reward_type).lower() != CODE:
             return "code_in_reasoning"
         if self.max_repetition is not None and repetition_share(body, self.repetition_ngram) > self.max_repetition:
             return "repetition"

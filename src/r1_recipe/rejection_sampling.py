@@ -7,7 +7,11 @@ For every prompt, sample ``num_samples`` completions (vLLM on GPUs, transformers
 :mod:`r1_recipe.sampling`), score them with the rewards registry and keep at most
 ``max_per_prompt`` that pass; then mix in non-reasoning data. Features and their recipe keys:
 
-- keep rule: ``reward_funcs`` + ``reward_thresholds`` (default accuracy ≥ 1 and format ≥ 1);
+- keep rule: ``reward_funcs`` + ``reward_thresholds`` (default accuracy ≥ 1 and format ≥ 1), per
+  row kind (``reward_type`` of the ``dataset_mixture`` source): for a mix of math and code prompts,
+  ``reward_funcs: [accuracy, code, format]`` with ``reward_thresholds: {accuracy: 1.0, code: 1.0,
+  format: 1.0}`` keeps a ``math`` row's sample on a verified answer and a ``code`` row's sample when
+  its program passes every test of its ``verification_info`` (see :mod:`r1_recipe.rejection_filters`);
 - readability filters (:mod:`r1_recipe.rejection_filters`): ``min_language_consistency``,
   ``max_paragraph_chars``, ``drop_code_in_reasoning``, ``max_repetition``;
 - exact + near-duplicate removal, variety first: ``near_duplicate_threshold``, ``max_per_prompt``;
@@ -56,10 +60,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from r1_recipe.configs import ConfigError, check_generation_budget, parse_config
-from r1_recipe.data.loading import DataError, load_mixture
+from r1_recipe.data.loading import DataError, check_reward_types, load_mixture
 from r1_recipe.data.templates import prompt_for
 from r1_recipe.rejection_config import RejectionSamplingConfig
-from r1_recipe.rejection_filters import answer_key, prompt_id, reward_failure, select
+from r1_recipe.rejection_filters import UNVERIFIED, answer_key, prompt_id, reward_failure, row_thresholds, select
 from r1_recipe.rejection_output import finalize, format_summary, write_json, write_rows
 from r1_recipe.rewards.base import PREFILL_COLUMN, template_opens_think
 from r1_recipe.sampling import SamplingParams, prompt_seed, sampler_from_config
@@ -75,6 +79,7 @@ PROMPT_ID_BATCH = 10_000  # problems held as Python strings at once while ids ar
 def load_prompts(config: RejectionSamplingConfig):
     """The prompt rows in a fixed order, duplicate problems removed: (dataset, ids, duplicates)."""
     ds = load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed)
+    check_reward_types(ds, "dataset_mixture")
     if config.problem_column not in ds.column_names:
         raise DataError(f"dataset_mixture: no column {config.problem_column!r} (problem_column); "
                         f"the data has {ds.column_names}")
@@ -144,6 +149,7 @@ def score_chunk(config: RejectionSamplingConfig, rows: list[dict], prompts: list
     scores = {f.__name__: f(completions=flat_completions, prompts=flat_prompts, **columns) for f in reward_funcs}
     full = normalized_texts(flat_completions, flat_prompts, columns.get(PREFILL_COLUMN))  # <think> restored
     readability = config.readability()
+    by_name = {f.__name__: f for f in reward_funcs}
     kept_rows, stats = [], []
     pos = 0
     for i, group in enumerate(completions):
@@ -153,11 +159,13 @@ def score_chunk(config: RejectionSamplingConfig, rows: list[dict], prompts: list
         pos += n
         reasons: dict[int, str] = {}
         passed = []
+        kind = rows[i].get("reward_type")  # math rows: verified answers; code rows: programs passing every test
+        thresholds = row_thresholds(kind, config.reward_thresholds, by_name)
         for j in range(n):
-            why = reward_failure(sample_rewards[j], config.reward_thresholds)
+            why = UNVERIFIED if thresholds is None else reward_failure(sample_rewards[j], thresholds)
             if why is None:
                 passed.append(j)
-                why = readability.problem(text[j])
+                why = readability.problem(text[j], kind)
             if why is not None:
                 reasons[j] = why
         picked, dropped = select(text, [j for j in passed if j not in reasons], k=config.max_per_prompt,

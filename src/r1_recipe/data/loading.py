@@ -15,8 +15,12 @@ seed); n > N takes every row ⌊n / N⌋ times plus n mod N distinct rows once m
 appears twice before every row has appeared once (and a warning says how many rows repeat).
 ``columns`` renames the source's
 columns to the ones the stage reads (``{ours: theirs}``). ``source`` and ``reward_type`` set that
-column to one value for every row of the source (RL stage 2 tags reasoning and general prompts
-with ``reward_type: reasoning | general``, which routes them to rule rewards or reward models).
+column to one value for every row of the source. ``reward_type`` routes rows to rewards
+(:data:`r1_recipe.rewards.base.REWARD_TYPES`): RL stage 2 tags reasoning and general prompts with
+``reward_type: reasoning | general`` (rule rewards or reward models); a math-and-code RL stage 1
+tags ``math`` and ``code`` sources, so ``accuracy`` scores only the math rows and ``code`` only the
+code rows (from their ``verification_info``, e.g. ``open-r1/verifiable-coding-problems-python``
+with ``columns: {problem: problem_statement}``).
 ``data_dir`` and ``data_files`` mean what they mean to ``datasets.load_dataset`` (a Hub repo or a
 local folder laid out like one): ``data_files: simplelr_qwen_level3to5/train.parquet`` reads that
 file only, where ``data_dir`` would also build the folder's other splits (a ``test.parquet`` with
@@ -38,6 +42,7 @@ from r1_recipe.data.templates import format_response, prompt_for
 logger = logging.getLogger(__name__)
 
 SOURCE_KEYS = {"path", "name", "split", "weight", "columns", "source", "reward_type", "data_dir", "data_files"}
+REWARD_TYPES = ("reasoning", "math", "code", "general")  # = r1_recipe.rewards.base.REWARD_TYPES (no import: ground)
 CONSTANT_COLUMNS = ("source", "reward_type")  # source keys that set a column of the same name
 _FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -72,6 +77,14 @@ def load_source(spec: dict | str, *, where: str = "dataset_mixture") -> Dataset:
             if ours in ds.column_names:
                 ds = ds.remove_columns(ours)
             ds = ds.rename_column(theirs, ours)
+    if "reward_type" in spec and str(spec["reward_type"]).lower() not in REWARD_TYPES:
+        raise DataError(f"{where}: reward_type {spec['reward_type']!r} of source {path} is not one of "
+                        f"{', '.join(REWARD_TYPES)}: it decides which rewards score the rows")
+    if str(spec.get("reward_type")).lower() == "code" and "verification_info" not in ds.column_names:
+        logger.warning("%s: source %s is tagged reward_type: code but has no verification_info column (its "
+                       "columns: %s): the code reward finds no tests and gives its rows None; map the tests "
+                       "with `columns: {verification_info: ...}` or set the code reward's verification_column",
+                       where, path, ds.column_names)
     for key in CONSTANT_COLUMNS:
         if key in spec:
             ds = ds.remove_columns([c for c in [key] if c in ds.column_names])
@@ -92,6 +105,18 @@ def _load_hub_layout(spec: dict, path: str, split: str, where: str) -> Dataset:
             "dataset (e.g. Idavidrein/gpqa) needs its terms accepted on the Hub and a login "
             f"(`huggingface-cli login` or HF_TOKEN).{hint}"
         ) from e
+
+
+def check_reward_types(ds: Dataset, where: str) -> None:
+    """Every ``reward_type`` in ``ds`` is one the rewards route on (a column from the data itself,
+    not set by a source's key, is read here too): a typo would send its rows to every reward."""
+    if "reward_type" not in ds.column_names:
+        return
+    found = {t for t in ds.unique("reward_type") if t is not None}
+    unknown = sorted(str(t) for t in found if str(t).lower() not in REWARD_TYPES)
+    if unknown:
+        raise DataError(f"{where}: reward_type values {unknown} are not among {', '.join(REWARD_TYPES)}; "
+                        "set reward_type per source in dataset_mixture (e.g. {path: ..., reward_type: code})")
 
 
 def constant_column(ds: Dataset, name: str, value, feature=None) -> Dataset:

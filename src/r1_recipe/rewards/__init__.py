@@ -3,8 +3,14 @@
 Every reward is built by a factory in :data:`REWARDS` and has TRL's signature
 ``fn(completions, **columns) -> list[float | None]``; its ``__name__`` is its registry name so
 TRL logs ``rewards/<name>/mean``. ``None`` means "does not apply to this row": rule-based
-rewards skip rows whose ``reward_type`` is ``general``, the reward model skips ``reasoning``
-rows, so one batch can mix both (RL stage 2). This registry is the one list of names: the CLI
+rewards skip rows whose ``reward_type`` is ``general``, the reward model skips ``reasoning``,
+``math`` and ``code`` rows (RL stage 2), and the math-answer rewards (accuracy, length, cosine)
+skip ``code`` rows while ``code`` skips ``math`` rows (RL stage 1 on math and code), so one batch
+can mix every kind; see :data:`r1_recipe.rewards.base.REWARD_TYPES`. Each reward also records
+which rows it scores (:func:`r1_recipe.rewards.base.route`) for rejection sampling's per-row keep
+rule. TRL turns None into NaN and sums the rewards with ``nansum``; group means and standard
+deviations are NaN-aware, so a group's advantages come from the rewards that scored it, and
+``rewards/<name>/mean`` averages only the rows the reward scored. This registry is the one list of names: the CLI
 (``r1-recipe rewards``) and the README table come from :func:`rewards_table`.
 """
 

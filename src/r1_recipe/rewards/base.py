@@ -14,7 +14,19 @@ from r1_recipe.rewards.extract import THINK_OPEN, completion_text, extract_answe
 
 RewardFunc = Callable[..., list[float | None]]
 
-GENERAL, REASONING = "general", "reasoning"
+GENERAL, REASONING, MATH, CODE = "general", "reasoning", "math", "code"
+REWARD_TYPES = (REASONING, MATH, CODE, GENERAL)
+"""Values of the ``reward_type`` column (set per source in a ``dataset_mixture``), which routes a
+row to the rewards that score it; a reward returns None on the rows it does not score:
+
+- ``reasoning``: every rule reward (which of them can score the row is up to its columns);
+- ``math``: the rule rewards except the code reward (accuracy and its length variants score it);
+- ``code``: the rule rewards except the math-answer ones (accuracy, length, cosine), so the code
+  reward scores it against its ``verification_info``;
+- ``general``: the reward models only.
+
+A row without a ``reward_type`` (None) goes to every reward, as ``reasoning`` and ``general`` both."""
+DOMAINS = (MATH, CODE)
 
 
 PREFILL_COLUMN = "think_prefilled"
@@ -136,8 +148,11 @@ def group_keys(n: int, prompts: Sequence[Any] | None) -> list[str]:
     return [p if isinstance(p, str) else repr(p) for p in prompts]
 
 
-def applies(n: int, reward_type: Sequence[Any] | None, *, model_based: bool = False) -> list[bool]:
-    """Routing: rule rewards skip ``general`` rows; model rewards skip ``reasoning`` rows.
+def applies(n: int, reward_type: Sequence[Any] | None, *, model_based: bool = False,
+            domain: str | None = None) -> list[bool]:
+    """Routing (see :data:`REWARD_TYPES`): rule rewards skip ``general`` rows, and a rule reward of
+    one ``domain`` (``math`` or ``code``) also skips the rows of the other; model rewards skip the
+    rule rows (``reasoning``, ``math``, ``code``).
 
     >>> applies(3, ["reasoning", "general", None])
     [True, False, True]
@@ -145,11 +160,52 @@ def applies(n: int, reward_type: Sequence[Any] | None, *, model_based: bool = Fa
     [False, True]
     >>> applies(2, None)
     [True, True]
+    >>> applies(4, ["math", "code", "reasoning", "general"], domain="code")
+    [False, True, True, False]
     """
     if reward_type is None:
         return [True] * n
-    skip = REASONING if model_based else GENERAL
-    return [str(t).lower() != skip if t is not None else True for t in reward_type]
+    return [routes(t, model_based=model_based, domain=domain) for t in reward_type]
+
+
+def routes(reward_type: Any, *, model_based: bool = False, domain: str | None = None) -> bool:
+    """Whether a reward (rule or model based, of ``domain`` or none) scores a row of ``reward_type``."""
+    if reward_type is None:
+        return True
+    kind = str(reward_type).lower()
+    if kind not in REWARD_TYPES:
+        raise ValueError(unknown_reward_type(reward_type))
+    if model_based:
+        return kind not in (REASONING, *DOMAINS)
+    if kind == GENERAL:
+        return False
+    return domain is None or kind not in DOMAINS or kind == domain
+
+
+def unknown_reward_type(value: Any, where: str = "a row") -> str:
+    """The error for a ``reward_type`` no reward routes on (a typo would send the row everywhere)."""
+    return (f"{where} has reward_type {value!r}; valid: {', '.join(REWARD_TYPES)} (or none). Set it per "
+            "source in dataset_mixture, e.g. {path: ..., reward_type: code}")
+
+
+def route(fn: RewardFunc, *, domain: str | None = None, model_based: bool = False) -> RewardFunc:
+    """Record on a reward which rows it scores (what its :func:`applies` call does), so a stage
+    can tell "does not apply to this row" from "applies and cannot verify" (both return None):
+    rejection sampling's keep rule skips a threshold on rows its reward does not score."""
+    fn.routing = {"domain": domain, "model_based": model_based}
+    return fn
+
+
+def scores_rows_of(fn: RewardFunc, reward_type: Any) -> bool:
+    """Whether reward ``fn`` scores rows of ``reward_type`` (a plain rule reward unless :func:`route`
+    said otherwise).
+
+    >>> def acc(completions, **kw): ...
+    >>> def fmt(completions, **kw): ...
+    >>> scores_rows_of(route(acc, domain="math"), "code"), scores_rows_of(fmt, "code")
+    (False, True)
+    """
+    return routes(reward_type, **getattr(fn, "routing", {}))
 
 
 def column(kwargs: dict[str, Any], name: str, n: int, *, required: bool = True) -> list[Any]:

@@ -1,20 +1,39 @@
 """Code reward: run the completion's last code block against the row's tests in a sandbox.
 
-Tests come in the row's ``verification_info`` column (a dict or its JSON string), either
-``{"test_cases": [{"input": stdin, "output": expected stdout}, …]}`` or
-``{"tests": ["assert f(2) == 4", …]}`` (each appended to the program; passes on exit 0).
-Only Python runs locally; rows for other languages get None unless a provider runs them.
+Tests come in the row's ``verification_info`` column, a dict (a struct column, as in
+``open-r1/verifiable-coding-problems-python``) or its JSON string (PrimeIntellect's original),
+in one of two shapes:
+
+- ``{"language": "python", "test_cases": [{"type": "stdin_stdout", "input": …, "output": …}, …]}``:
+  the program reads ``input`` on stdin and passes when its stdout equals ``output`` up to
+  trailing whitespace; a test case of ``"type": "function_call"`` names ``fn_name`` instead, and
+  its ``input`` is the list of positional arguments and ``output`` the expected return value
+  (each a JSON or Python literal, or its string, as the dataset's string columns hold them);
+  the function is looked up as a top-level name or as a method of a class the program defines
+  (LeetCode's ``class Solution``), ``typing``'s names are in scope, and a one-element list
+  ``output`` also matches its element (APPS/TACO wrap return values so); tuples compare as lists;
+- ``{"tests": ["assert f(2) == 4", …]}``: each appended to the program; passes on exit 0.
+
+The score is the fraction of tests passed (at most ``max_tests`` run); a row without tests gets
+None, a completion without a code block after ``</think>`` gets 0.0. A function-call test whose
+``input`` or ``output`` is no literal cannot be run: it is left out of the row's tests (and the
+row gets None if no test is left) rather than fail every sample the same. Only Python runs
+locally; rows for other languages get None unless a provider runs them. Per-row routing: code
+rows are the ``reward_type`` ``code`` (and ``reasoning``/untagged) rows; math and general rows get
+None (see :data:`r1_recipe.rewards.base.REWARD_TYPES`). Every program goes through the
+sandbox's one call, ``Sandbox.run(program, stdin)``: a function-call test is a program too.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, column, named, row_texts
+from r1_recipe.rewards.base import CODE, RewardFunc, applies, column, named, route, row_texts
 from r1_recipe.rewards.extract import last_code_block
 from r1_recipe.rewards.sandbox import LocalSandbox, Sandbox
 
@@ -22,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 # Add a remote service here (name -> factory taking the sandbox options) to make it selectable.
 SANDBOX_PROVIDERS: dict[str, Callable[..., Sandbox]] = {"local": LocalSandbox}
+
+FUNCTION_CALL = "function_call"
 
 
 def _same_output(got: str, expected: str) -> bool:
@@ -32,11 +53,105 @@ def _same_output(got: str, expected: str) -> bool:
     return norm(got) == norm(expected)
 
 
-def _jobs(code: str, info: dict) -> list[tuple[str, str, str | None]]:
-    """(program, stdin, expected stdout or None for 'exit 0 passes') per test."""
+def literal(value: Any) -> tuple[bool, Any]:
+    """(True, the value) of a test's ``input``/``output``: a string is read as JSON, else as a Python
+    literal; any other value is itself. (False, None) when a string is neither.
+
+    >>> literal("[[1, 2], 3]"), literal("(1, 'a')"), literal([4]), literal("nope(")
+    ((True, [[1, 2], 3]), (True, (1, 'a')), (True, [4]), (False, None))
+    """
+    if not isinstance(value, str):
+        return True, value
+    try:
+        return True, json.loads(value)
+    except ValueError:
+        pass
+    try:
+        return True, ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False, None
+
+
+# Runs inside the sandbox after the candidate program was exec'd: exit 0 iff the call returns the
+# expected value. The candidate runs under its own __name__, so a `__main__` block stays idle.
+_CALL_HARNESS = '''
+import ast as _ast, json as _json, sys as _sys
+def _read(s):
+    try:
+        return _json.loads(s)
+    except ValueError:
+        return _ast.literal_eval(s.strip())
+def _plain(x):
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return x
+_ns = {"__name__": "solution"}
+exec("from typing import *", _ns)
+exec(compile(%(code)r, "solution.py", "exec"), _ns)
+_name = %(fn_name)r
+_fn = _ns.get(_name)
+if not callable(_fn) or isinstance(_fn, type):
+    _owners = [v for v in _ns.values() if isinstance(v, type) and callable(getattr(v, _name, None))]
+    _fn = getattr(_owners[-1](), _name) if _owners else None
+if _fn is None:
+    _sys.exit(3)
+_args = _read(%(args)r)
+_args = _args if isinstance(_args, (list, tuple)) else [_args]
+_want = _plain(_read(%(want)r))
+_got = _plain(_fn(*_args))
+_sys.exit(0 if _got == _want or (isinstance(_want, list) and len(_want) == 1 and _got == _want[0]) else 1)
+'''
+
+
+def _call_program(code: str, test: dict) -> str | None:
+    """The sandbox program of one function-call test, or None when its input/output is no literal."""
+    args, want = test.get("input"), test.get("output")
+    ok_args, _ = literal(args)
+    ok_want, _ = literal(want)
+    if not (ok_args and ok_want) or not test.get("fn_name"):
+        return None
+    as_text = (lambda v: v if isinstance(v, str) else json.dumps(v))
+    return _CALL_HARNESS % {"code": code, "fn_name": str(test["fn_name"]), "args": as_text(args),
+                            "want": as_text(want)}
+
+
+def runnable_tests(info: dict) -> list[dict | str]:
+    """The row's tests that can run: its test cases (function calls with literal input and output),
+    else its assert lines."""
     if info.get("test_cases"):
-        return [(code, str(t.get("input", "")), str(t.get("output", ""))) for t in info["test_cases"]]
-    return [(f"{code}\n\n{t}\n", "", None) for t in info.get("tests") or []]
+        return [t for t in info["test_cases"] if t.get("type") != FUNCTION_CALL or _call_program("", t) is not None]
+    return list(info.get("tests") or [])
+
+
+def _jobs(code: str, info: dict) -> list[tuple[str, str, str | None]]:
+    """(program, stdin, expected stdout or None for 'exit 0 passes') per runnable test."""
+    jobs: list[tuple[str, str, str | None]] = []
+    for t in runnable_tests(info):
+        if isinstance(t, str):
+            jobs.append((f"{code}\n\n{t}\n", "", None))
+        elif t.get("type") == FUNCTION_CALL:
+            jobs.append((_call_program(code, t), "", None))
+        else:
+            stdin, stdout = t.get("input"), t.get("output")
+            jobs.append((code, "" if stdin is None else str(stdin), "" if stdout is None else str(stdout)))
+    return jobs
+
+
+def verification(value: Any, where: str = "verification_info") -> dict:
+    """A row's ``verification_info`` as a dict ({} when absent); a string is read as JSON."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise ValueError(f"code: {where} is not JSON ({e}); expected a dict like "
+                             '{"language": "python", "test_cases": [{"input": ..., "output": ...}]}') from e
+    if not isinstance(value, dict):
+        raise ValueError(f"code: {where} is a {type(value).__name__}, expected a dict with test_cases or tests")
+    return value
 
 
 def code(
@@ -44,8 +159,9 @@ def code(
     wall_s: float = 10.0, memory_mb: int = 512, max_tests: int = 32, workers: int = 2,
     strict: bool = True,
 ) -> RewardFunc:
-    """Fraction of the row's tests passed by the last fenced code block after </think>, run in
-    a sandbox (local: seccomp, Landlock, rlimits, no network, temp dir); None without tests."""
+    """Fraction of the row's tests (stdin/stdout, function calls or asserts) passed by the last
+    fenced code block after </think>, run in a sandbox (local: seccomp, Landlock, rlimits, no
+    network, temp dir); None without tests and on math and general rows."""
     if provider not in SANDBOX_PROVIDERS:
         raise ValueError(f"code: unknown provider {provider!r}; known: {sorted(SANDBOX_PROVIDERS)}")
     box = SANDBOX_PROVIDERS[provider](cpu_s=cpu_s, wall_s=wall_s, memory_mb=memory_mb,
@@ -65,29 +181,27 @@ def code(
     def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
         n = len(completions)
         infos = column(kwargs, verification_column, n)
-        ok = applies(n, kwargs.get("reward_type"))
+        ok = applies(n, kwargs.get("reward_type"), domain=CODE)
         rows: list[list[tuple[str, str, str | None]] | None] = []
         for i, text in enumerate(row_texts(completions, kwargs)):
-            info = json.loads(infos[i]) if isinstance(infos[i], str) else (infos[i] or {})
-            lang = str(info.get("language", "python")).lower()
-            if not ok[i] or lang != "python" and provider == "local":
+            info = verification(infos[i], f"{verification_column} of row {i}") if ok[i] else {}
+            lang = str(info.get("language") or "python").lower()
+            if not ok[i] or lang != "python" and provider == "local" or not runnable_tests(info):
                 rows.append(None)
                 continue
             block = last_code_block(text)
-            jobs = _jobs(block, info)[:max_tests] if block is not None else []
-            has_tests = bool(info.get("test_cases") or info.get("tests"))
-            rows.append(jobs if has_tests else None)
+            rows.append(_jobs(block, info)[:max_tests] if block is not None else [])  # []: no code block
         flat = [job for jobs in rows if jobs for job in jobs]
         with ThreadPoolExecutor(max(1, workers)) as pool:
             results = iter(list(pool.map(passed, flat)))
         out: list[float | None] = []
-        for i, jobs in enumerate(rows):
+        for jobs in rows:
             if jobs is None:
                 out.append(None)
-            elif not jobs:  # tests exist but no code block
+            elif not jobs:
                 out.append(0.0)
             else:
                 out.append(sum(next(results) for _ in jobs) / len(jobs))
         return out
 
-    return named(fn, "code")
+    return route(named(fn, "code"), domain=CODE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from r1_recipe.rewards.base import PREFILL_COLUMN, RewardFunc, applies, column, final_answer, named
+from r1_recipe.rewards.base import MATH, PREFILL_COLUMN, RewardFunc, applies, column, final_answer, named, route
 from r1_recipe.rewards.verify import get_verifier
 
 
@@ -30,7 +30,7 @@ def correctness(
     ``name`` is the calling reward's, for its ``rewards/<name>/timeouts`` metric."""
     n = len(completions)
     refs = column(kwargs, solution_column, n)
-    ok = applies(n, kwargs.get("reward_type"))
+    ok = applies(n, kwargs.get("reward_type"), domain=MATH)  # None on code and general rows
     prompts, prefilled = kwargs.get("prompts") or [None] * n, kwargs.get(PREFILL_COLUMN) or [None] * n
     answers = [final_answer(c, p, f) for c, p, f in zip(completions, prompts, prefilled)]
     idx = [i for i in range(n) if ok[i] and refs[i] is not None and str(refs[i]).strip()]
@@ -61,4 +61,4 @@ def accuracy(
             name=fn.__name__,
         )
 
-    return named(fn, "accuracy")
+    return route(named(fn, "accuracy"), domain=MATH)

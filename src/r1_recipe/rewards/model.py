@@ -2,7 +2,8 @@
 
 DeepSeek-R1 judges helpfulness on the final answer only (so the reward model cannot be
 swayed by the reasoning) and harmlessness on the whole response: ``on="answer"`` or
-``on="full"``. Rows whose ``reward_type`` is ``reasoning`` get None: rule rewards score them.
+``on="full"``. Rows whose ``reward_type`` is ``reasoning``, ``math`` or ``code`` get None: rule rewards
+score them.
 
 The input is what TRL's ``RewardTrainer`` trained on: the chat template over (user prompt,
 assistant response), tokenized *without* adding special tokens again (the template already
@@ -32,7 +33,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, row_texts
+from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, route, row_texts
 from r1_recipe.rewards.extract import split_reasoning
 
 logger = logging.getLogger(__name__)
@@ -178,4 +179,4 @@ def reward_model(
             out[i] = s
         return out
 
-    return named(fn, "reward_model")
+    return route(named(fn, "reward_model"), model_based=True)
