@@ -160,6 +160,22 @@ def run_step(pipeline: Pipeline, step: Step, env: dict) -> dict:
     return lineage
 
 
+def eval_commands(pipeline: Pipeline, step: Step) -> list[tuple[list[str], str]]:
+    """The evaluation node's processes: the evaluation recipe, then the ``score:`` block."""
+    folder, commands = pipeline.folder(step), []
+    if step.evaluate and pipeline.evaluation:
+        commands.append(([sys.executable, "-m", "r1_recipe.evaluate", "--config", pipeline.evaluation,
+                          "--model_name_or_path", str(folder), "--output_dir", str(folder)], "evaluate"))
+    if step.score:
+        score_recipe = read_recipe(step.score["recipe"])
+        score_recipe.update(_substitute(step.score.get("set") or {}, pipeline))
+        score_file = folder / "score_recipe.yaml"
+        score_file.write_text(yaml.safe_dump(score_recipe, sort_keys=False))
+        commands.append(([sys.executable, "-m", "r1_recipe.reward_model", "score", "--config", str(score_file),
+                          "--model_name_or_path", str(folder), "--output_dir", str(folder)], "score"))
+    return commands
+
+
 def run_evaluation(pipeline: Pipeline, step: Step, env: dict) -> dict:
     """The step's evaluation node: the evaluation recipe and the ``score:`` block on its folder,
     logged to ``<folder>/eval.log``; afterwards the lineage and model card carry the headline."""
@@ -168,18 +184,8 @@ def run_evaluation(pipeline: Pipeline, step: Step, env: dict) -> dict:
     write_json(folder / EVAL_STATE, state)
     log = folder / "eval.log"
     logger.info("step %s: evaluation beside the next stages  [log: %s]", step.name, log)
-    if step.evaluate and pipeline.evaluation:
-        cmd = [sys.executable, "-m", "r1_recipe.evaluate", "--config", pipeline.evaluation,
-               "--model_name_or_path", str(folder), "--output_dir", str(folder)]
-        _run(cmd, log, env, node, "evaluate")
-    if step.score:
-        score_recipe = read_recipe(step.score["recipe"])
-        score_recipe.update(_substitute(step.score.get("set") or {}, pipeline))
-        score_file = folder / "score_recipe.yaml"
-        score_file.write_text(yaml.safe_dump(score_recipe, sort_keys=False))
-        cmd = [sys.executable, "-m", "r1_recipe.reward_model", "score", "--config", str(score_file),
-               "--model_name_or_path", str(folder), "--output_dir", str(folder)]
-        _run(cmd, log, env, node, "score")
+    for cmd, kind in eval_commands(pipeline, step):
+        _run(cmd, log, env, node, kind)
     lineage = read_lineage(folder) or {}
     lineage["evaluation"] = headline(folder)
     write_json(folder / LINEAGE, lineage)

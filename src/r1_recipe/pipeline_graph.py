@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from r1_recipe.configs import ConfigError, read_recipe
+import yaml
+
+from r1_recipe.config_checks import ConfigError  # not configs: slurm/pipeline.slurm runs this without torch/TRL
 
 TIMING = "timing.json"
 
@@ -188,6 +190,16 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + os.sep)
 
 
+def _read_yaml(path: str) -> dict:
+    try:
+        data = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the recipe: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a YAML mapping of option: value")
+    return data
+
+
 def slurm_waits(steps: list[str]) -> list[list[int]]:
     """For each ``KIND:ARG[:...]`` step of ``slurm/pipeline.slurm``, the (1-based) earlier steps it
     waits for: those whose recipe's ``output_dir`` holds a path it reads (``model_name_or_path``, a
@@ -202,7 +214,7 @@ def slurm_waits(steps: list[str]) -> list[list[int]]:
             outputs.append(None)
             reads.append([arg])
             continue
-        recipe = read_recipe(arg)
+        recipe = _read_yaml(arg)
         if recipe.get("distill_mode", "sequence") != "logit":
             recipe.pop("teacher_model_name_or_path", None)
         out = recipe.pop("output_dir", None)
