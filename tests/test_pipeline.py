@@ -17,7 +17,7 @@ import yaml
 from r1_recipe import pipeline as pipeline_module
 from r1_recipe.configs import ConfigError
 from r1_recipe.pipeline import load_pipeline, main, run, status_table
-from r1_recipe.pipeline_graph import read_timing
+from r1_recipe.pipeline_graph import default_max_parallel, read_timing
 from r1_recipe.report import timing_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,17 +211,30 @@ def test_load_time_errors_name_the_steps(tmp_path):
     assert "step b: '{rl9}' names no step" in unknown and "['a', 'b']" in unknown
 
 
-def test_sequence_distillation_does_not_wait_for_its_teacher_but_records_it(tmp_path):
+def test_sequence_distillation_does_not_wait_for_its_teacher_but_records_it(tmp_path, monkeypatch):
     steps = [{"name": "teacher", "tool": "tiny"}, {"name": "traces", "tool": "data"},
              {"name": "student", "stage": "distill", "recipe": str(ROOT / "recipes/demo/distill.yaml"),
               "set": {"teacher_model_name_or_path": "{teacher}", "dataset_mixture": [{"path": "{traces}"}]}}]
     pipeline = load_pipeline(_graph_pipeline(tmp_path, steps))  # the recipe says distill_mode: sequence
     assert pipeline.waits["student"] == {"traces"} and pipeline.teacher_step == {"student": "teacher"}
+    _fake_commands(monkeypatch, tmp_path, seconds=0.1)
+    run(pipeline, only=["traces", "student"])  # the teacher need not exist yet
+    lineage = json.loads((tmp_path / "run" / "student" / "lineage.json").read_text())
+    assert lineage["teacher_step"] == "teacher" and lineage["teacher"] == str(tmp_path / "run" / "teacher")
+    assert "teacher" not in lineage["waits_for"] and "(step `teacher`)" in (tmp_path / "run" / "student" / "README.md").read_text()
     steps[2]["set"]["distill_mode"] = "logit"  # logit KD loads the teacher's weights: it waits
     assert load_pipeline(_graph_pipeline(tmp_path, steps)).waits["student"] == {"traces", "teacher"}
     steps[2]["set"].pop("distill_mode")
     steps[2]["args"] = ["--distill_mode", "logit"]
     assert load_pipeline(_graph_pipeline(tmp_path, steps)).waits["student"] == {"traces", "teacher"}
+
+
+def test_default_max_parallel_is_the_cores_over_each_steps_threads():
+    cores = len(os.sched_getaffinity(0))
+    assert default_max_parallel({"OMP_NUM_THREADS": "1"}) == cores
+    assert default_max_parallel({"OMP_NUM_THREADS": str(cores * 4)}) == 1  # at least one
+    assert default_max_parallel({}) == 1  # unset: each step's BLAS takes every core
+    assert default_max_parallel({"OMP_NUM_THREADS": "1"}, launcher="accelerate") == 1  # steps would share the GPUs
 
 
 def test_the_demo_runs_its_evaluations_beside_the_next_stage_and_distills_without_rl2():

@@ -214,6 +214,8 @@ def write_model_card(folder: Path, lineage: dict) -> None:
         f"Stage **{lineage['kind']}** of the r1-recipe pipeline `{lineage['pipeline']}` (DeepSeek-R1 recipe).", "",
         "## Lineage", "",
         f"- started from: `{lineage.get('model')}`" + (f" (step `{lineage['from_step']}`)" if lineage.get("from_step") else ""),
+        *([f"- teacher: `{lineage['teacher']}`" + (f" (step `{lineage['teacher_step']}`)" if lineage.get("teacher_step") else "")]
+          if lineage.get("teacher") else []),
         f"- data: `{json.dumps(lineage.get('data'))}`",
         f"- recipe: `{lineage.get('recipe')}` (sha256 {str(lineage.get('recipe_sha256'))[:12]})",
         f"- code: r1-recipe at git commit `{lineage.get('git_commit')}`", "",

@@ -67,9 +67,10 @@ class Pipeline:
 
     def folder(self, step: str | Step) -> Path:
         """Where the step writes: ``<run_dir>/<name>``, or the ``--output_dir`` / ``--output`` of its args."""
-        step = self.step(step) if isinstance(step, str) else step
-        if step is None:
-            return self.run_dir
+        if isinstance(step, str):
+            if self.step(step) is None:
+                return self.run_dir / step
+            step = self.step(step)
         out = _arg(step.args, "--output" if step.tool else "--output_dir")
         return Path(_substitute(out, self)) if out else self.run_dir / step.name
 
@@ -112,6 +113,9 @@ def load_pipeline(path: str | Path) -> Pipeline:
                     score={"recipe": raw["score"]} if isinstance(raw.get("score"), str) else raw.get("score"))
         if step.name in names:
             raise ConfigError(f"{where}: step name {step.name!r} is used twice")
+        if ":" in step.name or not step.name.strip():
+            raise ConfigError(f"{where}: step name {step.name!r}: use letters, digits, '_', '-', '.' "
+                              f"(':' names a step's evaluation node, {step.name.split(':')[0]}{EVAL})")
         if (step.stage is None) == (step.tool is None):
             raise ConfigError(f"{where} ({step.name}): give exactly one of 'stage' {sorted(STAGE_MODULES)} or 'tool' {sorted(TOOLS)}")
         if step.stage and step.stage not in STAGE_MODULES:
