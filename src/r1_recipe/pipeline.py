@@ -303,6 +303,8 @@ def run(pipeline: Pipeline, *, only: Sequence[str] | None = None, parallel: int 
                                 "(or leave out --only)")
     for node in sorted(done & set(nodes), key=nodes.index):
         logger.info("step %s: done, skipped", node)
+    if not set(nodes) - done:
+        return []  # nothing to run: no invocation in timing.json either
     width = max_parallel(pipeline, parallel)
     timing = Timing(pipeline.run_dir, width)
     results: dict[str, dict] = {}
