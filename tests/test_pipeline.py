@@ -18,7 +18,7 @@ from r1_recipe import pipeline as pipeline_module
 from r1_recipe.configs import ConfigError
 from r1_recipe.pipeline import load_pipeline, main, run, status_table
 from r1_recipe.pipeline_graph import default_max_parallel, read_timing
-from r1_recipe.report import timing_table
+from r1_recipe.report import timing_table, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,6 +166,11 @@ def test_independent_steps_run_side_by_side_and_a_dependent_waits_for_both(tmp_p
     whole = timing["invocations"][0]["finished"] - timing["invocations"][0]["started"]
     assert {row.split(" | ")[0].strip("| ") for row in table.splitlines()[2:6]} == {"a", "b", "c", "a:eval"}
     assert f"**{round(whole)} s**" in table and "max_parallel 2" in table
+    readme = tmp_path / "README.md"  # make demo's README update fills the timing block from the run
+    readme.write_text("<!-- rewards-table:start -->\n<!-- rewards-table:end -->\n"
+                      "<!-- demo-timing:start -->\nold\n<!-- demo-timing:end -->\n")
+    update_readme(readme, tmp_path / "run")
+    assert table in readme.read_text() and "old" not in readme.read_text()
     # a second run starts nothing: every node is done
     log.unlink()
     assert run(pipeline) == [] and not log.exists()
