@@ -326,7 +326,7 @@ def test_pipeline_slurm_chains_jobs_with_afterok(tmp_path):
     (fake / "sbatch").chmod(0o755)
     steps = ["stage1:recipes/Qwen2.5-1.5B/stage1/cold_start.yaml:2", "evaluate:runs/Qwen2.5-1.5B/stage1",
              "rl1:recipes/Qwen2.5-1.5B/rl1/config_node.yaml:1:zero2", "generate:recipes/demo/rejection.yaml:4"]
-    env = _env(PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", SBATCH_ARGS="--time=2:00:00")
+    env = _env(PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", SBATCH_ARGS="--time=2:00:00", R1_VENV=sys.prefix)
     result = subprocess.run(["bash", "slurm/pipeline.slurm", "--no-check", "--after", "99", *steps],
                             cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -336,7 +336,8 @@ def test_pipeline_slurm_chains_jobs_with_afterok(tmp_path):
         "--parsable --dependency=afterok:101 --time=2:00:00 slurm/evaluate.slurm --model runs/Qwen2.5-1.5B/stage1",
         "--parsable --dependency=afterok:101 --time=2:00:00 --nodes=1 slurm/train.slurm --stage rl1 --recipe "
         "recipes/Qwen2.5-1.5B/rl1/config_node.yaml --accelerator zero2",
-        "--parsable --dependency=afterok:103 --time=2:00:00 --array=0-3 slurm/generate.slurm --recipe "
+        # reads runs/demo/rl1, which no step here writes: it waits only for --after's job
+        "--parsable --dependency=afterok:99 --time=2:00:00 --array=0-3 slurm/generate.slurm --recipe "
         "recipes/demo/rejection.yaml",
     ]
     bad = subprocess.run(["bash", "slurm/pipeline.slurm", "--dry-run", "--no-check", "rl1:missing.yaml"],

@@ -1,4 +1,5 @@
-"""The pipeline: stages chained by folder (lineage), status, and resume after a SIGKILL."""
+"""The pipeline: a graph of stages chained by folder (lineage), status, steps side by side, and
+resume after a SIGKILL that lands while two steps run."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from r1_recipe import pipeline as pipeline_module
 from r1_recipe.configs import ConfigError
-from r1_recipe.pipeline import load_pipeline, main, status_table
+from r1_recipe.pipeline import load_pipeline, main, run, status_table
+from r1_recipe.pipeline_graph import default_max_parallel, read_timing
+from r1_recipe.report import timing_table, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _pipeline(tmp_path, sft_steps: int = 3, save_steps: int = 500) -> str:
+def _pipeline(tmp_path, sft_steps: int = 3, save_steps: int = 500, twin: bool = False) -> str:
     sft = tmp_path / "sft.yaml"
     sft.write_text(yaml.safe_dump({
         "model_name_or_path": "overridden/by-pipeline", "output_dir": "overridden",
@@ -35,7 +39,9 @@ def _pipeline(tmp_path, sft_steps: int = 3, save_steps: int = 500) -> str:
              "set": {"dataset_mixture": [{"path": "{data}/cold_start.jsonl"}]}},
             {"name": "again", "stage": "sft", "recipe": str(sft), "from": "cold",
              "set": {"dataset_mixture": [{"path": "{data}/cold_start.jsonl"}], "max_steps": 2}},
-        ]}))
+        ] + ([{"name": "twin", "stage": "sft", "recipe": str(sft), "from": "base",
+               "set": {"dataset_mixture": [{"path": "{data}/cold_start.jsonl"}], "seed": 1}}] if twin else []),
+        "max_parallel": 2}))
     return str(path)
 
 
@@ -60,26 +66,224 @@ def test_each_stage_reads_the_folder_the_previous_one_wrote(tmp_path, capsys):
     assert {s: json.loads((run / s / "lineage.json").read_text())["started"] for s in started} == started
 
 
-def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path):
-    # 200 steps, a checkpoint every 5: the kill lands long before the end (a run killed after its
-    # last checkpoint resumes into transformers' one step past max_steps, which is not this test)
-    recipe = _pipeline(tmp_path, sft_steps=200, save_steps=5)
-    run = tmp_path / "run"
+def test_kill_while_two_steps_run_then_the_same_command_finishes_with_nothing_lost_or_redone(tmp_path):
+    # two SFT steps from the same base run side by side (max_parallel 2); 80 steps, a checkpoint
+    # every 5: the kill lands long before either ends (a run killed after its last checkpoint
+    # resumes into transformers' one step past max_steps, which is not this test)
+    recipe = _pipeline(tmp_path, sft_steps=80, save_steps=5, twin=True)
+    run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "r1_recipe.pipeline", "--config", recipe],
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and not list((run / "cold").glob("checkpoint-*/trainer_state.json")):
+    deadline = time.time() + 300
+    while time.time() < deadline and not all(list((run_dir / s).glob("checkpoint-*/trainer_state.json"))
+                                              for s in ("cold", "twin")):
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)  # the pipeline and its stage process, mid-stage
+    os.killpg(proc.pid, signal.SIGKILL)  # the pipeline and both stage processes, mid-stage
     proc.wait()
-    assert list((run / "cold").glob("checkpoint-*")), "the stage never saved a checkpoint before the deadline"
-    assert "interrupted" in status_table(load_pipeline(recipe))
-    base_started = json.loads((run / "base" / "lineage.json").read_text())["started"]
+    saved = {s: max(int(p.parent.name.split("-")[1]) for p in (run_dir / s).glob("checkpoint-*/trainer_state.json"))
+             for s in ("cold", "twin")}  # both stages saved a checkpoint: both were running at the kill
+    table = status_table(load_pipeline(recipe))
+    assert "| cold | sft | interrupted |" in table and "| twin | sft | interrupted |" in table
+    assert "| again | sft | pending |" in table
+    finished = {s: json.loads((run_dir / s / "lineage.json").read_text())["started"] for s in ("base", "data")}
+    outputs = [run_dir / "base" / "model.safetensors", run_dir / "data" / "cold_start.jsonl"]
+    mtimes = [p.stat().st_mtime_ns for p in outputs]
 
     assert main(["--config", recipe]) == 0
-    assert json.loads((run / "base" / "lineage.json").read_text())["started"] == base_started  # not redone
-    cold = json.loads((run / "cold" / "results.json").read_text())
-    assert cold["global_step"] == 200 and "checkpoint-" in cold["resumed_from"]
+    assert {s: json.loads((run_dir / s / "lineage.json").read_text())["started"] for s in finished} == finished
+    assert [p.stat().st_mtime_ns for p in outputs] == mtimes  # not redone
+    for step, step_saved in saved.items():
+        results = json.loads((run_dir / step / "results.json").read_text())
+        resumed = int(results["resumed_from"].rsplit("checkpoint-", 1)[1])
+        assert results["global_step"] == 80 and resumed >= step_saved >= 5, (step, results["resumed_from"])
+    assert json.loads((run_dir / "again" / "results.json").read_text())["global_step"] == 2
+    timing = read_timing(run_dir)
+    assert len(timing["invocations"]) == 2 and [a["status"] for a in timing["nodes"]["cold"]["attempts"]] == [
+        "running", "done"]  # the killed attempt never ended; the resumed one did
+    assert [a["status"] for a in timing["nodes"]["base"]["attempts"]] == ["done"]
+
+
+# --- the graph, with cheap fake steps (real processes that sleep and log when they ran) -----------
+
+
+def _fake_commands(monkeypatch, tmp_path, seconds: float = 1.5, fail: str | None = None) -> Path:
+    """Every step and evaluation runs ``python -c`` that appends "<node> start|end <time>" to a log."""
+    log = tmp_path / "events.log"
+
+    def command(node: str) -> list[str]:
+        code = (f"import sys, time; f = open({str(log)!r}, 'a'); f.write('{node} start %r\\n' % time.time()); f.flush(); "
+                f"time.sleep({seconds}); f.write('{node} end %r\\n' % time.time()); f.close(); "
+                f"sys.exit({1 if node == fail else 0})")
+        return [sys.executable, "-c", code]
+
+    monkeypatch.setattr(pipeline_module, "step_command", lambda pipeline, step, recipe_file: command(step.name))
+    monkeypatch.setattr(pipeline_module, "eval_commands",
+                        lambda pipeline, step: [(command(step.name + ":eval"), "evaluate")])
+    return log
+
+
+def _events(log: Path) -> dict[str, tuple[float, float]]:
+    times: dict[str, dict[str, float]] = {}
+    for line in log.read_text().splitlines():
+        node, what, t = line.split()
+        times.setdefault(node, {})[what] = float(t)
+    return {node: (t["start"], t.get("end", float("inf"))) for node, t in times.items()}
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def _graph_pipeline(tmp_path, steps: list[dict], **extra) -> Path:
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump({"name": "g", "run_dir": str(tmp_path / "run"), "evaluation": "unused.yaml",
+                                    "steps": steps, **extra}))
+    return path
+
+
+def test_independent_steps_run_side_by_side_and_a_dependent_waits_for_both(tmp_path, monkeypatch):
+    log = _fake_commands(monkeypatch, tmp_path)
+    path = _graph_pipeline(tmp_path, max_parallel=2, steps=[
+        {"name": "a", "tool": "tiny", "evaluate": True},
+        {"name": "b", "tool": "data"},
+        {"name": "c", "tool": "tiny", "from": "a", "args": ["--note", "{b}/x.jsonl"]},  # waits for a and b
+    ])
+    pipeline = load_pipeline(path)
+    assert pipeline.waits == {"a": set(), "a:eval": {"a"}, "b": set(), "c": {"a", "b"}}
+    run(pipeline)
+    t = _events(log)
+    assert _overlap(t["a"], t["b"])  # independent: side by side
+    assert t["c"][0] >= max(t["a"][1], t["b"][1])  # dependent: after both
+    assert t["a:eval"][0] >= t["a"][1] and _overlap(t["a:eval"], t["c"])  # evaluation beside the next step
+    assert not any(_overlap(t[x], t[y]) and _overlap(t[x], t[z]) and _overlap(t[y], t[z])
+                   for x, y, z in [("a", "b", "c"), ("a:eval", "b", "c")])  # never three at once
+    # the timing record and the report's table come from the run itself
+    timing = read_timing(tmp_path / "run")
+    for node, (start, end) in t.items():
+        (attempt,) = timing["nodes"][node]["attempts"]
+        assert attempt["status"] == "done" and attempt["started"] <= start and attempt["finished"] >= end
+    table = timing_table(tmp_path / "run")
+    whole = timing["invocations"][0]["finished"] - timing["invocations"][0]["started"]
+    assert {row.split(" | ")[0].strip("| ") for row in table.splitlines()[2:6]} == {"a", "b", "c", "a:eval"}
+    assert f"**{round(whole)} s**" in table and "max_parallel 2" in table
+    readme = tmp_path / "README.md"  # make demo's README update fills the timing block from the run
+    readme.write_text("<!-- rewards-table:start -->\n<!-- rewards-table:end -->\n"
+                      "<!-- demo-timing:start -->\nold\n<!-- demo-timing:end -->\n")
+    update_readme(readme, tmp_path / "run")
+    assert table in readme.read_text() and "old" not in readme.read_text()
+    # a second run starts nothing: every node is done
+    log.unlink()
+    assert run(pipeline) == [] and not log.exists()
+
+
+def test_one_at_a_time_with_max_parallel_1(tmp_path, monkeypatch):
+    log = _fake_commands(monkeypatch, tmp_path, seconds=0.5)
+    path = _graph_pipeline(tmp_path, max_parallel=4, steps=[{"name": "a", "tool": "tiny"}, {"name": "b", "tool": "data"}])
+    assert main(["--config", str(path), "--max-parallel", "1"]) == 0  # the flag wins over the recipe
+    t = _events(log)
+    assert not _overlap(t["a"], t["b"])
+
+
+def test_a_failing_step_is_named_with_its_log_and_the_step_beside_it_finishes(tmp_path, monkeypatch, capsys):
+    log = _fake_commands(monkeypatch, tmp_path, seconds=1.0, fail="a")
+    path = _graph_pipeline(tmp_path, max_parallel=2, steps=[
+        {"name": "a", "tool": "tiny"}, {"name": "b", "tool": "data"}, {"name": "c", "tool": "tiny", "from": "a"}])
+    assert main(["--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "'a'" in err and str(tmp_path / "run" / "a" / "stage.log") in err
+    t = _events(log)
+    assert "c" not in t and t["b"][1] < float("inf")  # nothing new started; the running step finished
+    assert json.loads((tmp_path / "run" / "b" / "lineage.json").read_text())["status"] == "done"
+    assert "| c | tiny | pending |" in status_table(load_pipeline(path))
+
+
+def _load_error(tmp_path, steps: list[dict]) -> str:
+    with pytest.raises(ConfigError) as error:
+        load_pipeline(_graph_pipeline(tmp_path, steps))
+    return str(error.value)
+
+
+def test_load_time_errors_name_the_steps(tmp_path):
+    cycle = _load_error(tmp_path, [{"name": "a", "tool": "tiny", "from": "c"}, {"name": "b", "tool": "tiny", "from": "a"},
+                                   {"name": "c", "tool": "tiny", "args": ["--seed", "1", "--note", "{b}"]}])
+    assert "a -> c -> b -> a" in cycle and "cycle" in cycle
+    same = _load_error(tmp_path, [{"name": "a", "tool": "tiny", "args": ["--output", "{run_dir}/shared"]},
+                                  {"name": "b", "tool": "data", "args": ["--output", "{run_dir}/shared"]}])
+    assert "steps a and b would both write" in same and "shared" in same
+    nested = _load_error(tmp_path, [{"name": "a", "tool": "tiny"}, {"name": "a/inner", "tool": "data"}])
+    assert "steps a and a/inner would both write" in nested
+    unknown = _load_error(tmp_path, [{"name": "a", "tool": "tiny"}, {"name": "b", "tool": "data", "args": ["{rl9}"]}])
+    assert "step b: '{rl9}' names no step" in unknown and "['a', 'b']" in unknown
+
+
+def test_sequence_distillation_does_not_wait_for_its_teacher_but_records_it(tmp_path, monkeypatch):
+    steps = [{"name": "teacher", "tool": "tiny"}, {"name": "traces", "tool": "data"},
+             {"name": "student", "stage": "distill", "recipe": str(ROOT / "recipes/demo/distill.yaml"),
+              "set": {"teacher_model_name_or_path": "{teacher}", "dataset_mixture": [{"path": "{traces}"}]}}]
+    pipeline = load_pipeline(_graph_pipeline(tmp_path, steps))  # the recipe says distill_mode: sequence
+    assert pipeline.waits["student"] == {"traces"} and pipeline.teacher_step == {"student": "teacher"}
+    _fake_commands(monkeypatch, tmp_path, seconds=0.1)
+    run(pipeline, only=["traces", "student"])  # the teacher need not exist yet
+    lineage = json.loads((tmp_path / "run" / "student" / "lineage.json").read_text())
+    assert lineage["teacher_step"] == "teacher" and lineage["teacher"] == str(tmp_path / "run" / "teacher")
+    assert "teacher" not in lineage["waits_for"] and "(step `teacher`)" in (tmp_path / "run" / "student" / "README.md").read_text()
+    steps[2]["set"]["distill_mode"] = "logit"  # logit KD loads the teacher's weights: it waits
+    assert load_pipeline(_graph_pipeline(tmp_path, steps)).waits["student"] == {"traces", "teacher"}
+    steps[2]["set"].pop("distill_mode")
+    steps[2]["args"] = ["--distill_mode", "logit"]
+    assert load_pipeline(_graph_pipeline(tmp_path, steps)).waits["student"] == {"traces", "teacher"}
+
+
+def test_default_max_parallel_is_the_cores_over_each_steps_threads():
+    cores = len(os.sched_getaffinity(0))
+    assert default_max_parallel({"OMP_NUM_THREADS": "1"}) == cores
+    assert default_max_parallel({"OMP_NUM_THREADS": str(cores * 4)}) == 1  # at least one
+    assert default_max_parallel({}) == 1  # unset: each step's BLAS takes every core
+    assert default_max_parallel({"OMP_NUM_THREADS": "1"}, launcher="accelerate") == 1  # steps would share the GPUs
+
+
+def test_the_demo_runs_its_evaluations_beside_the_next_stage_and_distills_without_rl2():
+    demo = load_pipeline(ROOT / "recipes/demo/pipeline.yaml")
+    assert "stage1" in demo.waits["rl1"] and "stage1:eval" not in demo.waits["rl1"]
+    assert demo.waits["rm_helpful"] == {"base", "data"}  # side by side with the cold start
+    assert "rl2" not in demo.waits["distill"] and demo.teacher_step["distill"] == "rl2"
+    assert demo.max_parallel == 2
+    for path in ("recipes/Qwen2.5-1.5B/pipeline.yaml", "recipes/Qwen2.5-7B/pipeline.yaml"):
+        real = load_pipeline(ROOT / path)
+        assert real.launcher == "accelerate" and pipeline_module.max_parallel(real) == 1  # steps never share GPUs
+
+
+def test_pipeline_slurm_waits_for_the_steps_a_recipe_reads_not_the_line_before(tmp_path):
+    sbatch_log = tmp_path / "sbatch.log"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text(f'#!/usr/bin/env bash\necho "$*" >> {sbatch_log}\n'
+                                 f'echo "$(( $(wc -l < {sbatch_log}) + 100 ));cluster"\n')
+    (fake / "sbatch").chmod(0o755)
+    q = "recipes/Qwen2.5-1.5B"
+    steps = [f"stage1:{q}/stage1/cold_start.yaml",           # 101: reads the Hub base only
+             f"zero:{q}/zero/config_simplerl.yaml",           # 102: the R1-Zero branch, beside it
+             f"rl1:{q}/rl1/config_node.yaml",                 # 103: reads stage1
+             "evaluate:runs/Qwen2.5-1.5B/stage1",             # 104: reads stage1; nothing waits for it
+             f"generate:{q}/rejection/config_node.yaml:4",    # 105: reads rl1
+             f"stage2:{q}/stage2/config_node.yaml"]           # 106: reads rl1 and the rejection folder
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "R1_VENV": sys.prefix,
+           "PYTHONPATH": str(ROOT / "src")}
+    for key in [k for k in env if k.startswith("SLURM_")]:
+        env.pop(key)
+    result = subprocess.run(["bash", "slurm/pipeline.slurm", "--no-check", "--after", "99", *steps],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    deps = [line.split()[1] for line in sbatch_log.read_text().splitlines()]
+    assert deps == ["--dependency=afterok:99", "--dependency=afterok:99", "--dependency=afterok:101",
+                    "--dependency=afterok:101", "--dependency=afterok:103", "--dependency=afterok:103:105"]
+    dry = subprocess.run(["bash", "slurm/pipeline.slurm", "--no-check", "--dry-run", *steps[2:3], *steps[4:]],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert "JOB3=$(sbatch --parsable --dependency=afterok:$JOB1:$JOB2 " in dry.stdout
+    backwards = subprocess.run(["bash", "slurm/pipeline.slurm", "--no-check", "--dry-run", steps[2], steps[0]],
+                               cwd=ROOT, env=env, capture_output=True, text=True)
+    assert backwards.returncode == 2 and "which step 2" in backwards.stderr and "list that step first" in backwards.stderr
 
 
 def test_bad_pipeline_recipes_name_the_step(tmp_path):
@@ -88,7 +292,7 @@ def test_bad_pipeline_recipes_name_the_step(tmp_path):
     with pytest.raises(ConfigError, match=r"steps\[0\] \(a\): recipe nope.yaml does not exist"):
         load_pipeline(path)
     path.write_text(yaml.safe_dump({"steps": [{"name": "a", "tool": "tiny", "from": "later"}]}))
-    with pytest.raises(ConfigError, match="must name an earlier step"):
+    with pytest.raises(ConfigError, match=r"step a: .from. names no step"):
         load_pipeline(path)
 
 

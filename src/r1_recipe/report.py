@@ -5,7 +5,8 @@
 Reads every ``<stage>/eval_*.json`` the evaluator wrote under the run folder (one table row per
 stage, in pipeline order), the GRPO stages' ``aha_metrics.jsonl`` (reward, accuracy, completion
 length, self-correction over steps), rejection sampling's ``stats.json`` and distillation's
-teacher/student pair, and writes ``<output>/index.md`` with PNG plots beside it.
+teacher/student pair, and writes ``<output>/index.md`` with PNG plots beside it. The wall time of
+each step and of the whole run comes from the run's own ``timing.json`` (written by the pipeline).
 """
 
 from __future__ import annotations
@@ -53,6 +54,57 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _clock(seconds: float) -> str:
+    """
+    >>> _clock(59.4), _clock(754.0), _clock(3725)
+    ('59 s', '12 min 34 s', '1 h 02 min')
+    """
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def timing_table(run_dir: str | Path) -> str:
+    """Wall time per step (and per evaluation node) and of the whole run, from ``<run_dir>/timing.json``.
+
+    A step's time is the sum of its finished attempts (a resumed step: each piece); "started" is
+    when its last attempt began, counted from the start of that pipeline invocation. The whole run
+    is the sum of the invocations that finished; "steps, one after another" is the sum of the
+    steps' times — what the run would take with ``max_parallel: 1``, give or take. "" without a record.
+    """
+    path = Path(run_dir) / "timing.json"
+    if not path.exists():
+        return ""
+    data = json.loads(path.read_text())
+    invocations = data.get("invocations") or []
+    lines = ["| step | kind | started (min:s) | wall time | status |", "|---|---|---|---|---|"]
+    total_steps = 0.0
+    rows = []
+    for node, entry in data.get("nodes", {}).items():
+        attempts = entry.get("attempts") or []
+        if not attempts:
+            continue
+        wall = sum(a["finished"] - a["started"] for a in attempts if a.get("finished"))
+        total_steps += wall
+        last = attempts[-1]
+        began = max((i["started"] for i in invocations if i["started"] <= last["started"]), default=last["started"])
+        offset = last["started"] - began
+        status = last.get("status", "?") if last.get("finished") else "interrupted"
+        pieces = f" ({len(attempts)} attempts)" if len(attempts) > 1 else ""
+        rows.append((last["started"], f"| {node} | {entry.get('kind', '')} | {int(offset) // 60}:{int(offset) % 60:02d} | "
+                                      f"{_clock(wall)}{pieces} | {status} |"))
+    lines += [row for _, row in sorted(rows)]
+    whole = sum(i["finished"] - i["started"] for i in invocations if i.get("finished"))
+    width = max((i.get("max_parallel") or 1 for i in invocations), default=1)
+    lines.append(f"| **whole run** | max_parallel {width} | | **{_clock(whole)}** | "
+                 f"{len([i for i in invocations if i.get('finished')])} invocation(s) |")
+    lines.append(f"| steps, one after another | | | {_clock(total_steps)} | |")
+    return "\n".join(lines)
+
+
 def write_report(run_dir: str | Path) -> str:
     table = markdown_table(collect(run_dir))
     Path(run_dir, "report.md").write_text(f"# {Path(run_dir).name}: held-out accuracy per stage\n\n{table}\n")
@@ -74,7 +126,7 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def update_readme(readme: str | Path = "README.md", run_dir: str | Path | None = None) -> None:
-    """Regenerate the README's generated blocks: the rewards table, and the demo table from a run."""
+    """Regenerate the README's generated blocks: the rewards table, and the demo and timing tables from a run."""
     from r1_recipe.rewards import rewards_table
 
     path = Path(readme)
@@ -82,6 +134,9 @@ def update_readme(readme: str | Path = "README.md", run_dir: str | Path | None =
     if run_dir is not None and collect(run_dir):
         tables = [markdown_table(collect(run_dir)), reward_model_rows(run_dir)]
         text = replace_block(text, "demo-table", "\n\n".join(t for t in tables if t))
+    timing = timing_table(run_dir) if run_dir is not None else ""
+    if timing and "<!-- demo-timing:start -->" in text:
+        text = replace_block(text, "demo-timing", timing)
     path.write_text(text)
 
 
@@ -166,6 +221,9 @@ def write_full_report(run_dir: str | Path, output: str | Path) -> Path:
     rm_table = reward_model_rows(run_dir)
     if rm_table:
         lines += ["## Reward-model score on held-out general prompts", "", rm_table, ""]
+    timing = timing_table(run_dir)
+    if timing:
+        lines += ["## Wall time of each step and of the run", "", timing, ""]
     for folder in sorted(p for p in run_dir.iterdir() if p.is_dir()):
         if plot_rl(folder, out):
             last = _curves(folder)[-1]
