@@ -7,7 +7,7 @@ import time
 import pytest
 
 from r1_recipe.rewards import get_reward_funcs
-from r1_recipe.rewards.verify import TIMEOUT, MathVerifier
+from r1_recipe.rewards.verify import TIMEOUT, MathVerifier, verify_pair
 
 # Pairs the exact fast path leaves to math-verify (so they reach the cache through the slow path).
 SLOW = [("\\sin(x)", "\\sin(x)"), ("\\cos(x)", "\\sin(x)"), ("\\tan(x)", "\\tan(x)")]
@@ -94,3 +94,22 @@ def test_rewards_sharing_the_verifier_log_under_their_own_name(name):
     fn(completions=["<think>r</think> \\boxed{4}"], solution=["4"], prompts=["p"],
        log_metric=lambda n, value: logged.append((n, value)))
     assert logged == [(f"rewards/{name}/timeouts", 0.0)]
+
+
+def test_a_missing_answer_to_a_plain_reference_is_decided_without_starting_workers():
+    # A truncated completion has no answer: against a number the verdict is 0.0 (verify_pair's
+    # rule), and it must not cost the start of the math-verify processes (seconds on 2 cores).
+    v = MathVerifier(workers=2)
+    try:
+        got = v.verify_many([(None, "153"), ("  ", "7"), ("153", "153")])
+        assert got == [verify_pair(None, "153"), verify_pair("  ", "7"), 1.0] == [0.0, 0.0, 1.0]
+        assert v._workers == []
+    finally:
+        v.close()
+
+
+def test_a_missing_answer_to_a_reference_outside_the_fast_grammar_still_asks_math_verify():
+    v = MathVerifier(workers=0)
+    assert v.verify_many([(None, "\\sin(x)"), (None, "no math here")]) == [
+        verify_pair(None, "\\sin(x)"), verify_pair(None, "no math here")]
+    assert v.fast_decided == 0
