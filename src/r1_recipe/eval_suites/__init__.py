@@ -7,6 +7,7 @@ how an answer is pulled out of a completion and how it is checked.
     gsm8k         openai/gsm8k, main (test)            math-verify   k=4   reference after '####'
     arithmetic    generated held-out problems           exact match   k=4   (the CPU demo)
     humaneval     openai/openai_humaneval (test)       code sandbox  k=4   or the `make assets` copy
+    demo_code     generated held-out f(x) problems      code sandbox  k=4   (the CPU demo; batched runs)
 
 Domains with their own preparation and checks live beside this registry (``code``: HumanEval).
 A bare ``humaneval`` reads the copy ``make assets`` fetched when there is one (the same 164 rows,
@@ -36,14 +37,14 @@ from datasets import Dataset, load_dataset
 
 from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import DataError, load_source
-from r1_recipe.eval_suites import code
+from r1_recipe.eval_suites import code, demo_code
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 GPQA_INSTRUCTION = "Answer with the letter of the correct option in \\boxed{}, e.g. \\boxed{A}."
 LETTERS = "ABCD"
 logger = logging.getLogger(__name__)
-VERIFIERS = ("math", "letter", "exact", "code")
+VERIFIERS = ("math", "letter", "exact", "code", "code_batched")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Benchmark:
     max_new_tokens: int = 32_768
     num_problems: int | None = None  # None: all
     local_copy: Callable[[], Path | None] | None = None  # a cached copy read instead of the Hub
+    generate: Callable[[int, int], list[dict]] | None = None  # (n, seed) -> rows; None: arithmetic
 
 
 def _problem_answer(problem: str, answer: str) -> Callable[[dict, int], dict]:
@@ -125,6 +127,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("humaneval", "openai/openai_humaneval", columns=code.HUMANEVAL_COLUMNS,
                   prepare=code.humaneval_problem, instruction=code.CODE_INSTRUCTION, verifier="code",
                   local_copy=code.humaneval_local),
+        Benchmark(demo_code.NAME, None, instruction="", verifier="code_batched", max_new_tokens=512,
+                  num_problems=demo_code.NUM_PROBLEMS, generate=demo_code.rows),
     ]
 }
 
@@ -162,6 +166,8 @@ def load_benchmark(
     where = f"benchmark {spec}"
     if bench.hub_path is None and path is None:  # generated
         n = num_problems or bench.num_problems
+        if bench.generate is not None:
+            return label, bench, Dataset.from_list(bench.generate(n, seed))
         rows = [{**r, "answer": r["solution"], "raw_problem": r["problem"]}
                 for r in arithmetic.generate(n, split="test", seed=seed)]
         return label, bench, Dataset.from_list(rows)
@@ -227,7 +233,7 @@ def extract_letter(completion: str) -> str | None:
 
 
 def extract(completion: str, verifier: str) -> str | None:
-    if verifier == "code":
+    if verifier in ("code", "code_batched"):
         return code.extract_program(completion)
     return extract_letter(completion) if verifier == "letter" else extract_answer(completion)
 
@@ -252,6 +258,8 @@ def verify(answers: list[str | None], references: list[str], verifier: str, *, w
         raise ValueError(f"unknown verifier {verifier!r}; choose one of {VERIFIERS}")
     if verifier == "code":
         return code.run_tests(answers, references, workers=workers, timeout=timeout)
+    if verifier == "code_batched":  # the demo's one-line programs: see eval_suites/demo_code.py
+        return demo_code.run_batched(answers, references, workers=workers, timeout=timeout)
     if verifier != "math":
         return [a is not None and a.strip() == r.strip() for a, r in zip(answers, references)]
     from r1_recipe.rewards.verify import get_verifier
