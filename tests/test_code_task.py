@@ -185,3 +185,27 @@ def test_data_tool_writes_the_code_files_apart_from_the_arithmetic_ones(tmp_path
     assert 0 < styles.count("sloppy") < 30  # --sloppy 0.5 applies
     assert all("task" in json.loads(line) and json.loads(line)["task"] == "arithmetic"
                for line in open(tmp_path / "rl_prompts.jsonl"))  # rejection and RL 2 read no code
+
+
+def test_code_reward_runs_each_distinct_program_of_a_batch_once(monkeypatch):
+    """A GRPO group often holds the same program several times: one sandbox run per distinct
+    (program, tests), the same rewards as running each (the demo's RL budget)."""
+    from r1_recipe.rewards import code as code_reward
+    from r1_recipe.rewards.sandbox import LocalSandbox
+
+    runs = []
+
+    class Counting(LocalSandbox):
+        def run(self, program, stdin=""):
+            runs.append(program)
+            return super().run(program, stdin)
+
+    monkeypatch.setitem(code_reward.SANDBOX_PROVIDERS, "counting", Counting)
+    info = Problem("+", 4, "*", 3).verification_info
+    other = Problem("-", 4, "*", 3).verification_info
+    right, wrong = _completion("def f(x): return (x+4)*3"), _completion("def f(x): return x+4*3")
+    completions = [right] * 5 + [wrong] * 3 + [right]
+    infos = [info] * 8 + [other]  # the same program against other tests is another run
+    rewards = get_reward("code", provider="counting")(completions, verification_info=infos)
+    assert rewards == [1.0] * 5 + [0.0] * 3 + [0.0]
+    assert len(runs) == 3

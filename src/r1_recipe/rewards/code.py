@@ -4,6 +4,8 @@ Tests come in the row's ``verification_info`` column (a dict or its JSON string)
 ``{"test_cases": [{"input": stdin, "output": expected stdout}, …]}`` or
 ``{"tests": ["assert f(2) == 4", …]}`` (each appended to the program; passes on exit 0).
 Only Python runs locally; rows for other languages get None unless a provider runs them.
+Identical (program, test) jobs of one call run once (the samples of a GRPO group often repeat a
+program), so a program's verdict is its first run's.
 """
 
 from __future__ import annotations
@@ -78,8 +80,10 @@ def code(
             has_tests = bool(info.get("test_cases") or info.get("tests"))
             rows.append(jobs if has_tests else None)
         flat = [job for jobs in rows if jobs for job in jobs]
+        distinct = list(dict.fromkeys(flat))  # a GRPO group repeats programs: one run each
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            results = iter(list(pool.map(passed, flat)))
+            verdict = dict(zip(distinct, pool.map(passed, distinct)))
+        results = iter([verdict[job] for job in flat])
         out: list[float | None] = []
         for i, jobs in enumerate(rows):
             if jobs is None:
