@@ -1,12 +1,13 @@
 """The demo's held-out code benchmark: generated one-line ``f(x)`` problems, run in the sandbox.
 
-    demo_code   generated held-out problems (data/code_tasks.py)   code sandbox   k=4, 200 problems
+    demo_code   generated held-out problems (data/code_tasks.py)   code sandbox   k=4, 100 problems
 
 Problems are drawn from the held-out tenth of the code task (by a stable hash, so no training
 row of the demo holds one). Each answer is checked as HumanEval checks one: the completion's last
 fenced block, then the problem's asserts as ``check(f)`` (the reference is HumanEval-shaped: an
 empty ``prompt``, the asserts as ``test``, entry point ``f``); pass@1 over k samples with its
-standard error over problems.
+standard error over problems. 100 problems, not arithmetic's 200: the demo evaluates every stage
+on 2 CPU cores, and 100 already tell the cold start from RL stage 1 (0.77 ± 0.03 vs 0.97 ± 0.01).
 
 Speed (the demo runs this after every stage on 2 CPU cores): identical programs of a problem
 are run once, and the distinct ones run in batches, ``BATCH`` programs to one sandboxed
@@ -36,7 +37,7 @@ from r1_recipe.rewards.code import SANDBOX_PROVIDERS
 logger = logging.getLogger(__name__)
 
 NAME = "demo_code"
-NUM_PROBLEMS = 200
+NUM_PROBLEMS = 100
 BATCH = 64  # programs per sandboxed process
 
 
