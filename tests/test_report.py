@@ -7,10 +7,10 @@ import json
 from r1_recipe.report import collect, update_readme, write_full_report
 
 
-def _eval(folder, pass1, greedy):
+def _eval(folder, pass1, greedy, benchmark="arithmetic"):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "eval_arithmetic.json").write_text(json.dumps({
-        "benchmark": "arithmetic", "problems": 200, "greedy_accuracy": greedy, "pass@1": pass1,
+    (folder / f"eval_{benchmark}.json").write_text(json.dumps({
+        "benchmark": benchmark, "problems": 200, "greedy_accuracy": greedy, "pass@1": pass1,
         "pass@1_stderr": 0.02, "samples_per_problem": 4, "temperature": 0.7}))
 
 
@@ -25,7 +25,7 @@ def test_report_orders_stages_and_draws_the_plots(tmp_path):
          "aha/self_correction": 0.0}) + "\n" for s in (4, 8)))
     assert [r["stage"] for r in collect(run)] == ["stage1", "rl1"]  # pipeline order, not alphabetical
     index = write_full_report(run, tmp_path / "report").read_text()
-    assert "| rl1 | arithmetic | 200 | 0.950 | 0.910 ± 0.020 (4, 0.7) |" in index
+    assert "| rl1 | 0.950 | 0.910 ± 0.020 |" in index
     assert "| rl1 | 4.30 ± 0.40 | 0.87 / 0.02 / 0.01 |" in index
     for png in ("accuracy.png", "rl1_curves.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
@@ -34,4 +34,17 @@ def test_report_orders_stages_and_draws_the_plots(tmp_path):
                       "<!-- demo-table:start -->\nold\n<!-- demo-table:end -->\n")
     update_readme(readme, run)
     text = readme.read_text()
-    assert "old" not in text and "| stage1 | arithmetic |" in text and "| `accuracy` |" in text
+    assert "old" not in text and "| stage1 | 0.960 | 0.780 ± 0.020 |" in text and "| `accuracy` |" in text
+
+
+def test_report_puts_the_code_task_in_a_column_beside_arithmetic(tmp_path):
+    run = tmp_path / "run"
+    _eval(run / "stage1", 0.78, 0.96)
+    _eval(run / "stage1", 0.55, 0.70, benchmark="demo_code")
+    _eval(run / "rl1", 0.91, 0.95)
+    _eval(run / "rl1", 0.80, 0.90, benchmark="demo_code")
+    lines = write_full_report(run, tmp_path / "report").read_text().splitlines()
+    head = next(line for line in lines if line.startswith("| stage | arithmetic greedy"))
+    assert head.split(" | ")[3:5] == ["demo_code greedy", "demo_code pass@1 (200 problems, k=4, T=0.7) |"]
+    assert "| stage1 | 0.960 | 0.780 ± 0.020 | 0.700 | 0.550 ± 0.020 |" in lines
+    assert "| rl1 | 0.950 | 0.910 ± 0.020 | 0.900 | 0.800 ± 0.020 |" in lines

@@ -73,7 +73,7 @@ def _tiny(argv: Sequence[str]) -> None:
 
 
 def _data(argv: Sequence[str]) -> None:
-    from r1_recipe.data import arithmetic
+    from r1_recipe.data import arithmetic, code_tasks
     from r1_recipe.data.loading import write_jsonl
 
     p = ArgParser(prog="r1-recipe data", description="Generate the demo's JSONL datasets.")
@@ -91,6 +91,9 @@ def _data(argv: Sequence[str]) -> None:
     p.add_argument("--pretrain", type=int, default=20000, help="plain-text documents for the R1-Zero base (0: none)")
     p.add_argument("--general-sft", type=int, default=1000, help="general SFT rows (good/lazy/rude 50/25/25)")
     p.add_argument("--pairs", type=int, default=2000, help="preference pairs per reward model (0: no RL-2 data)")
+    p.add_argument("--code-cold-start", type=int, default=1000,
+                   help="cold-start traces of the code task (code_cold_start.jsonl; --sloppy applies; 0: none)")
+    p.add_argument("--code-prompts", type=int, default=1000, help="RL prompts of the code task (code_prompts.jsonl)")
     a = p.parse_args(argv)
     out = Path(a.output)
     extra = {}
@@ -111,6 +114,12 @@ def _data(argv: Sequence[str]) -> None:
         "general.jsonl": write_jsonl(arithmetic.generate_general(a.general, seed=a.seed), out / "general.jsonl"),
         "test.jsonl": write_jsonl(arithmetic.generate(a.test, split="test", seed=a.seed), out / "test.jsonl"),
     }
+    if a.code_cold_start:
+        counts["code_cold_start.jsonl"] = write_jsonl(
+            code_tasks.cold_start(a.code_cold_start, seed=a.seed, sloppy=a.sloppy), out / "code_cold_start.jsonl")
+    if a.code_prompts:
+        counts["code_prompts.jsonl"] = write_jsonl(code_tasks.rl_prompts(a.code_prompts, seed=a.seed + 1),
+                                                   out / "code_prompts.jsonl")
     counts.update(extra)
     print(json.dumps({str(out / k): v for k, v in counts.items()}, indent=1))
 

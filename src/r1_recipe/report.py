@@ -32,25 +32,51 @@ def collect(run_dir: str | Path) -> list[dict]:
     return sorted(rows, key=lambda r: (order.get(r["stage"], len(order)), r["stage"], r["benchmark"]))
 
 
+def _sampled(r: dict) -> str:
+    return f"{r['pass@1']:.3f} ± {r['pass@1_stderr']:.3f}" if "pass@1" in r else "—"
+
+
+def _setting(r: dict) -> tuple:
+    return r.get("problems"), r.get("samples_per_problem"), r.get("temperature")
+
+
 def markdown_table(rows: list[dict]) -> str:
-    """Held-out accuracy per stage as a Markdown table.
+    """Held-out accuracy per stage as a Markdown table: one row per stage, a greedy and a sampled
+    pass@1 column per benchmark (arithmetic, then the code task, ...), in the order first seen.
+    The header holds each benchmark's problems, k and T; a cell whose run differs says its own.
 
     >>> print(markdown_table([{"stage": "stage1", "benchmark": "arithmetic", "problems": 200,
     ...     "greedy_accuracy": 0.9, "pass@1": 0.75, "pass@1_stderr": 0.02, "samples_per_problem": 4,
+    ...     "temperature": 0.7}, {"stage": "stage1", "benchmark": "demo_code", "problems": 200,
+    ...     "greedy_accuracy": 0.8, "pass@1": 0.6, "pass@1_stderr": 0.03, "samples_per_problem": 4,
+    ...     "temperature": 0.7}, {"stage": "rl1", "benchmark": "arithmetic", "problems": 100,
+    ...     "greedy_accuracy": 0.95, "pass@1": 0.9, "pass@1_stderr": 0.02, "samples_per_problem": 4,
     ...     "temperature": 0.7}]))
-    | stage | benchmark | problems | greedy | pass@1 (k, T) |
+    | stage | arithmetic greedy | arithmetic pass@1 (200 problems, k=4, T=0.7) | demo_code greedy | demo_code pass@1 (200 problems, k=4, T=0.7) |
     |---|---|---|---|---|
-    | stage1 | arithmetic | 200 | 0.900 | 0.750 ± 0.020 (4, 0.7) |
+    | stage1 | 0.900 | 0.750 ± 0.020 | 0.800 | 0.600 ± 0.030 |
+    | rl1 | 0.950 | 0.900 ± 0.020 (100 problems, k=4, T=0.7) | — | — |
     """
-    lines = ["| stage | benchmark | problems | greedy | pass@1 (k, T) |", "|---|---|---|---|---|"]
+    benchmarks: dict[str, tuple] = {}
+    stages: dict[str, dict[str, dict]] = {}
     for r in rows:
-        greedy = f"{r['greedy_accuracy']:.3f}" if "greedy_accuracy" in r else "—"
-        sampled = (
-            f"{r['pass@1']:.3f} ± {r['pass@1_stderr']:.3f} ({r['samples_per_problem']}, {r['temperature']})"
-            if "pass@1" in r
-            else "—"
-        )
-        lines.append(f"| {r['stage']} | {r['benchmark']} | {r['problems']} | {greedy} | {sampled} |")
+        benchmarks.setdefault(r["benchmark"], _setting(r))
+        stages.setdefault(r["stage"], {})[r["benchmark"]] = r
+    head = ["stage"]
+    for name, (n, k, t) in benchmarks.items():
+        head += [f"{name} greedy", f"{name} pass@1 ({n} problems, k={k}, T={t})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stage, by_bench in stages.items():
+        cells = [stage]
+        for name, setting in benchmarks.items():
+            r = by_bench.get(name)
+            if r is None:
+                cells += ["—", "—"]
+                continue
+            own = "" if _setting(r) == setting else " ({} problems, k={}, T={})".format(*_setting(r))
+            greedy = f"{r['greedy_accuracy']:.3f}" if "greedy_accuracy" in r else "—"
+            cells += [greedy, _sampled(r) + own]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -154,12 +180,18 @@ def plot_accuracy(rows: list[dict], out: Path) -> Path | None:
     rows = [r for r in rows if "pass@1" in r]
     if not rows:
         return None
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    names = list(dict.fromkeys(r["benchmark"] for r in rows))  # one bar per benchmark and stage
+    width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    x = range(len(rows))
-    ax.bar(x, [r["pass@1"] for r in rows], yerr=[r.get("pass@1_stderr", 0) for r in rows], capsize=3,
-           label=f"pass@1 (k={rows[0].get('samples_per_problem')}, T={rows[0].get('temperature')})")
-    ax.plot(x, [r.get("greedy_accuracy", float("nan")) for r in rows], "o", color="black", label="greedy")
-    ax.set_xticks(list(x), [r["stage"] for r in rows])
+    for j, name in enumerate(names):
+        mine = [r for r in rows if r["benchmark"] == name]
+        x = [stages.index(r["stage"]) + (j - (len(names) - 1) / 2) * width for r in mine]
+        ax.bar(x, [r["pass@1"] for r in mine], width, yerr=[r.get("pass@1_stderr", 0) for r in mine], capsize=3,
+               label=f"{name} pass@1 (k={mine[0].get('samples_per_problem')}, T={mine[0].get('temperature')})")
+        ax.plot(x, [r.get("greedy_accuracy", float("nan")) for r in mine], "o", color="black",
+                label="greedy" if j == 0 else None)
+    ax.set_xticks(list(range(len(stages))), stages)
     ax.set_ylim(0, 1)
     ax.set_ylabel("held-out accuracy")
     ax.legend(loc="lower right", fontsize=8)

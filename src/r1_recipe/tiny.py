@@ -19,7 +19,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
 
-from r1_recipe.data import arithmetic
+from r1_recipe.data import arithmetic, code_tasks
 from r1_recipe.data.templates import R1_SYSTEM_PROMPT, R1_ZERO_PROMPT, format_response
 
 logger = logging.getLogger(__name__)
@@ -35,12 +35,17 @@ CHAT_TEMPLATE = (
 
 
 def _corpus(seed: int) -> list[str]:
-    """Text the BPE learns its merges from: the demo's prompts, traces and general rows."""
+    """Text the BPE learns its merges from: the demo's prompts and traces (arithmetic and code)
+    and general rows."""
     text = [R1_SYSTEM_PROMPT, R1_ZERO_PROMPT, "\\boxed{} user assistant system"]
     for style in arithmetic.STYLES:
         for row in arithmetic.generate(1500, seed=seed, style_weights={style: 1.0}):
             text.append(row["problem"])
             text.append(format_response(row["reasoning"], row["solution"]))
+    for style in code_tasks.STYLES:  # the demo's code task: its words, brackets and fences
+        for row in code_tasks.generate(500, seed=seed, style_weights={style: 1.0}):
+            text.append(row["problem"])
+            text.append(row["messages"][-1]["content"])
     for row in arithmetic.generate_general(500, seed=seed):
         text.append(row["problem"] + " " + format_response(row["reasoning"], row["solution"], boxed=False))
     return text

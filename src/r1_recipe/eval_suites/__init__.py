@@ -9,6 +9,7 @@ how an answer is pulled out of a completion and how it is checked.
     humaneval     openai/openai_humaneval (test)       code sandbox  k=4   or the `make assets` copy
     livecodebench livecodebench/code_generation_lite   code sandbox  k=16  release_v5, 2024-08-01..2025-01-31
     codeforces    open-r1/codeforces, verifiable (test) code sandbox k=8   stdin/stdout, official tests
+    demo_code     generated held-out f(x) problems      code sandbox  k=4   (the CPU demo; batched runs)
 
 Domains with their own preparation and checks live beside this registry (``code``: HumanEval,
 ``livecodebench``, ``codeforces``; ``code_tests`` runs every code benchmark's tests). A
@@ -41,14 +42,14 @@ from datasets import Dataset, load_dataset
 
 from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import DataError, load_source
-from r1_recipe.eval_suites import code, codeforces, livecodebench
+from r1_recipe.eval_suites import code, codeforces, demo_code, livecodebench
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 GPQA_INSTRUCTION = "Answer with the letter of the correct option in \\boxed{}, e.g. \\boxed{A}."
 LETTERS = "ABCD"
 logger = logging.getLogger(__name__)
-VERIFIERS = ("math", "letter", "exact", "code")
+VERIFIERS = ("math", "letter", "exact", "code", "code_batched")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Benchmark:
     options: dict | None = None
     load: Callable[[str | None, dict], Dataset] | None = None
     select: Callable[[Dataset, dict], Dataset] | None = None
+    generate: Callable[[int, int], list[dict]] | None = None  # (n, seed) -> rows; None: arithmetic
 
 
 def _problem_answer(problem: str, answer: str) -> Callable[[dict, int], dict]:
@@ -141,6 +143,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("codeforces", codeforces.HUB_ID, columns=codeforces.COLUMNS, prepare=codeforces.problem,
                   instruction="", verifier="code", num_samples=8, options=codeforces.OPTIONS,
                   load=codeforces.load, select=codeforces.select),
+        Benchmark(demo_code.NAME, None, instruction="", verifier="code_batched", max_new_tokens=512,
+                  num_problems=demo_code.NUM_PROBLEMS, generate=demo_code.rows),
     ]
 }
 
@@ -198,6 +202,8 @@ def load_benchmark(
     opts = resolve_options(label, bench, options)
     if bench.hub_path is None and path is None:  # generated
         n = num_problems or bench.num_problems
+        if bench.generate is not None:
+            return label, bench, Dataset.from_list(bench.generate(n, seed))
         rows = [{**r, "answer": r["solution"], "raw_problem": r["problem"]}
                 for r in arithmetic.generate(n, split="test", seed=seed)]
         return label, bench, Dataset.from_list(rows)
@@ -276,7 +282,7 @@ def extract_letter(completion: str) -> str | None:
 
 
 def extract(completion: str, verifier: str) -> str | None:
-    if verifier == "code":
+    if verifier in ("code", "code_batched"):
         return code.extract_program(completion)
     return extract_letter(completion) if verifier == "letter" else extract_answer(completion)
 
@@ -302,6 +308,8 @@ def verify(answers: list[str | None], references: list[str], verifier: str, *, w
         raise ValueError(f"unknown verifier {verifier!r}; choose one of {VERIFIERS}")
     if verifier == "code":
         return code.run_tests(answers, references, tests, workers=workers, timeout=timeout, progress=progress)
+    if verifier == "code_batched":  # the demo's one-line programs: see eval_suites/demo_code.py
+        return demo_code.run_batched(answers, references, workers=workers, timeout=timeout)
     if verifier != "math":
         return [a is not None and a.strip() == r.strip() for a, r in zip(answers, references)]
     from r1_recipe.rewards.verify import get_verifier

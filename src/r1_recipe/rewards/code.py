@@ -22,6 +22,8 @@ locally; rows for other languages get None unless a provider runs them. Per-row 
 rows are the ``reward_type`` ``code`` (and ``reasoning``/untagged) rows; math and general rows get
 None (see :data:`r1_recipe.rewards.base.REWARD_TYPES`). Every program goes through the
 sandbox's one call, ``Sandbox.run(program, stdin)``: a function-call test is a program too.
+Identical (program, test) jobs of one call run once (the samples of a GRPO group often repeat a
+program), so a program's verdict is its first run's.
 """
 
 from __future__ import annotations
@@ -192,8 +194,10 @@ def code(
             block = last_code_block(text)
             rows.append(_jobs(block, info)[:max_tests] if block is not None else [])  # []: no code block
         flat = [job for jobs in rows if jobs for job in jobs]
+        distinct = list(dict.fromkeys(flat))  # a GRPO group repeats programs: one run each
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            results = iter(list(pool.map(passed, flat)))
+            verdict = dict(zip(distinct, pool.map(passed, distinct)))
+        results = iter([verdict[job] for job in flat])
         out: list[float | None] = []
         for jobs in rows:
             if jobs is None:
