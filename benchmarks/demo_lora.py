@@ -7,8 +7,8 @@ From an existing cold start ``<demo>/stage1`` (``make demo``, or
 ``make stage1 RECIPE=recipes/demo/stage1.yaml`` after ``r1-recipe data --output runs/demo/data``),
 each (recipe, seed) trains in its own process into ``<demo>/<recipe>_s<seed>`` and is evaluated
 with recipes/demo/evaluate.yaml (200 held-out problems, pass@1 over 4 samples at T=0.7, with its
-standard error over problems); the cold start is evaluated the same way. A run whose
-``eval_arithmetic.json`` exists is not redone, so an interrupted benchmark resumes. Writes
+standard error over problems); the cold start is evaluated the same way. A trained model or an
+evaluation already in place is not redone, so an interrupted benchmark resumes. Writes
 ``benchmarks/demo_lora.json`` and prints the README's table.
 """
 
@@ -48,8 +48,9 @@ def evaluate(model: Path) -> dict:
 
 def train(recipe: str, seed: int, demo: Path) -> tuple[Path, float | None]:
     out = demo / f"{recipe}_s{seed}"
-    if (out / "eval_arithmetic.json").exists():
-        return out, None
+    if (out / "model.safetensors").exists():  # trained already (an interrupted benchmark resumes)
+        results = out / "results.json"
+        return out, json.loads(results.read_text()).get("train_seconds") if results.exists() else None
     out.mkdir(parents=True, exist_ok=True)
     seconds = _run(["r1_recipe.grpo", "--config", f"recipes/demo/{recipe}.yaml", "--seed", str(seed),
                     "--model_name_or_path", str(demo / "stage1"), "--dataset_mixture",
@@ -76,9 +77,11 @@ def main() -> None:
         for seed in args.seeds:
             out, seconds = train(recipe, seed, demo)
             result = evaluate(out)
-            steps = json.loads((out / "trainer_state.json").read_text())["global_step"]
+            trained = json.loads((out / "results.json").read_text())
+            steps = trained["global_step"]
             rows.append({"run": name, "recipe": f"recipes/demo/{recipe}.yaml", "seed": seed, "steps": steps,
-                         "train_seconds": seconds, "pass@1": result["pass@1"],
+                         "stopped_by_time_budget": trained.get("stopped_by_time_budget"),
+                         "train_seconds": seconds or trained.get("train_seconds"), "pass@1": result["pass@1"],
                          "pass@1_stderr": result["pass@1_stderr"], "greedy": result.get("greedy_accuracy"),
                          "gain_points": 100 * (result["pass@1"] - base["pass@1"])})
     Path(args.out).write_text(json.dumps({"cold_start": {k: base[k] for k in ("pass@1", "pass@1_stderr")},

@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import yaml
@@ -99,11 +98,11 @@ def main() -> None:
     if not (zero / "model.safetensors").exists():
         train(model, zero, prompts, args.train_args)
     after = evaluate(zero, zero)
-    state = json.loads((zero / "trainer_state.json").read_text())
-    steps = state["global_step"]
-    seconds = json.loads((zero / "results.json").read_text()).get("train_runtime") if (zero / "results.json").exists() else None
+    trained = json.loads((zero / "results.json").read_text())
+    steps, seconds = trained["global_step"], trained.get("train_seconds")
     loads = json.loads((zero / "load_average.json").read_text()) if (zero / "load_average.json").exists() else []
     result = {"model": str(model), "steps": steps, "train_seconds": seconds,
+              "stopped_by_time_budget": trained.get("stopped_by_time_budget"),
               "seconds_per_step": seconds / steps if seconds and steps else None,
               "load_average_1min": {"min": min(loads), "mean": sum(loads) / len(loads), "max": max(loads)} if loads else None,
               "before": {k: before[k] for k in ("pass@1", "pass@1_stderr", "answered", "truncated_share")},
