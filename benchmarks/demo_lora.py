@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = {"full fine-tune": "rl1", "LoRA r=16": "rl1_lora"}
+RECIPES = {"LoRA r=16": "rl1_lora", "full fine-tune": "rl1"}
 EVAL = ROOT / "recipes/demo/evaluate.yaml"
 
 
