@@ -3,7 +3,6 @@
 #   make demo                         the whole pipeline, tiny, on CPU (no GPU, no network)
 #   make test                         the CPU test suite (slow/gpu/multi_gpu tests excluded)
 #   make assets                       real tokenizers, SmolLM2-135M and HumanEval into ~/.cache/r1-recipe/assets
-#   make demo-real                    GRPO on a real pretrained model (SmolLM2-135M, ~1 h on 2 cores): eval, train, eval
 #   make demo-lora                    the demo's RL 1 with LoRA vs full fine-tuning, 2 seeds (needs runs/demo/stage1)
 #   make stage1 RECIPE=recipes/...    one stage; ACCELERATE=ddp|zero2|zero3|fsdp picks the launcher config
 #
@@ -31,7 +30,7 @@ else
 LAUNCH = $(PY) -m
 endif
 
-.PHONY: help install assets test test-slow demo demo-real demo-lora readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
+.PHONY: help install assets test test-slow demo demo-lora readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -67,11 +66,6 @@ demo: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m r1_recipe.pipeline --config recipes/demo/pipeline.yaml
 	$(VENV)/bin/r1-recipe report $(DEMO) --output report
 	$(PY) -c "from r1_recipe.report import update_readme; update_readme('README.md', '$(DEMO)')"
-
-# SmolLM2-135M-Instruct (`make assets`): held-out pass@1 -> GRPO (recipes/SmolLM2-135M/zero.yaml) -> pass@1,
-# the table of the README's "A real pretrained model"; outputs in runs/smollm2 (a finished step is not redone).
-demo-real: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(PY) benchmarks/real_model_rl.py
 
 # RL 1 with LoRA (recipes/demo/rl1_lora.yaml) and full fine-tuning (rl1.yaml), seeds 0 and 1, from $(DEMO)/stage1;
 # the README's LoRA table (benchmarks/demo_lora.json).

@@ -2,7 +2,7 @@
 laptop's 2 CPU cores: SmolLM2-135M-Instruct on two-digit arithmetic, sampled pass@1 on 200
 held-out problems before and after ~25 minutes of training, with standard errors and s/step.
 
-    make demo-real        # = OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/real_model_rl.py
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/real_model_rl.py [--out runs/smollm2]
 
 Steps, each a fresh process: (1) write ``<out>/data/rl_prompts.jsonl``, the generated training
 slice with recipes/SmolLM2-135M/evaluate.yaml's instruction appended as the evaluator appends it;
