@@ -3,6 +3,7 @@
 #   make demo                         the whole pipeline, tiny, on CPU (no GPU, no network)
 #   make test                         the CPU test suite (slow/gpu/multi_gpu tests excluded)
 #   make assets                       real tokenizers, SmolLM2-135M and HumanEval into ~/.cache/r1-recipe/assets
+#   make demo-lora                    the demo's RL 1 with LoRA vs full fine-tuning, 2 seeds (needs runs/demo/stage1)
 #   make stage1 RECIPE=recipes/...    one stage; ACCELERATE=ddp|zero2|zero3|fsdp picks the launcher config
 #
 # Stage targets run `accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml --num_processes N
@@ -29,7 +30,7 @@ else
 LAUNCH = $(PY) -m
 endif
 
-.PHONY: help install assets test test-slow demo readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
+.PHONY: help install assets test test-slow demo demo-lora readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -65,6 +66,11 @@ demo: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m r1_recipe.pipeline --config recipes/demo/pipeline.yaml
 	$(VENV)/bin/r1-recipe report $(DEMO) --output report
 	$(PY) -c "from r1_recipe.report import update_readme; update_readme('README.md', '$(DEMO)')"
+
+# RL 1 with LoRA (recipes/demo/rl1_lora.yaml) and full fine-tuning (rl1.yaml), seeds 0 and 1, from $(DEMO)/stage1;
+# the README's LoRA table (benchmarks/demo_lora.json).
+demo-lora: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(PY) benchmarks/demo_lora.py --demo $(DEMO)
 
 # Regenerate the README's tables (rewards from the registry, results from the last demo run).
 readme: $(VENV)/.installed

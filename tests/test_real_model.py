@@ -12,7 +12,9 @@ skip when the model has not been fetched. Measured on the shared 2-core box at l
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,10 +26,13 @@ from r1_recipe import cli
 from r1_recipe.configs import GRPOStageConfig, SFTStageConfig, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import write_jsonl
-from r1_recipe.rewards import REWARDS
+from r1_recipe.data.templates import prompt_for
+from r1_recipe.evaluate import EvalConfig
+from r1_recipe.rewards import REWARDS, get_reward_funcs
 from r1_recipe.rewards.base import named, texts
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +125,41 @@ def test_grpo_two_steps_changes_parameters(smollm2, tmp_path, monkeypatch):
     assert results["global_step"] == 2
     changed, total = _changed(smollm2, tmp_path / "rl")
     assert changed > total // 2, f"only {changed}/{total} tensors changed"
+
+
+def test_smollm2_grpo_recipe_trains_on_the_prompts_its_evaluation_asks(smollm2, tmp_path):
+    """recipes/SmolLM2-135M/: the GRPO prompts (written by benchmarks/real_model_rl.py) render to
+    exactly the text the evaluation recipe renders for a problem (one worked example, then the
+    question), neither the example nor any training prompt is a held-out problem, and the reward
+    pays a \\boxed{} sum but not a bare number."""
+    from r1_recipe.grpo import build_dataset
+
+    spec = importlib.util.spec_from_file_location("real_model_rl", ROOT / "benchmarks/real_model_rl.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    prompts = tmp_path / "rl_prompts.jsonl"
+    script.write_prompts(prompts, 50)
+    argv = ["--config", str(ROOT / "recipes/SmolLM2-135M/zero.yaml"), "--model_name_or_path", str(smollm2),
+            "--output_dir", str(tmp_path / "zero"), "--dataset_mixture", json.dumps([{"path": str(prompts)}])]
+    config = parse_config(GRPOStageConfig, argv)
+    train = build_dataset(config)
+    evaluation = parse_config(EvalConfig, ["--config", str(ROOT / "recipes/SmolLM2-135M/evaluate.yaml"),
+                                           "--model_name_or_path", str(smollm2)])
+    assert config.chat_template == evaluation.chat_template
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    tok.chat_template = (ROOT / config.chat_template).read_text()
+    row = train[0]
+    problem = row["problem"].split("\n\n")[0]  # "Compute a + b."
+    asked = prompt_for(f"{problem}\n\n{evaluation.instruction}", template=evaluation.template,
+                       system_prompt=evaluation.system_prompt)  # as evaluate() builds it
+    rendered = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    assert rendered == tok.apply_chat_template(asked, tokenize=False, add_generation_prompt=True)
+    assert rendered.endswith("Write the result as \\boxed{result}.<|im_end|>\n<|im_start|>assistant\n")
+    assert rendered.startswith("<|im_start|>user\nCompute 21 + 34.") and rendered.count("\\boxed{55}") == 1
+    held_out = {p.text for p in arithmetic.all_problems() if p.held_out}
+    assert not held_out & {p.split("\n\n")[0] for p in train["problem"]} and "Compute 21 + 34." not in held_out
+    (accuracy,) = get_reward_funcs(config.reward_funcs)
+    answer = row["solution"]
+    rewards = accuracy([f"{problem[8:-1]} = \\boxed{{{answer}}}", f"{problem[8:-1]} = {answer}.", "\\boxed{-1}"],
+                       solution=[answer] * 3, prompts=[row["prompt"]] * 3)
+    assert rewards == [1.0, 0.0, 0.0]
