@@ -55,9 +55,7 @@ def evaluate(model: Path, out: Path) -> dict:
 
 def write_prompts(path: Path, n: int) -> None:
     instruction = yaml.safe_load(EVAL.read_text())["instruction"]
-    rows = [{"problem": f"{r['problem']}\n\n{instruction}", "solution": r["solution"]}
-            for r in arithmetic.generate(n, seed=0)]
-    write_jsonl(rows, path)
+    write_jsonl(arithmetic.prompts_with_instruction(n, instruction, seed=0), path)
 
 
 def train(model: Path, out: Path, prompts: Path, extra: list[str]) -> list[float]:

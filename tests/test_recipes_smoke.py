@@ -1,5 +1,4 @@
-"""Every shipped recipe (``recipes/**.yaml`` except ``recipes/demo/`` and the real model's
-``recipes/SmolLM2-135M/``) runs as shipped on CPU.
+"""Every shipped recipe (``recipes/**.yaml`` except ``recipes/demo/``) runs as shipped on CPU.
 
 Only three things are swapped: the model (a Hub id becomes its stand-in from
 ``r1_recipe.standins``: real config shrunk, real tokenizer; a ``runs/…`` folder becomes the output
@@ -31,9 +30,25 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "hub"
-# recipes/demo/ runs in `make demo`; recipes/SmolLM2-135M/ trains a real model that has no stand-in
-# (tests/test_real_model.py runs those recipes, shrunk, on the real weights)
-NOT_HERE = {"demo", "SmolLM2-135M"}
+# recipes/demo/ runs in `make demo`; recipes/SmolLM2-135M/ runs here on the real weights (its
+# stand-in is the model itself, r1_recipe.standins)
+NOT_HERE = {"demo"}
+# the model an evaluation recipe of recipes/<family>/evaluate/ scores (it takes it on the command line)
+FAMILY_MODELS = {"SmolLM2-135M": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+# runs/ inputs no recipe writes (benchmarks/real_model_rl.py writes them with the same function)
+GENERATED = {"runs/smollm2/data/rl_prompts.jsonl": "recipes/SmolLM2-135M/evaluate.yaml"}
+
+
+def write_generated(path: str, folder: Path) -> Path:
+    """The SmolLM2 RL prompts: training problems with the evaluation recipe's instruction."""
+    from r1_recipe.data.arithmetic import prompts_with_instruction
+    from r1_recipe.data.loading import write_jsonl
+
+    instruction = yaml.safe_load((ROOT / GENERATED[path]).read_text())["instruction"]
+    out = folder / "generated" / path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(prompts_with_instruction(16, instruction), out)
+    return out
 ALL = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if not NOT_HERE & set(p.relative_to(ROOT / "recipes").parts))
 PIPELINES = [p for p in ALL if p.stem == "pipeline" or p.stem.startswith("pipeline_")]
 RECIPES = [p for p in ALL if p not in PIPELINES]
@@ -68,6 +83,7 @@ def stage_of(recipe: Path) -> str:
 def writer_of(path: str) -> tuple[Path, str]:
     """The recipe whose output_dir holds ``path`` (a node recipe over a Slurm one), and the rest."""
     found = []
+    assert path not in GENERATED, path
     for recipe in RECIPES:
         out = yaml.safe_load(recipe.read_text()).get("output_dir", "")
         if out and (path == out or path.startswith(out + "/")):
@@ -170,7 +186,9 @@ class Smoke:
         out = []
         for s in sources:
             s = {"path": s} if isinstance(s, str) else dict(s)
-            if str(s["path"]).startswith("runs/"):
+            if s["path"] in GENERATED:
+                s["path"] = str(write_generated(s["path"], self.tmp))
+            elif str(s["path"]).startswith("runs/"):
                 recipe, _ = writer_of(s["path"])
                 if stage_of(recipe) == "rejection_sampling":
                     seed_rejection(self.run(recipe))
@@ -195,7 +213,7 @@ class Smoke:
         stage, original = stage_of(recipe), yaml.safe_load(recipe.read_text())
         resolved = dict(original)
         if stage == "evaluate":  # evaluation recipes take the model on the command line: the family's base
-            resolved["model_name_or_path"] = f"Qwen/{recipe.parent.parent.name}"
+            resolved["model_name_or_path"] = family_model(recipe)
         resolved["model_name_or_path"] = self.model(resolved["model_name_or_path"])
         problems = self.problems.setdefault(recipe, [])
         try:  # before anything upstream runs: a recipe past the model's context fails on its own
@@ -223,6 +241,12 @@ class Smoke:
         except AssertionError as e:
             problems.append(str(e).split("\nassert")[0])
         return out
+
+
+def family_model(recipe: Path) -> str:
+    """The Hub model of the family folder an evaluation recipe sits in (recipes/<family>/…)."""
+    family = recipe.relative_to(ROOT / "recipes").parts[0]
+    return FAMILY_MODELS.get(family, f"Qwen/{family}")
 
 
 def positions(model: str) -> int:
@@ -305,7 +329,7 @@ def test_recipe_runs_on_stand_ins(recipe, smoke):
 def base_model(recipe: Path) -> str:
     """The Hub model a recipe's weights descend from, following runs/ folders to their writers."""
     data = yaml.safe_load(recipe.read_text())
-    model = data.get("model_name_or_path") or f"Qwen/{recipe.parent.parent.name}"  # evaluation: the family
+    model = data.get("model_name_or_path") or family_model(recipe)  # evaluation: the family's
     while model.startswith("runs/"):
         recipe, _ = writer_of(model)
         model = yaml.safe_load(recipe.read_text())["model_name_or_path"]
@@ -328,7 +352,8 @@ def test_recipe_inputs_exist_and_fit_the_model(recipe):
 
     data = yaml.safe_load(recipe.read_text())
     for path in runs_inputs(data):
-        writer_of(path)
+        if path not in GENERATED:
+            writer_of(path)
     model = base_model(recipe)
     assert model in STANDINS, f"{recipe}: {model} has no stand-in in r1_recipe.standins.STANDINS; add one"
     limit = STANDINS[model].config["max_position_embeddings"]

@@ -16,6 +16,8 @@ Values follow each model's ``config.json`` / ``tokenizer_config.json`` on the Hu
 - Qwen2.5-Math-1.5B: the same vocabulary with 4,096 positions and rope θ 10⁴.
 - Llama-3.1-8B (base): Llama config with llama3 rope scaling, vocabulary 128,256, BOS
   ``<|begin_of_text|>`` (128000), EOS ``<|end_of_text|>`` (128001), and *no* chat template.
+- SmolLM2-135M-Instruct: small enough to run as itself, so its "stand-in" is the real model,
+  the converted weights ``make assets`` caches (``smollm2-135m-instruct``), copied as they are.
 - Skywork-Reward-V2-Llama-3.1-8B (the public harmlessness reward model RL stage 2 names): the
   Llama 3.1 config as a one-output sequence classifier, with a Llama 3 chat template (end of turn
   ``<|eot_id|>``) and a pad token (id 128004, Llama 3.1's ``<|finetune_right_pad_id|>``).
@@ -72,7 +74,7 @@ class StandInError(RuntimeError):
 @dataclass(frozen=True)
 class StandIn:
     model_id: str
-    family: str  # "qwen2.5" | "llama3.1" | "llama3.1-rm"
+    family: str  # "qwen2.5" | "llama3.1" | "llama3.1-rm" | "real" (the asset is the model itself)
     asset: str
     config: dict = field(default_factory=dict)  # the real config's values that matter here
 
@@ -104,6 +106,8 @@ STANDINS: dict[str, StandIn] = {s.model_id: s for s in [
     StandIn("Qwen/Qwen2.5-Math-1.5B", "qwen2.5", "qwen3-tokenizer",
             {**QWEN25, "max_position_embeddings": 4096, "rope_theta": 10000.0}),
     StandIn("meta-llama/Llama-3.1-8B", "llama3.1", "llama3-tokenizer", LLAMA31),
+    StandIn("HuggingFaceTB/SmolLM2-135M-Instruct", "real", "smollm2-135m-instruct",
+            {"max_position_embeddings": 8192}),
     StandIn("Skywork/Skywork-Reward-V2-Llama-3.1-8B", "llama3.1-rm", "llama3-tokenizer",
             {**LLAMA31, "eos_token_id": 128009, "pad_token_id": 128004}),
 ]}
@@ -152,6 +156,10 @@ def build_standin(model_id: str, output_dir: str | Path, *, seed: int = 0) -> Pa
         raise KeyError(f"no stand-in for {model_id!r}; known: {', '.join(STANDINS)}")
     spec = STANDINS[model_id]
     output_dir = Path(output_dir)
+    if spec.family == "real":  # small enough to be its own stand-in
+        shutil.copytree(_asset(spec.asset), output_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+        logger.info("%s: the real model from the asset cache -> %s", model_id, output_dir)
+        return output_dir
     with tempfile.TemporaryDirectory() as tmp:
         if spec.family == "qwen2.5":
             tokenizer = _qwen25_tokenizer(_asset(spec.asset), Path(tmp))

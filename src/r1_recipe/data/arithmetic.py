@@ -198,6 +198,14 @@ def generate(
         }
 
 
+def prompts_with_instruction(n: int, instruction: str, *, seed: int = 0) -> list[dict]:
+    """``n`` training problems (``problem``, ``solution``), each followed by ``instruction`` the way
+    the evaluator appends a benchmark's instruction: the RL prompts of a model that is evaluated
+    with one (recipes/SmolLM2-135M)."""
+    return [{"problem": f"{r['problem']}\n\n{instruction}", "solution": r["solution"]}
+            for r in generate(n, seed=seed)]
+
+
 _WORDS = ("apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "candle", "forest", "rocket")
 _NAMES = ("Ada", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana")
 
