@@ -17,7 +17,7 @@ import yaml
 from r1_recipe import pipeline as pipeline_module
 from r1_recipe.configs import ConfigError
 from r1_recipe.pipeline import load_pipeline, main, run, status_table
-from r1_recipe.pipeline_graph import default_max_parallel, read_timing
+from r1_recipe.pipeline_graph import default_max_parallel, read_timing, schedule
 from r1_recipe.report import timing_table, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,11 +107,14 @@ def test_kill_while_two_steps_run_then_the_same_command_finishes_with_nothing_lo
 
 
 def _fake_commands(monkeypatch, tmp_path, seconds: float = 1.5, fail: str | None = None) -> Path:
-    """Every step and evaluation runs ``python -c`` that appends "<node> start|end <time>" to a log."""
+    """Every step and evaluation runs ``python -c`` that appends "<node> start|end <time>" to a log
+    (and writes the thread settings it was started with to ``threads_<node>.json``)."""
     log = tmp_path / "events.log"
 
     def command(node: str) -> list[str]:
-        code = (f"import sys, time; f = open({str(log)!r}, 'a'); f.write('{node} start %r\\n' % time.time()); f.flush(); "
+        seen = tmp_path / f"threads_{node}.json"
+        code = (f"import json, os, sys, time; json.dump({{k: os.environ.get(k) for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')}}, "
+                f"open({str(seen)!r}, 'w')); f = open({str(log)!r}, 'a'); f.write('{node} start %r\\n' % time.time()); f.flush(); "
                 f"time.sleep({seconds}); f.write('{node} end %r\\n' % time.time()); f.close(); "
                 f"sys.exit({1 if node == fail else 0})")
         return [sys.executable, "-c", code]
@@ -234,12 +237,112 @@ def test_sequence_distillation_does_not_wait_for_its_teacher_but_records_it(tmp_
     assert load_pipeline(_graph_pipeline(tmp_path, steps)).waits["student"] == {"traces", "teacher"}
 
 
-def test_default_max_parallel_is_the_cores_over_each_steps_threads():
+def test_default_max_parallel_is_the_cpus_and_the_cpus_are_the_usable_cores(tmp_path):
     cores = len(os.sched_getaffinity(0))
-    assert default_max_parallel({"OMP_NUM_THREADS": "1"}) == cores
-    assert default_max_parallel({"OMP_NUM_THREADS": str(cores * 4)}) == 1  # at least one
-    assert default_max_parallel({}) == 1  # unset: each step's BLAS takes every core
-    assert default_max_parallel({"OMP_NUM_THREADS": "1"}, launcher="accelerate") == 1  # steps would share the GPUs
+    assert default_max_parallel(cores) == cores  # the thread budget, not a count, limits
+    assert default_max_parallel(cores, launcher="accelerate") == 1  # steps would share the GPUs
+    pipeline = load_pipeline(_graph_pipeline(tmp_path, [{"name": "a", "tool": "tiny"}]))
+    assert pipeline_module.cpus(pipeline) == cores and pipeline_module.max_parallel(pipeline) == cores
+    assert pipeline_module.cpus(pipeline, 3) == 3 and pipeline_module.max_parallel(pipeline, cpu_budget=3) == 3
+    env = {"OMP_NUM_THREADS": "1"}  # a step naming no threads takes the pipeline's OMP_NUM_THREADS ...
+    assert pipeline_module.node_threads(pipeline, "a", env, 8) == 1
+    assert pipeline_module.node_threads(pipeline, "a", {}, 8) == 8  # ... and, unset, every core
+    assert pipeline_module.node_env(pipeline, "a", {"X": "1"}, 8) == {"X": "1"}  # left as the caller had it
+
+
+# --- the thread budget: a step's threads, the machine's cpus --------------------------------------
+
+
+def _threads_seen(tmp_path, node: str) -> dict:
+    return json.loads((tmp_path / f"threads_{node}.json").read_text())
+
+
+def test_a_two_thread_step_runs_alone_on_two_cpus_and_each_process_gets_its_thread_count(tmp_path, monkeypatch):
+    log = _fake_commands(monkeypatch, tmp_path, seconds=1.0)
+    path = _graph_pipeline(tmp_path, cpus=2, max_parallel=4, env={"OMP_NUM_THREADS": "1"}, steps=[
+        {"name": "wide", "tool": "tiny", "threads": 2, "evaluate": True, "eval_threads": 3},  # 3 > cpus: alone
+        {"name": "b", "tool": "data"},
+        {"name": "c", "tool": "data"},
+    ])
+    run(load_pipeline(path))
+    t = _events(log)
+    assert not any(_overlap(t["wide"], t[n]) for n in ("b", "c", "wide:eval"))
+    assert not any(_overlap(t["wide:eval"], t[n]) for n in ("b", "c"))
+    assert _overlap(t["b"], t["c"])  # two one-thread steps fill the two cpus side by side
+    assert _threads_seen(tmp_path, "wide") == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    assert _threads_seen(tmp_path, "b") == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the pipeline's env
+    assert _threads_seen(tmp_path, "wide:eval") == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}
+    timing = read_timing(tmp_path / "run")
+    assert timing["invocations"][0]["cpus"] == 2 and timing["nodes"]["wide"]["attempts"][0]["threads"] == 2
+
+
+def test_cpus_from_the_command_line_wins_over_the_recipe(tmp_path, monkeypatch):
+    log = _fake_commands(monkeypatch, tmp_path, seconds=0.5)
+    path = _graph_pipeline(tmp_path, cpus=4, max_parallel=4, env={"OMP_NUM_THREADS": "1"},
+                           steps=[{"name": "a", "tool": "tiny"}, {"name": "b", "tool": "data"}])
+    assert main(["--config", str(path), "--cpus", "1"]) == 0
+    t = _events(log)
+    assert not _overlap(t["a"], t["b"])
+
+
+def test_the_critical_two_thread_step_starts_first_and_the_side_branches_run_beside_what_follows(tmp_path, monkeypatch):
+    # the demo's shape: the reward models and the cold start all wait for base only; the cold start
+    # (2 threads) heads the longest chain, so it starts alone and the reward models run beside RL 1
+    log = _fake_commands(monkeypatch, tmp_path, seconds=1.0)
+    path = _graph_pipeline(tmp_path, cpus=2, max_parallel=2, env={"OMP_NUM_THREADS": "1"}, steps=[
+        {"name": "base", "tool": "tiny"},
+        {"name": "rm_a", "tool": "tiny", "from": "base"},
+        {"name": "rm_b", "tool": "tiny", "from": "base"},
+        {"name": "stage1", "tool": "tiny", "from": "base", "threads": 2},
+        {"name": "rl1", "tool": "tiny", "from": "stage1"},
+        {"name": "mid", "tool": "tiny", "from": "rl1"},
+        {"name": "rl2", "tool": "tiny", "from": "mid", "args": ["--note", "{rm_a}", "{rm_b}"]},
+    ])
+    run(load_pipeline(path))
+    t = _events(log)
+    assert not any(_overlap(t["stage1"], t[n]) for n in t if n != "stage1")
+    assert t["stage1"][0] < min(t["rm_a"][0], t["rm_b"][0])
+    assert _overlap(t["rm_a"], t["rl1"])
+
+
+def test_a_two_thread_node_is_not_starved_by_one_thread_nodes_that_keep_coming():
+    # "big" is the highest-priority ready node while "a" runs; each "s" would fit beside "a" (or
+    # beside another "s"), and without the reservation they would keep the second cpu busy until
+    # the last of them, leaving "big" waiting behind all of them
+    times: dict[str, tuple[float, float]] = {}
+
+    def work(node: str) -> None:
+        start = time.monotonic()
+        time.sleep(0.3)
+        times[node] = (start, time.monotonic())
+
+    order = ["a", "big", "s1", "s2", "s3", "s4"]
+    failed = schedule(order, {}, work, max_parallel=4, done=set(), threads={"big": 2}, cpus=2)
+    assert not failed and set(times) == set(order)
+    assert times["big"][0] >= times["a"][1]  # it waited only for what was running when it became ready
+    assert all(times[s][0] >= times["big"][1] for s in ("s1", "s2", "s3", "s4"))  # nothing jumped it
+    assert _overlap(times["s1"], times["s2"]) and _overlap(times["s3"], times["s4"])  # 1 + 1 <= 2 after it
+    assert not _overlap(times["a"], times["s1"])  # s1 fit beside a, but big was ahead of it
+
+
+def test_torch_takes_the_steps_thread_count(tmp_path, monkeypatch):
+    seen = tmp_path / "torch_threads.txt"
+    code = f"import torch; open({str(seen)!r}, 'w').write(str(torch.get_num_threads()))"
+    monkeypatch.setattr(pipeline_module, "step_command", lambda pipeline, step, recipe_file: [sys.executable, "-c", code])
+    run(load_pipeline(_graph_pipeline(tmp_path, cpus=1, env={"OMP_NUM_THREADS": "1"},
+                                      steps=[{"name": "a", "tool": "tiny", "threads": 2}])))
+    # more than the cpus: it runs alone, with the threads it asked for (torch caps them at the cores)
+    assert seen.read_text() == str(min(2, os.cpu_count()))
+
+
+def test_bad_thread_counts_are_load_errors_naming_the_step(tmp_path):
+    for bad in (0, True, "2"):
+        error = _load_error(tmp_path, [{"name": "a", "tool": "tiny", "threads": bad}])
+        assert "steps[0] (a): threads: expected a whole number of threads >= 1" in error
+    error = _load_error(tmp_path, [{"name": "a", "tool": "tiny", "eval_threads": -1}])
+    assert "(a): eval_threads" in error
+    with pytest.raises(ConfigError, match="cpus must be a whole number >= 1"):
+        load_pipeline(_graph_pipeline(tmp_path, [{"name": "a", "tool": "tiny"}], cpus=0))
 
 
 def test_the_demo_runs_its_evaluations_beside_the_next_stage_and_distills_without_rl2():
@@ -247,7 +350,7 @@ def test_the_demo_runs_its_evaluations_beside_the_next_stage_and_distills_withou
     assert "stage1" in demo.waits["rl1"] and "stage1:eval" not in demo.waits["rl1"]
     assert demo.waits["rm_helpful"] == {"base", "data"}  # side by side with the cold start
     assert "rl2" not in demo.waits["distill"] and demo.teacher_step["distill"] == "rl2"
-    assert demo.max_parallel == 2
+    assert demo.max_parallel == 2 and demo.step("stage1").threads == 2  # the critical path takes both cores
     for path in ("recipes/Qwen2.5-1.5B/pipeline.yaml", "recipes/Qwen2.5-7B/pipeline.yaml"):
         real = load_pipeline(ROOT / path)
         assert real.launcher == "accelerate" and pipeline_module.max_parallel(real) == 1  # steps never share GPUs

@@ -4,6 +4,7 @@
     r1-recipe pipeline --config recipes/demo/pipeline.yaml          # run (skips finished steps)
     r1-recipe pipeline --config recipes/demo/pipeline.yaml --status # done / running / pending
     r1-recipe pipeline --config recipes/demo/pipeline.yaml --max-parallel 1   # one step at a time
+    r1-recipe pipeline --config recipes/demo/pipeline.yaml --cpus 8           # a bigger machine's thread budget
 
 A pipeline recipe names a run folder and its steps. Each step is a stage (``sft``, ``grpo``,
 ``rejection_sampling``, ``reward_model``, ``distill``) with its own stage recipe, or a tool
@@ -20,12 +21,29 @@ recipe, ``set:`` or ``args``) trains on the teacher's traces alone, so its
 (``teacher_step`` in its lineage) and the folder still substituted. A step's evaluation and scoring
 form their own node (``<step>:eval``, log ``<folder>/eval.log``) that waits for the step and for
 the steps its ``score:`` names; the next stage waits for the training only, so evaluation runs
-beside it. Up to ``max_parallel`` nodes run at once, the ones with the longest chain of steps
-behind them first (pipeline key; ``--max-parallel`` overrides;
-default: the usable cores over each step's ``OMP_NUM_THREADS`` from ``env:``, at least 1, and 1
-under ``launcher: accelerate``, where each step takes every visible GPU — set it higher only where
-that is not so). Two steps writing the same folder, a cycle, or a ``{name}``/``from:`` that is no
+beside it. Two steps writing the same folder, a cycle, or a ``{name}``/``from:`` that is no
 step are load-time errors naming the steps.
+
+Thread budget. A step may say ``threads: N`` (its training or tool) and ``eval_threads: N`` (its
+evaluation node); a node that says nothing gets the ``OMP_NUM_THREADS`` of the pipeline's ``env:``
+(or of the caller's environment; unset, its BLAS takes every core, so it counts as ``cpus``). The
+node's process gets ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` = N, which torch takes as its
+intra-op thread count (capped at the machine's cores). The machine is ``cpus`` threads (pipeline
+key; ``--cpus`` overrides; default: the usable cores). Ready nodes start in priority order — the
+longest chain of steps behind them first — and a node starts only when the running nodes' threads
+plus its own are at most ``cpus`` and fewer than ``max_parallel`` nodes run (pipeline key;
+``--max-parallel`` overrides; default: ``cpus``, and 1 under ``launcher: accelerate``, where each
+step takes every visible GPU — set it higher only where that is not so). A node that asks for more
+than ``cpus`` runs alone. The highest-priority ready node that does not fit reserves the machine:
+nothing behind it starts until it has, so a 2-thread step is never starved by 1-thread steps that
+keep becoming ready (the rule is ``pipeline_graph.schedule``'s). In the demo, stage 1 (``threads:
+2``, the critical path) starts alone; the reward models then run beside RL 1, rejection sampling and
+stage 2. Under ``launcher: accelerate`` ``threads`` is each rank's ``OMP_NUM_THREADS`` and the node
+is counted once. ``slurm/pipeline.slurm`` submits stage recipes, not this file: there ``threads``
+maps to nothing — a job's cores are its ``--cpus-per-task`` (``slurm/common.sh``). More threads pay
+only on cores nothing else uses: on a 2-core box other jobs kept busy (load ~5), 100 steps of the
+demo's stage 1 took 127-395 s on 2 threads against 42-71 s on 1 (OpenMP's spinning threads wait for
+a descheduled one; ``OMP_WAIT_POLICY=PASSIVE`` in ``env:`` gave 41-86 s there).
 
 Each node runs in its own process (``python -m r1_recipe.<stage>`` or, with ``launcher:
 accelerate``, ``accelerate launch --num_processes N`` for the training stages, N = ``num_processes``
@@ -54,7 +72,15 @@ import yaml
 
 from r1_recipe.command_line import ArgParser
 from r1_recipe.configs import ConfigError, read_recipe
-from r1_recipe.pipeline_graph import Timing, critical_first, default_max_parallel, schedule, write_json
+from r1_recipe.pipeline_graph import (
+    Timing,
+    critical_first,
+    default_max_parallel,
+    default_threads,
+    schedule,
+    usable_cpus,
+    write_json,
+)
 from r1_recipe.pipeline_recipe import (  # noqa: F401  (Pipeline, Step, load_pipeline: this module's API too)
     EVAL,
     LAUNCHED_STAGES,
@@ -272,8 +298,13 @@ def status_table(pipeline: Pipeline) -> str:
     return "\n".join(rows)
 
 
-def max_parallel(pipeline: Pipeline, override: int | None = None) -> int:
-    """``--max-parallel``, else the recipe's ``max_parallel``, else what the cores allow (see the module doc)."""
+def cpus(pipeline: Pipeline, override: int | None = None) -> int:
+    """``--cpus``, else the recipe's ``cpus``, else the usable cores: the threads nodes share."""
+    return override or pipeline.cpus or usable_cpus()
+
+
+def max_parallel(pipeline: Pipeline, override: int | None = None, cpu_budget: int | None = None) -> int:
+    """``--max-parallel``, else the recipe's ``max_parallel``, else ``cpus`` (see the module doc)."""
     if override is not None:
         return override
     if pipeline.max_parallel is not None:
@@ -281,12 +312,28 @@ def max_parallel(pipeline: Pipeline, override: int | None = None) -> int:
             logger.warning("max_parallel %d under launcher: accelerate: each step launches on every visible GPU, "
                            "so steps side by side share them", pipeline.max_parallel)
         return pipeline.max_parallel
-    return default_max_parallel({**os.environ, **{k: str(v) for k, v in pipeline.env.items()}}, pipeline.launcher)
+    return default_max_parallel(cpu_budget or cpus(pipeline), pipeline.launcher)
 
 
-def run(pipeline: Pipeline, *, only: Sequence[str] | None = None, parallel: int | None = None) -> list[dict]:
-    """Run every node not yet done, each once the nodes it waits for are; return the lineage of each
-    step (or evaluation) run now. ``only``: these steps (and their evaluations, or ``name:eval``)."""
+def node_threads(pipeline: Pipeline, node: str, env: dict, cpu_budget: int) -> int:
+    """The threads a node takes: its ``threads`` / ``eval_threads``, else the steps' ``OMP_NUM_THREADS``."""
+    return pipeline.threads(node) or default_threads(env, cpu_budget)
+
+
+def node_env(pipeline: Pipeline, node: str, env: dict, cpu_budget: int) -> dict:
+    """The node's process environment: ``env`` with its thread count as OMP/MKL_NUM_THREADS (left
+    unset, as the caller had it, when neither the step nor the environment names one)."""
+    if pipeline.threads(node) is None and not env.get("OMP_NUM_THREADS"):
+        return env
+    threads = str(node_threads(pipeline, node, env, cpu_budget))
+    return {**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+def run(pipeline: Pipeline, *, only: Sequence[str] | None = None, parallel: int | None = None,
+        cpu_budget: int | None = None) -> list[dict]:
+    """Run every node not yet done, each once the nodes it waits for are and its threads fit; return
+    the lineage of each step (or evaluation) run now. ``only``: these steps (and their evaluations,
+    or ``name:eval``); ``parallel`` / ``cpu_budget``: ``--max-parallel`` / ``--cpus``."""
     env = {**os.environ, **{k: str(v) for k, v in pipeline.env.items()}}
     env.setdefault("WANDB_RUN_GROUP", pipeline.name)
     nodes = pipeline.nodes()
@@ -305,22 +352,28 @@ def run(pipeline: Pipeline, *, only: Sequence[str] | None = None, parallel: int 
         logger.info("step %s: done, skipped", node)
     if not set(nodes) - done:
         return []  # nothing to run: no invocation in timing.json either
-    width = max_parallel(pipeline, parallel)
-    timing = Timing(pipeline.run_dir, width)
+    budget = cpus(pipeline, cpu_budget)
+    width = max_parallel(pipeline, parallel, budget)
+    threads = {n: node_threads(pipeline, n, env, budget) for n in nodes}
+    for node in [n for n in nodes if threads[n] > budget and n not in done]:
+        logger.info("step %s: %d threads, more than the %d cpus: it runs alone", node, threads[node], budget)
+    timing = Timing(pipeline.run_dir, width, budget)
     results: dict[str, dict] = {}
 
     def work(node: str) -> None:
         step = pipeline.step(node.removesuffix(EVAL))
-        timing.start(node, "evaluate" if node.endswith(EVAL) else step.kind)
+        timing.start(node, "evaluate" if node.endswith(EVAL) else step.kind, threads[node])
         try:
-            results[node] = (run_evaluation if node.endswith(EVAL) else run_step)(pipeline, step, env)
+            results[node] = (run_evaluation if node.endswith(EVAL) else run_step)(
+                pipeline, step, node_env(pipeline, node, env, budget))
         except BaseException:
             timing.end(node, "failed")
             raise
         timing.end(node, "done")
 
-    logger.info("pipeline %s: %d step(s) to run, up to %d at once", pipeline.name, len(set(nodes) - done), width)
-    failed = schedule(critical_first(nodes, pipeline.waits), pipeline.waits, work, width, done)
+    logger.info("pipeline %s: %d step(s) to run, up to %d at once within %d cpus", pipeline.name,
+                len(set(nodes) - done), width, budget)
+    failed = schedule(critical_first(nodes, pipeline.waits), pipeline.waits, work, width, done, threads, budget)
     timing.close()
     if failed:
         errors = [str(e) if isinstance(e, PipelineError) else f"step {n!r}: {type(e).__name__}: {e}"
@@ -336,17 +389,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="pipeline recipe (recipes/<model>/pipeline.yaml)")
     p.add_argument("--status", action="store_true", help="print each step's state and headline metric, run nothing")
     p.add_argument("--only", nargs="+", help="run only these steps (their inputs must be done)")
-    p.add_argument("--max-parallel", type=int, help="steps run at once (default: the recipe's max_parallel, else "
-                   "the cores over OMP_NUM_THREADS; 1 under launcher: accelerate)")
+    p.add_argument("--max-parallel", type=int, help="most steps at once (default: the recipe's max_parallel, else "
+                   "--cpus; 1 under launcher: accelerate)")
+    p.add_argument("--cpus", type=int, help="threads the steps side by side may use together (default: the "
+                   "recipe's cpus, else the usable cores); a step's share is its threads: (else OMP_NUM_THREADS)")
     a = p.parse_args(argv)
-    if a.max_parallel is not None and a.max_parallel < 1:
-        raise ConfigError(f"--max-parallel must be >= 1, got {a.max_parallel}")
+    for flag, value in (("--max-parallel", a.max_parallel), ("--cpus", a.cpus)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     setup_logging()
     pipeline = load_pipeline(a.config)
     if not a.status:
         check_steps(pipeline)
         try:
-            run(pipeline, only=a.only, parallel=a.max_parallel)
+            run(pipeline, only=a.only, parallel=a.max_parallel, cpu_budget=a.cpus)
         except PipelineError as e:
             print(f"r1-recipe pipeline: {e}", file=sys.stderr)
             return 1

@@ -7,9 +7,9 @@ graph logic testable on its own and free of an import cycle.
 
     python -m r1_recipe.pipeline_graph KIND:ARG ...   # for slurm/pipeline.slurm: the steps each one waits for
 
-Timing (``<run_dir>/timing.json``): every invocation of the pipeline (start, end, max_parallel) and
-every attempt of every node (start, end, status). A node's wall time is the sum of its finished
-attempts; the run's wall time is the sum of its invocations, so a resumed run is not charged the
+Timing (``<run_dir>/timing.json``): every invocation of the pipeline (start, end, max_parallel, cpus)
+and every attempt of every node (start, end, status, threads). A node's wall time is the sum of its
+finished attempts; the run's wall time is the sum of its invocations, so a resumed run is not charged the
 hours it sat killed (the minutes lost to the kill itself are not counted either: the killed
 invocation has no end). ``r1_recipe.report`` turns it into the README's timing table.
 """
@@ -83,22 +83,40 @@ def critical_first(order: list[str], waits: Mapping[str, Iterable[str]]) -> list
 
 
 def schedule(order: list[str], waits: Mapping[str, set[str]], work: Callable[[str], None], max_parallel: int,
-             done: set[str]) -> dict[str, BaseException]:
-    """Run ``work(node)`` for every node of ``order`` not in ``done``, at most ``max_parallel`` at
-    once, each as soon as the nodes it waits for are done; ready nodes start in ``order``.
+             done: set[str], threads: Mapping[str, int] | None = None,
+             cpus: int | None = None) -> dict[str, BaseException]:
+    """Run ``work(node)`` for every node of ``order`` not in ``done``, each as soon as the nodes it
+    waits for are done and it fits; return the nodes that failed with their errors.
+
+    The rule: ready nodes start strictly in ``order`` (the priority, see ``critical_first``). A node
+    fits when fewer than ``max_parallel`` nodes run and the running nodes' ``threads`` (default 1
+    each) plus its own are at most ``cpus`` (default: no limit); a node that asks for more than
+    ``cpus`` fits only when nothing runs, and then runs alone. The first ready node that does not fit
+    reserves the machine: nothing of lower priority starts before it, so a 2-thread node cannot
+    starve while 1-thread nodes keep becoming ready beside it — it starts once enough running nodes
+    have finished. (No backfill: the scheduler does not know how long a node takes, so letting a
+    smaller node jump the queue could delay the critical path by the whole of that node.)
 
     A node that raises stops new starts; the nodes already running finish (their work is not thrown
     away), and the nodes that failed are returned with their errors. Each ``work`` runs in a thread
     that waits on the node's own process, so the nodes really run side by side.
     """
+    threads = threads or {}
     done, pending, failed = set(done), [n for n in order if n not in done], {}
     running: dict[Future, str] = {}
+
+    def fits(node: str) -> bool:
+        if not running:
+            return True
+        used = sum(threads.get(n, 1) for n in running.values())
+        return len(running) < max_parallel and (cpus is None or used + threads.get(node, 1) <= cpus)
+
     with ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
         while pending or running:
             if not failed:
                 for node in [n for n in pending if waits.get(n, set()) <= done]:
-                    if len(running) >= max_parallel:
-                        break
+                    if not fits(node):
+                        break  # the highest-priority ready node waits, and so does everything after it
                     pending.remove(node)
                     running[pool.submit(work, node)] = node
             if not running:
@@ -113,18 +131,29 @@ def schedule(order: list[str], waits: Mapping[str, set[str]], work: Callable[[st
     return failed
 
 
-def default_max_parallel(env: Mapping[str, str], launcher: str = "python") -> int:
-    """How many steps fit side by side: the cores this process may use over each step's thread
-    budget (``OMP_NUM_THREADS``; unset, a step's BLAS takes every core), at least 1. Under
-    ``launcher: accelerate`` every step launches on all the visible GPUs, so steps run one at a time."""
-    if launcher == "accelerate":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def usable_cpus() -> int:
+    """The cores this process may use (its CPU affinity where the platform tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_threads(env: Mapping[str, str], cpus: int) -> int:
+    """A node's thread budget when its step names none: ``OMP_NUM_THREADS`` of the environment the
+    steps get; unset (or not a number), a step's BLAS takes every core, so ``cpus``.
+
+    >>> [default_threads(env, 8) for env in ({"OMP_NUM_THREADS": "1"}, {}, {"OMP_NUM_THREADS": "x"})]
+    [1, 8, 8]
+    """
     try:
-        threads = int(env.get("OMP_NUM_THREADS") or cores)
+        return max(1, int(env.get("OMP_NUM_THREADS") or cpus))
     except ValueError:
-        threads = cores
-    return max(1, cores // max(1, threads))
+        return cpus
+
+
+def default_max_parallel(cpus: int, launcher: str = "python") -> int:
+    """The cap on nodes side by side when the recipe gives none: ``cpus`` (each node takes at least
+    one thread, so the thread budget is what limits). Under ``launcher: accelerate`` every step
+    launches on all the visible GPUs, so steps run one at a time."""
+    return 1 if launcher == "accelerate" else max(1, cpus)
 
 
 def write_json(path: Path, data) -> None:
@@ -137,21 +166,23 @@ def write_json(path: Path, data) -> None:
 class Timing:
     """``<run_dir>/timing.json``, updated from the scheduler's threads under one lock."""
 
-    def __init__(self, run_dir: Path, max_parallel: int):
+    def __init__(self, run_dir: Path, max_parallel: int, cpus: int | None = None):
         self.path = Path(run_dir) / TIMING
         self.lock = threading.Lock()
         self.data = read_timing(run_dir) or {"invocations": [], "nodes": {}}
-        self.data["invocations"].append({"started": time.time(), "finished": None, "max_parallel": max_parallel})
+        self.data["invocations"].append({"started": time.time(), "finished": None, "max_parallel": max_parallel,
+                                         "cpus": cpus})
         self._save()
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.path, self.data)
 
-    def start(self, node: str, kind: str) -> None:
+    def start(self, node: str, kind: str, threads: int | None = None) -> None:
         with self.lock:
             entry = self.data["nodes"].setdefault(node, {"kind": kind, "attempts": []})
-            entry["attempts"].append({"started": time.time(), "finished": None, "status": "running"})
+            entry["attempts"].append({"started": time.time(), "finished": None, "status": "running",
+                                      "threads": threads})
             self._save()
 
     def end(self, node: str, status: str) -> None:

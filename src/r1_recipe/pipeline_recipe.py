@@ -19,9 +19,9 @@ from r1_recipe.pipeline_graph import find_cycle
 
 STAGE_MODULES = {"sft", "pretrain", "grpo", "rejection_sampling", "reward_model", "distill"}
 TOOLS = {"tiny", "data"}
-STEP_KEYS = {"name", "stage", "tool", "recipe", "from", "set", "args", "evaluate", "score"}
+STEP_KEYS = {"name", "stage", "tool", "recipe", "from", "set", "args", "evaluate", "score", "threads", "eval_threads"}
 PIPELINE_KEYS = {"name", "run_dir", "evaluation", "launcher", "accelerate_config", "num_processes", "steps", "env",
-                 "max_parallel"}
+                 "max_parallel", "cpus"}
 # Stages that `launcher: accelerate` starts with `accelerate launch` (one process per GPU); rejection
 # sampling starts its own sampler processes (one per GPU or tensor-parallel group) and refuses a launcher.
 LAUNCHED_STAGES = {"sft", "pretrain", "grpo", "reward_model", "distill"}
@@ -44,6 +44,8 @@ class Step:
     args: list[str] = field(default_factory=list)
     evaluate: bool = False
     score: dict | None = None  # {recipe, set}: reward-model score on held-out general prompts
+    threads: int | None = None  # the step's BLAS threads (None: the pipeline's OMP_NUM_THREADS)
+    eval_threads: int | None = None  # its evaluation node's
 
     @property
     def kind(self) -> str:
@@ -61,7 +63,8 @@ class Pipeline:
     num_processes: int | None = None  # accelerate launch --num_processes (None: the visible GPU count)
     env: dict = field(default_factory=dict)
     source: Path | None = None
-    max_parallel: int | None = None  # None: default_max_parallel(env, launcher)
+    max_parallel: int | None = None  # None: default_max_parallel(cpus, launcher)
+    cpus: int | None = None  # the thread budget of nodes side by side (None: the usable cores)
     waits: dict[str, set[str]] = field(default_factory=dict)  # node -> the nodes it waits for
     teacher_step: dict[str, str] = field(default_factory=dict)  # distill step -> its teacher's step
 
@@ -80,6 +83,12 @@ class Pipeline:
     def has_eval(self, step: Step) -> bool:
         """Whether the step has an evaluation node: ``evaluate: true`` (with an evaluation recipe) or ``score:``."""
         return bool((step.evaluate and self.evaluation) or step.score)
+
+    def threads(self, node: str) -> int | None:
+        """The threads a node (``name`` or ``name:eval``) asked for: its step's ``threads`` /
+        ``eval_threads``; None when it names none (then the pipeline's default applies)."""
+        step = self.step(node.removesuffix(EVAL))
+        return step.eval_threads if node.endswith(EVAL) else step.threads
 
     def nodes(self) -> list[str]:
         """Every node in recipe order: each step, then its evaluation node where it has one."""
@@ -110,7 +119,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
         step = Step(name=raw["name"], stage=raw.get("stage"), tool=raw.get("tool"), recipe=raw.get("recipe"),
                     parent=raw.get("from"), set=raw.get("set") or {}, args=[str(a) for a in raw.get("args") or []],
                     evaluate=bool(raw.get("evaluate", False)),
-                    score={"recipe": raw["score"]} if isinstance(raw.get("score"), str) else raw.get("score"))
+                    score={"recipe": raw["score"]} if isinstance(raw.get("score"), str) else raw.get("score"),
+                    threads=raw.get("threads"), eval_threads=raw.get("eval_threads"))
         if step.name in names:
             raise ConfigError(f"{where}: step name {step.name!r} is used twice")
         if ":" in step.name or not step.name.strip():
@@ -137,15 +147,16 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if num_processes is not None and (not isinstance(num_processes, int) or num_processes < 1):
         raise ConfigError(f"{path}: num_processes must be a whole number >= 1 (or left out: the GPU count), "
                           f"got {num_processes!r}")
-    max_parallel = data.get("max_parallel")
-    if max_parallel is not None and (not isinstance(max_parallel, int) or isinstance(max_parallel, bool)
-                                     or max_parallel < 1):
-        raise ConfigError(f"{path}: max_parallel must be a whole number >= 1 (or left out: the cores over "
-                          f"OMP_NUM_THREADS), got {max_parallel!r}")
+    max_parallel, cpus = data.get("max_parallel"), data.get("cpus")
+    if max_parallel is not None and not _whole(max_parallel):
+        raise ConfigError(f"{path}: max_parallel must be a whole number >= 1 (or left out: as many as the cpus "
+                          f"allow), got {max_parallel!r}")
+    if cpus is not None and not _whole(cpus):
+        raise ConfigError(f"{path}: cpus must be a whole number >= 1 (or left out: the usable cores), got {cpus!r}")
     pipeline = Pipeline(name=data.get("name", path.stem), run_dir=Path(data.get("run_dir", f"runs/{path.stem}")),
                         steps=steps, evaluation=data.get("evaluation"), launcher=launcher,
                         accelerate_config=data.get("accelerate_config"), num_processes=num_processes,
-                        env=data.get("env") or {}, source=path, max_parallel=max_parallel)
+                        env=data.get("env") or {}, source=path, max_parallel=max_parallel, cpus=cpus)
     build_graph(pipeline)
     return pipeline
 
@@ -220,11 +231,20 @@ STEP_TYPES = {"name": (str,), "stage": (str,), "tool": (str,), "recipe": (str,),
               "args": (list,), "evaluate": (bool,), "score": (str, dict)}
 
 
+def _whole(value) -> bool:
+    """A whole number >= 1 (YAML's ``true`` is no thread count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _check_step_types(raw: dict, where: str) -> None:
     for key, kinds in STEP_TYPES.items():
         if raw.get(key) is not None and not isinstance(raw[key], kinds):
             names = " or ".join({str: "a string", dict: "a mapping", list: "a list", bool: "true or false"}[k] for k in kinds)
             raise ConfigError(f"{where} ({raw['name']}): {key}: expected {names}, got {raw[key]!r}")
+    for key in ("threads", "eval_threads"):
+        if raw.get(key) is not None and not _whole(raw[key]):
+            raise ConfigError(f"{where} ({raw['name']}): {key}: expected a whole number of threads >= 1 (or left "
+                              f"out: the pipeline's OMP_NUM_THREADS), got {raw[key]!r}")
 
 
 def check_steps(pipeline: Pipeline) -> None:
