@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import secrets
 import select
 import shutil
 import signal
@@ -42,7 +43,8 @@ from pathlib import Path
 from typing import Protocol
 
 from r1_recipe.rewards import sandbox_child
-from r1_recipe.rewards.sandbox_child import ARCH, CONFINE_FAILED, CONFINE_MESSAGE, command_line, landlock_abi
+from r1_recipe.rewards.sandbox_child import (ARCH, CONFINE_FAILED, CONFINE_MESSAGE, KEY_BYTES, command_line,
+                                             landlock_abi)
 
 _CHILD = os.path.realpath(sandbox_child.__file__)
 
@@ -53,6 +55,8 @@ class RunResult:
     stdout: str
     stderr: str
     timed_out: bool
+    completed: bool = False  # the run's proof: the program's last line ran without raising (see above)
+    result: str | None = None  # a harness's ``__r1_result__`` text, carried by the proof
 
 
 class Sandbox(Protocol):
@@ -80,6 +84,17 @@ def _exits_within(proc: subprocess.Popen, seconds: float) -> bool:
         return bool(poller.poll(max(0, int(seconds * 1000))))
     finally:
         os.close(fd)
+
+
+def _proven(proof: bytes, key: bytes) -> tuple[bool, str | None]:
+    """(True, the result text) when ``proof`` is exactly what the child writes after the
+    program's last line: the key, the result's length in 10 digits, the result."""
+    head = len(key) + 10
+    if len(proof) < head or not secrets.compare_digest(proof[:len(key)], key) or not proof[len(key):head].isdigit():
+        return False, None
+    if int(proof[len(key):head]) != len(proof) - head:
+        return False, None
+    return True, proof[head:].decode("utf-8", "replace")
 
 
 class LocalSandbox:
@@ -125,14 +140,25 @@ class LocalSandbox:
                             "/usr/lib64", "/lib", "/lib64", "/etc/ld.so.cache", "/dev/null",
                             "/dev/urandom"})
             (root / "stdin").write_bytes(stdin.encode("utf-8", "surrogatepass"))
+            key = secrets.token_hex(KEY_BYTES // 2).encode()
+            key_in, key_out = os.pipe()  # the key never touches a file the program could read
+            try:
+                os.write(key_out, key)
+            finally:
+                os.close(key_out)
             with open(root / "stdin", "rb") as inp, open(root / "stdout", "w+b") as out, \
-                    open(root / "stderr", "w+b") as err:
-                proc = subprocess.Popen(  # no preexec_fn: spawned by vfork, thread-safe
-                    [exe, "-I", "-S", "-B", _CHILD, *command_line(str(work), limits, reads)], cwd=work, stdin=inp,
-                    stdout=out, stderr=err, start_new_session=True, close_fds=True,
-                    env={"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
-                         "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
-                )
+                    open(root / "stderr", "w+b") as err, open(root / "proof", "w+b") as proof:
+                try:
+                    proc = subprocess.Popen(  # no preexec_fn: spawned by vfork, thread-safe
+                        [exe, "-I", "-S", "-B", _CHILD,
+                         *command_line(str(work), limits, reads, key_in, proof.fileno())],
+                        cwd=work, stdin=inp, stdout=out, stderr=err, start_new_session=True, close_fds=True,
+                        pass_fds=(key_in, proof.fileno()),
+                        env={"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
+                             "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
+                    )
+                finally:
+                    os.close(key_in)
                 try:
                     timed_out = not _exits_within(proc, self.wall_s)
                 finally:
@@ -146,11 +172,15 @@ class LocalSandbox:
                 if proc.returncode == CONFINE_FAILED and err.read(len(CONFINE_MESSAGE)) == CONFINE_MESSAGE:
                     raise RuntimeError(f"the code sandbox could not confine its child: {err.read(2000)!r}")
                 err.seek(0)
+                proof.seek(0)
+                completed, result = _proven(proof.read(limit + len(key) + 11), key)
                 return RunResult(
                     None if timed_out else proc.returncode,
                     out.read(limit).decode("utf-8", "replace"),
                     err.read(limit).decode("utf-8", "replace"),
                     timed_out,
+                    completed and not timed_out and proc.returncode == 0,
+                    result if completed else None,
                 )
         finally:
             shutil.rmtree(root, ignore_errors=True)
