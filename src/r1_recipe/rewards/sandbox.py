@@ -21,6 +21,19 @@ The parent runs no Python between fork and exec (no ``preexec_fn``), so ``subpro
 with vfork: a run costs the same from a trainer holding gigabytes as from a small process, and
 is safe from many threads at once (the code reward and the evaluator run tests in parallel).
 
+Proof of a program's end (``RunResult.completed``): exit status 0 does not say the program ran
+to its last line (``os._exit(0)``, ``sys.exit(0)``, an ``atexit`` handler or ``sys.excepthook``
+that exits 0 after a failed assert all give it). So the parent sends the child a fresh random
+key on a pipe (never in a file, argument or environment variable the program could read; the
+child reads it and closes the pipe before confining itself) and hands it a proof file the
+program cannot open by name. Once the program's code returned without raising, the child runs
+its ``atexit`` handlers, flushes stdout and stderr, blocks signals and writes key + length +
+``__r1_result__`` (a harness's result text) there, then ``os._exit(0)``, so no program code runs
+after the proof. ``completed`` is true only for exactly those bytes and exit status 0. What it
+cannot stop, a program that introspects the interpreter to find the key (see
+:mod:`r1_recipe.rewards.code`). A remote sandbox without such a proof reports
+``completed=False``, and the tests decided by it fail there, safely.
+
 Where the kernel lacks seccomp or Landlock (non-Linux, old kernels, some containers) those
 layers are missing: ``LocalSandbox.protections()`` says which are active, and with
 ``strict=True`` (the default) the sandbox refuses to run rather than run unconfined.
