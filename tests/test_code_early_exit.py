@@ -170,3 +170,14 @@ def test_a_stdio_program_ends_as_at_a_normal_exit():
     assert (r.stdout, r.returncode, r.completed) == ("5\nbye\n", 0, True)
     late = box.run("import atexit, os\natexit.register(os._exit, 0)\n")  # an exit in a handler: no proof
     assert (late.returncode, late.completed) == (0, False)
+
+
+def test_a_function_call_returning_an_always_equal_object_scores_zero(code):
+    """The function-call harness compares plain values only: an object whose ``__eq__`` says yes
+    to anything (or a subclass of the expected type doing so) is no answer."""
+    always = ("class _Yes:\n    def __eq__(self, other):\n        return True\n"
+              "class _Int(int):\n    def __eq__(self, other):\n        return True\n")
+    got = code(completions=[answer(always + "def square(x):\n    return _Yes()"),
+                            answer(always + "def square(x):\n    return _Int(0)"),
+                            answer(RIGHT)], verification_info=[CALLS] * 3)
+    assert got == [0.0, 0.0, 1.0]
