@@ -55,7 +55,8 @@ RIGHT = "def square(x):\n    return x * x\n"
 
 @pytest.mark.parametrize("info", [ASSERTS, CALLS], ids=["asserts", "function calls"])
 def test_the_reward_gives_early_exits_zero_and_a_correct_program_one(code, info):
-    completions = [answer(attack + WRONG) for attack in EARLY.values()] + [answer(RIGHT), answer(RIGHT + "import sys\n")]
+    completions = [answer(attack + WRONG) for attack in EARLY.values()]
+    completions += [answer(RIGHT), answer(RIGHT + "import sys\n")]
     got = code(completions=completions, verification_info=[info] * len(completions))
     assert dict(zip([*EARLY, "right", "right too"], got)) == {**dict.fromkeys(EARLY, 0.0), "right": 1.0,
                                                               "right too": 1.0}

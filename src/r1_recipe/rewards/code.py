@@ -111,7 +111,8 @@ def _read(s):
 _args = _read(%(args)r)
 _args = _args if isinstance(_args, (list, tuple)) else [_args]
 _want = _read(%(want)r)
-_exit, _type, _len, _tuple, _callable, _getattr, _isinstance = _sys.exit, type, len, tuple, callable, getattr, isinstance
+_exit, _type, _len, _tuple = _sys.exit, type, len, tuple
+_callable, _getattr, _isinstance = callable, getattr, isinstance
 _PLAIN = (int, float, str, bool, type(None), bytes, complex, set, frozenset)
 _OTHER = object()
 def _key(k):

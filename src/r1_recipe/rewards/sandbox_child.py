@@ -10,6 +10,13 @@ gigabytes as for a small process, and is safe while the parent has other threads
 
 Only the standard library is imported here (``-I`` keeps site-packages and the package out).
 Any confinement failure exits with status 120 before a line of the program runs.
+
+The proof of the program's end: the parent's per-run key arrives on a pipe (read and closed
+before the program's first line), and only when ``main.py`` returned without raising does
+:func:`_prover` write it, with the harness's ``__r1_result__``, to the proof descriptor, then
+``os._exit(0)``. The key is a value in this interpreter while the program runs: a program that
+walks the frames (``sys._getframe(1).f_locals``), the ``gc`` heap or raw memory can find it; the
+proof stops early exits and forged lines, not a program that introspects the interpreter.
 """
 
 from __future__ import annotations
@@ -123,9 +130,10 @@ def command_line(work: str, limits: dict[int, int], read_paths: list[str], key_f
     return [work, ",".join(f"{k}={v}" for k, v in limits.items()), "\n".join(read_paths), str(key_fd), str(proof_fd)]
 
 
-def _prover(key: bytes, proof_fd: int, namespace: dict, write=os.write, exit_=os._exit, mask=_signal.pthread_sigmask,
-            signals=_signal.valid_signals(), block=_signal.SIG_BLOCK, stop_gc=gc.disable, streams=sys, at_exit=atexit._run_exitfuncs,
-            kind=type, text=str, length=len, problem=BaseException):
+def _prover(key: bytes, proof_fd: int, namespace: dict, write=os.write, exit_=os._exit,
+            mask=_signal.pthread_sigmask, signals=_signal.valid_signals(), block=_signal.SIG_BLOCK,
+            stop_gc=gc.disable, streams=sys, at_exit=atexit._run_exitfuncs, kind=type, text=str, length=len,
+            problem=BaseException):
     """What runs once the program's code returned: the proof, then an exit no handler follows.
 
     Everything it calls is bound here, before the program runs (default arguments), so a
