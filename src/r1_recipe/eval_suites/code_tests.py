@@ -5,10 +5,10 @@ tests themselves (which can be megabytes for LiveCodeBench) are in the row's ``t
 so the samples file does not repeat them once per sample:
 
     kind        program run per test                     passes when
-    humaneval   prompt + completion + test + check(...)  exit status 0 (one run, no tests column)
+    humaneval   prompt + completion + test + check(...)  it ran to its end (one run, no tests column)
     stdio       the completion, the test input on stdin  its stdout matches the expected output
-    functional  LiveCodeBench prelude + completion, then  the returned value (JSON) equals the
-                a call of ``fn_name`` (a ``class Solution``  expected one
+    functional  LiveCodeBench prelude + completion, then  the returned value (JSON, carried by the
+                a call of ``fn_name`` (a ``class Solution``  proof) equals the expected one
                 method when the code defines one) with the
                 test input's JSON lines as arguments
 
@@ -19,6 +19,14 @@ sample fails, its remaining tests are skipped. Output comparison (``compare``): 
 LiveCodeBench's (strip the whole output and each line; lines equal as text or as the same
 decimal numbers), ``tokens`` compares whitespace-separated tokens (Codeforces' default
 checker).
+
+"It ran to its end" is the sandbox's proof (:attr:`RunResult.completed`), not exit status 0: a
+program that leaves early with status 0 (``os._exit(0)``, ``sys.exit(0)``, an ``atexit`` or
+``sys.excepthook`` that exits 0 after a failed assert) fails; see :mod:`r1_recipe.rewards.code`
+for what the proof is and what a program introspecting the interpreter could still do. A stdio
+test needs exit status 0 and the expected output, not the proof (``os._exit(0)`` after a flushed
+answer is a contest idiom). A functional test's returned value travels with the proof, so a
+result line the program prints itself counts for nothing.
 """
 
 from __future__ import annotations
@@ -39,11 +47,11 @@ from tqdm.auto import tqdm
 
 from r1_recipe.rewards.code import SANDBOX_PROVIDERS
 from r1_recipe.rewards.sandbox import RunResult
+from r1_recipe.rewards.sandbox_child import RESULT_NAME
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("humaneval", "stdio", "functional")
-RESULT_MARK = "\x1e<r1-recipe result>\x1e"  # the functional harness prints the return value after it
 
 # What LiveCodeBench puts before every program (its testing_util's import prelude): the
 # standard modules a contest solution uses without importing them, and a deep recursion limit.
@@ -95,26 +103,29 @@ def same_tokens(got: str, expected: str) -> bool:
 
 
 def functional_program(code: str, fn_name: str) -> str:
-    """The program one functional test runs: the solution in its own module (so its
-    ``if __name__ == "__main__":`` block stays out, as in LiveCodeBench), then one call."""
+    """The program one functional test runs: the test's arguments read and ``json.dumps`` bound
+    first, then the solution in its own module (so its ``if __name__ == "__main__":`` block stays
+    out, as in LiveCodeBench), then one call; the returned value's JSON goes to the sandbox's
+    proof (``__r1_result__``), not to stdout, where the program could forge it."""
     return (
         "import json as _json, sys as _sys\n"
+        "_args = [_json.loads(line) for line in _sys.stdin.read().split('\\n') if line.strip()]\n"
+        "_dumps, _getattr, _type, _list, _tuple = _json.dumps, getattr, type, list, tuple\n"
         f"_code = {PRELUDE + code!r}\n"
         "_module = {'__name__': 'solution'}\n"
         "exec(compile(_code, 'solution.py', 'exec'), _module)\n"
-        "_args = [_json.loads(line) for line in _sys.stdin.read().split('\\n') if line.strip()]\n"
-        f"_fn = getattr(_module['Solution'](), {fn_name!r}) if 'class Solution' in _code else _module[{fn_name!r}]\n"
+        f"_fn = _getattr(_module['Solution'](), {fn_name!r}) if 'class Solution' in _code else _module[{fn_name!r}]\n"
         "_out = _fn(*_args)\n"
-        "_out = list(_out) if isinstance(_out, tuple) else _out\n"
-        f"_sys.stdout.write('\\n' + {RESULT_MARK!r} + _json.dumps(_out) + '\\n')\n"
+        "_out = _list(_out) if _type(_out) is _tuple else _out\n"
+        f"{RESULT_NAME} = _dumps(_out)\n"
     )
 
 
-def _same_value(stdout: str, expected: str) -> bool:
-    if RESULT_MARK not in stdout:
+def _same_value(result: RunResult, expected: str) -> bool:
+    if not result.completed or result.result is None:
         return False  # it never returned (or exited early)
     try:
-        return json.loads(stdout.rsplit(RESULT_MARK, 1)[1]) == json.loads(expected)
+        return json.loads(result.result) == json.loads(expected)
     except (ValueError, RecursionError):
         return False
 
@@ -180,9 +191,9 @@ def passed(test: Test, result: RunResult) -> bool:
     if result.timed_out or result.returncode != 0:
         return False
     if test.check == "exit":
-        return True
+        return result.completed  # the sandbox's proof that the program ran past check(...)
     if test.check == "functional":
-        return _same_value(result.stdout, test.expected)
+        return _same_value(result, test.expected)
     return (same_tokens if test.check == "tokens" else same_lines)(result.stdout, test.expected)
 
 

@@ -19,7 +19,8 @@ could change their verdicts — never reach outside the sandbox. A batch that do
 (a crash, ``os._exit``, an alarm caught and ignored until the wall limit, output over the
 sandbox's cap, a malformed verdict line) is rerun one program per process, and a program that
 gives no clean verdict alone scores 0 (stricter than exit status 0: ``os._exit(0)`` before the
-asserts fails here), so hostile programs score 0 within the limits and never stall the evaluation.
+asserts fails here, and the batch needs the sandbox's proof that it ran to its end, see
+:mod:`r1_recipe.rewards.code`), so hostile programs score 0 within the limits and never stall the evaluation.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def run_batched(programs: list[str | None], references: list[str], *, workers: i
         try:
             result = box.run(batch_program([full[i] for i in chunk], nonce, timeout))
             tail = result.stdout.rstrip("\n").rsplit("\n", 1)[-1]
-            clean = not result.timed_out and result.returncode == 0 and tail.startswith(nonce)
+            clean = result.completed and tail.startswith(nonce)  # completed: the sandbox's proof of its end
             verdicts = tail[len(nonce):] if clean else ""
         except Exception as e:  # noqa: BLE001 - one broken run scores wrong, the rest go on
             logger.warning("demo_code: a sandbox run failed (%r)", e)

@@ -12,7 +12,8 @@ in one of two shapes:
   the function is looked up as a top-level name or as a method of a class the program defines
   (LeetCode's ``class Solution``), ``typing``'s names are in scope, and a one-element list
   ``output`` also matches its element (APPS/TACO wrap return values so); tuples compare as lists;
-- ``{"tests": ["assert f(2) == 4", …]}``: each appended to the program; passes on exit 0.
+- ``{"tests": ["assert f(2) == 4", …]}``: each appended to the program; passes when the program
+  ran to its last line (below).
 
 The score is the fraction of tests passed (at most ``max_tests`` run); a row without tests gets
 None, a completion without a code block after ``</think>`` gets 0.0. A function-call test whose
@@ -24,6 +25,27 @@ None (see :data:`r1_recipe.rewards.base.REWARD_TYPES`). Every program goes throu
 sandbox's one call, ``Sandbox.run(program, stdin)``: a function-call test is a program too.
 Identical (program, test) jobs of one call run once (the samples of a GRPO group often repeat a
 program), so a program's verdict is its first run's.
+
+What a pass is (issue 17, "hostile programs score 0"): exit status 0 is not enough, because a
+program can end early with it (``os._exit(0)``, ``sys.exit(0)``, ``raise SystemExit``, a signal
+handler, an ``atexit`` or ``sys.excepthook`` that exits 0 after a failed assert), which a GRPO
+policy finds. An assert or function-call test passes only with the sandbox's proof
+(``RunResult.completed``): the sandbox's child gets a per-run random key from the parent on a
+pipe (never in a file, an argument or the environment), and writes it to a descriptor the
+program does not write to after the program's last line ran without raising; the parent
+requires exactly that key (see :mod:`r1_recipe.rewards.sandbox_child`). A stdin/stdout test
+passes on exit status 0 and the right output, the proof not required: its output is the
+positive evidence, and ``os._exit(0)`` after a flushed answer is a contest idiom for a fast end.
+The function-call harness reads the test's values and binds the builtins it checks with before
+the candidate runs, and compares plain values only (an always-equal object fails).
+
+Limits, honestly: the key lives in the sandboxed interpreter while the program runs, so a
+program that introspects the interpreter (walks frames with ``sys._getframe``, scans ``gc``
+objects, reads memory with ``ctypes``, or skips lines with a ``sys.settrace`` hook) can forge the
+proof or skip the asserts; and it can read ``main.py``, the asserts included, and answer from
+them. The asserts run in the candidate's namespace, so ``assert f(2) == 4`` is fooled by an ``f``
+returning an always-equal object (function-call tests are not). Nothing of that reaches outside
+the sandbox; it is a reward hack a policy must find by writing such code on purpose.
 """
 
 from __future__ import annotations
@@ -74,8 +96,11 @@ def literal(value: Any) -> tuple[bool, Any]:
         return False, None
 
 
-# Runs inside the sandbox after the candidate program was exec'd: exit 0 iff the call returns the
-# expected value. The candidate runs under its own __name__, so a `__main__` block stays idle.
+# The sandbox program of one function-call test. The test's input and expected value are read,
+# and every builtin the check needs is bound, before the candidate runs (under its own __name__,
+# so a `__main__` block stays idle); a pass is the program's end (the sandbox's proof), a mismatch
+# exits 1. Only plain values compare: an object of the program's own type (one whose `__eq__`
+# says yes to anything) never equals the expected value.
 _CALL_HARNESS = '''
 import ast as _ast, json as _json, sys as _sys
 def _read(s):
@@ -83,27 +108,37 @@ def _read(s):
         return _json.loads(s)
     except ValueError:
         return _ast.literal_eval(s.strip())
+_args = _read(%(args)r)
+_args = _args if isinstance(_args, (list, tuple)) else [_args]
+_want = _read(%(want)r)
+_exit, _type, _len, _tuple = _sys.exit, type, len, tuple
+_callable, _getattr, _isinstance = callable, getattr, isinstance
+_PLAIN = (int, float, str, bool, type(None), bytes, complex, set, frozenset)
+_OTHER = object()
+def _key(k):
+    if _type(k) is tuple:
+        return _tuple(_key(v) for v in k)
+    return k if _type(k) in _PLAIN else _OTHER
 def _plain(x):
-    if isinstance(x, (list, tuple)):
+    if _type(x) in (list, tuple):
         return [_plain(v) for v in x]
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    return x
+    if _type(x) is dict:
+        return {_key(k): _plain(v) for k, v in x.items()}
+    return x if _type(x) in _PLAIN else _OTHER
+_want = _plain(_want)
 _ns = {"__name__": "solution"}
 exec("from typing import *", _ns)
 exec(compile(%(code)r, "solution.py", "exec"), _ns)
 _name = %(fn_name)r
 _fn = _ns.get(_name)
-if not callable(_fn) or isinstance(_fn, type):
-    _owners = [v for v in _ns.values() if isinstance(v, type) and callable(getattr(v, _name, None))]
-    _fn = getattr(_owners[-1](), _name) if _owners else None
+if not _callable(_fn) or _isinstance(_fn, _type):
+    _owners = [v for v in _ns.values() if _isinstance(v, _type) and _callable(_getattr(v, _name, None))]
+    _fn = _getattr(_owners[-1](), _name) if _owners else None
 if _fn is None:
-    _sys.exit(3)
-_args = _read(%(args)r)
-_args = _args if isinstance(_args, (list, tuple)) else [_args]
-_want = _plain(_read(%(want)r))
+    _exit(3)
 _got = _plain(_fn(*_args))
-_sys.exit(0 if _got == _want or (isinstance(_want, list) and len(_want) == 1 and _got == _want[0]) else 1)
+if not (_got == _want or (_type(_want) is list and _len(_want) == 1 and _got == _want[0])):
+    _exit(1)
 '''
 
 
@@ -178,7 +213,9 @@ def code(
             return False
         if r.timed_out or r.returncode != 0:
             return False
-        return expected is None or _same_output(r.stdout, expected)
+        if expected is None:  # asserts or a function call: only the harness's proof that it ran to its end
+            return r.completed
+        return _same_output(r.stdout, expected)
 
     def fn(completions: list[Any], **kwargs: Any) -> list[float | None]:
         n = len(completions)

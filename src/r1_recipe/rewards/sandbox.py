@@ -21,6 +21,19 @@ The parent runs no Python between fork and exec (no ``preexec_fn``), so ``subpro
 with vfork: a run costs the same from a trainer holding gigabytes as from a small process, and
 is safe from many threads at once (the code reward and the evaluator run tests in parallel).
 
+Proof of a program's end (``RunResult.completed``): exit status 0 does not say the program ran
+to its last line (``os._exit(0)``, ``sys.exit(0)``, an ``atexit`` handler or ``sys.excepthook``
+that exits 0 after a failed assert all give it). So the parent sends the child a fresh random
+key on a pipe (never in a file, argument or environment variable the program could read; the
+child reads it and closes the pipe before confining itself) and hands it a proof file the
+program cannot open by name. Once the program's code returned without raising, the child runs
+its ``atexit`` handlers, flushes stdout and stderr, blocks signals and writes key + length +
+``__r1_result__`` (a harness's result text) there, then ``os._exit(0)``, so no program code runs
+after the proof. ``completed`` is true only for exactly those bytes and exit status 0. What it
+cannot stop, a program that introspects the interpreter to find the key (see
+:mod:`r1_recipe.rewards.code`). A remote sandbox without such a proof reports
+``completed=False``, and the tests decided by it fail there, safely.
+
 Where the kernel lacks seccomp or Landlock (non-Linux, old kernels, some containers) those
 layers are missing: ``LocalSandbox.protections()`` says which are active, and with
 ``strict=True`` (the default) the sandbox refuses to run rather than run unconfined.
@@ -31,6 +44,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import secrets
 import select
 import shutil
 import signal
@@ -42,7 +56,8 @@ from pathlib import Path
 from typing import Protocol
 
 from r1_recipe.rewards import sandbox_child
-from r1_recipe.rewards.sandbox_child import ARCH, CONFINE_FAILED, CONFINE_MESSAGE, command_line, landlock_abi
+from r1_recipe.rewards.sandbox_child import (ARCH, CONFINE_FAILED, CONFINE_MESSAGE, KEY_BYTES, command_line,
+                                             landlock_abi)
 
 _CHILD = os.path.realpath(sandbox_child.__file__)
 
@@ -53,6 +68,8 @@ class RunResult:
     stdout: str
     stderr: str
     timed_out: bool
+    completed: bool = False  # the run's proof: the program's last line ran without raising (see above)
+    result: str | None = None  # a harness's ``__r1_result__`` text, carried by the proof
 
 
 class Sandbox(Protocol):
@@ -80,6 +97,17 @@ def _exits_within(proc: subprocess.Popen, seconds: float) -> bool:
         return bool(poller.poll(max(0, int(seconds * 1000))))
     finally:
         os.close(fd)
+
+
+def _proven(proof: bytes, key: bytes) -> tuple[bool, str | None]:
+    """(True, the result text) when ``proof`` is exactly what the child writes after the
+    program's last line: the key, the result's length in 10 digits, the result."""
+    head = len(key) + 10
+    if len(proof) < head or not secrets.compare_digest(proof[:len(key)], key) or not proof[len(key):head].isdigit():
+        return False, None
+    if int(proof[len(key):head]) != len(proof) - head:
+        return False, None
+    return True, proof[head:].decode("utf-8", "replace")
 
 
 class LocalSandbox:
@@ -125,14 +153,25 @@ class LocalSandbox:
                             "/usr/lib64", "/lib", "/lib64", "/etc/ld.so.cache", "/dev/null",
                             "/dev/urandom"})
             (root / "stdin").write_bytes(stdin.encode("utf-8", "surrogatepass"))
+            key = secrets.token_hex(KEY_BYTES // 2).encode()
+            key_in, key_out = os.pipe()  # the key never touches a file the program could read
+            try:
+                os.write(key_out, key)
+            finally:
+                os.close(key_out)
             with open(root / "stdin", "rb") as inp, open(root / "stdout", "w+b") as out, \
-                    open(root / "stderr", "w+b") as err:
-                proc = subprocess.Popen(  # no preexec_fn: spawned by vfork, thread-safe
-                    [exe, "-I", "-S", "-B", _CHILD, *command_line(str(work), limits, reads)], cwd=work, stdin=inp,
-                    stdout=out, stderr=err, start_new_session=True, close_fds=True,
-                    env={"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
-                         "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
-                )
+                    open(root / "stderr", "w+b") as err, open(root / "proof", "w+b") as proof:
+                try:
+                    proc = subprocess.Popen(  # no preexec_fn: spawned by vfork, thread-safe
+                        [exe, "-I", "-S", "-B", _CHILD,
+                         *command_line(str(work), limits, reads, key_in, proof.fileno())],
+                        cwd=work, stdin=inp, stdout=out, stderr=err, start_new_session=True, close_fds=True,
+                        pass_fds=(key_in, proof.fileno()),
+                        env={"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
+                             "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
+                    )
+                finally:
+                    os.close(key_in)
                 try:
                     timed_out = not _exits_within(proc, self.wall_s)
                 finally:
@@ -146,11 +185,15 @@ class LocalSandbox:
                 if proc.returncode == CONFINE_FAILED and err.read(len(CONFINE_MESSAGE)) == CONFINE_MESSAGE:
                     raise RuntimeError(f"the code sandbox could not confine its child: {err.read(2000)!r}")
                 err.seek(0)
+                proof.seek(0)
+                completed, result = _proven(proof.read(limit + len(key) + 11), key)
                 return RunResult(
                     None if timed_out else proc.returncode,
                     out.read(limit).decode("utf-8", "replace"),
                     err.read(limit).decode("utf-8", "replace"),
                     timed_out,
+                    completed and not timed_out and proc.returncode == 0,
+                    result if completed else None,
                 )
         finally:
             shutil.rmtree(root, ignore_errors=True)

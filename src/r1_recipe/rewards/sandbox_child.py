@@ -10,19 +10,32 @@ gigabytes as for a small process, and is safe while the parent has other threads
 
 Only the standard library is imported here (``-I`` keeps site-packages and the package out).
 Any confinement failure exits with status 120 before a line of the program runs.
+
+The proof of the program's end: the parent's per-run key arrives on a pipe (read and closed
+before the program's first line), and only when ``main.py`` returned without raising does
+:func:`_prover` write it, with the harness's ``__r1_result__``, to the proof descriptor, then
+``os._exit(0)``. The key is a value in this interpreter while the program runs: a program that
+walks the frames (``sys._getframe(1).f_locals``), the ``gc`` heap or raw memory can find it; the
+proof stops early exits and forged lines, not a program that introspects the interpreter.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import errno
+import gc
 import os
 import resource
 import struct
 import sys
 
+import _signal
+
 CONFINE_FAILED = 120  # the exit status when a layer could not be set up, after this on stderr:
 CONFINE_MESSAGE = b"sandbox: confinement failed: "
+KEY_BYTES = 32  # the per-run secret's length (hex text) the parent sends on a pipe
+RESULT_NAME = "__r1_result__"  # a harness's global whose text (a str) the proof carries
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _LIBC.syscall.restype = ctypes.c_long
@@ -111,14 +124,46 @@ def confine(work: str, limits: dict[int, int], read_paths: list[str]) -> None:
             raise OSError(ctypes.get_errno(), "seccomp")
 
 
-def command_line(work: str, limits: dict[int, int], read_paths: list[str]) -> list[str]:
+def command_line(work: str, limits: dict[int, int], read_paths: list[str], key_fd: int, proof_fd: int) -> list[str]:
     """The arguments :func:`main` reads (plain strings: parsing JSON here would import ``re``
     and ``enum``, tens of milliseconds per run)."""
-    return [work, ",".join(f"{k}={v}" for k, v in limits.items()), "\n".join(read_paths)]
+    return [work, ",".join(f"{k}={v}" for k, v in limits.items()), "\n".join(read_paths), str(key_fd), str(proof_fd)]
+
+
+def _prover(key: bytes, proof_fd: int, namespace: dict, write=os.write, exit_=os._exit,
+            mask=_signal.pthread_sigmask, signals=_signal.valid_signals(), block=_signal.SIG_BLOCK,
+            stop_gc=gc.disable, streams=sys, at_exit=atexit._run_exitfuncs, kind=type, text=str, length=len,
+            problem=BaseException):
+    """What runs once the program's code returned: the proof, then an exit no handler follows.
+
+    Everything it calls is bound here, before the program runs (default arguments), so a
+    program that replaces ``os.write`` or builtins cannot change what it writes. The program's
+    ``atexit`` handlers run first, as at a normal exit (an exit from one leaves no proof); the
+    last program code that can run is the streams' ``flush`` and the lookup of the result; then the
+    collector (finalizers) is off and signals are blocked, so no Python code runs between the
+    proof and the exit (no ``atexit`` handler, no signal handler)."""
+
+    def prove() -> None:
+        at_exit()
+        for stream in (streams.stdout, streams.stderr):
+            try:
+                stream.flush()
+            except problem:  # closed or replaced: its output is what it is
+                pass
+        stop_gc()
+        result = namespace.get(RESULT_NAME)
+        mask(block, signals)
+        payload = result.encode("utf-8", "surrogatepass") if kind(result) is text else b""
+        write(proof_fd, key + b"%010d" % length(payload) + payload)
+        exit_(0)
+
+    return prove
 
 
 def main(argv: list[str]) -> None:
-    work, limits, reads = argv[1:4]
+    work, limits, reads, key_fd, proof_fd = argv[1:6]
+    key = os.read(int(key_fd), KEY_BYTES)  # the parent's per-run secret: on a pipe, never in a file
+    os.close(int(key_fd))
     try:
         confine(work, {int(k): int(v) for k, v in (kv.split("=") for kv in limits.split(",") if kv)},
                 [p for p in reads.split("\n") if p])
@@ -131,7 +176,10 @@ def main(argv: list[str]) -> None:
     module = type(sys)("__main__")  # a fresh __main__, as `python main.py` gives the program
     module.__file__ = "main.py"
     sys.modules["__main__"] = module
+    prove = _prover(key, int(proof_fd), module.__dict__)
+    del key
     exec(code, module.__dict__)
+    prove()  # reached only when the program's last line ran without raising
 
 
 if __name__ == "__main__":
