@@ -55,11 +55,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from r1_recipe.rewards import sandbox_child
 from r1_recipe.rewards.sandbox_child import (ARCH, CONFINE_FAILED, CONFINE_MESSAGE, KEY_BYTES, command_line,
                                              landlock_abi)
 
-_CHILD = os.path.realpath(sandbox_child.__file__)
+_CHILD = os.path.realpath(sys.modules[command_line.__module__].__file__)  # the child script
 
 
 @dataclass
