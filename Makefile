@@ -60,7 +60,7 @@ test: $(VENV)/.installed
 test-slow: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow
 
-# The whole pipeline, tiny, on CPU: every stage in order, then report/ (tables + plots).
+# The whole pipeline, tiny, on CPU: its steps as a graph, two at a time on 2 cores (recipes/demo/pipeline.yaml), then report/ (tables + plots).
 # One BLAS thread: on 2 cores the tiny model's small matmuls run ~3x faster single-threaded.
 demo: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m r1_recipe.pipeline --config recipes/demo/pipeline.yaml
