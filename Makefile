@@ -61,7 +61,7 @@ test-slow: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow
 
 # The whole pipeline, tiny, on CPU: its steps as a graph, two at a time on 2 cores (recipes/demo/pipeline.yaml), then report/ (tables + plots).
-# One BLAS thread: on 2 cores the tiny model's small matmuls run ~3x faster single-threaded.
+# One BLAS thread per step (two steps run side by side); the cold start, alone on the critical path, takes both (threads: 2).
 demo: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m r1_recipe.pipeline --config recipes/demo/pipeline.yaml
 	$(VENV)/bin/r1-recipe report $(DEMO) --output report
