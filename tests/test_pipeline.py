@@ -260,7 +260,7 @@ def test_the_demo_runs_its_evaluations_beside_the_next_stage_and_distills_withou
     assert recipe["reward_thresholds"] == {"accuracy": 1.0, "code": 1.0, "format": 1.0}
     assert [src["path"] for src in steps["stage2"].set["dataset_mixture"]] == ["{rejection}", "{data}/general_sft.jsonl"]
     assert all("columns" not in src for src in steps["stage2"].set["dataset_mixture"])  # one rewards schema
-    assert steps["distill"].set["dataset_mixture"] == [{"path": "{rejection}"}]
+    assert steps["distill"].set["dataset_mixture"] == [{"path": "{rejection}", "data_files": "data/train-0*.parquet"}]
     rl2_code = [src for src in steps["rl2"].set["dataset_mixture"] if src["path"].endswith("code_prompts.jsonl")]
     assert [src["reward_type"] for src in rl2_code] == ["code"]
     assert "code" in yaml.safe_load((ROOT / steps["rl2"].recipe).read_text())["reward_funcs"]
