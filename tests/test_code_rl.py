@@ -15,7 +15,9 @@ import yaml
 from datasets import load_dataset
 
 from r1_recipe.configs import GRPOStageConfig, parse_config
+from r1_recipe.data import code_tasks
 from r1_recipe.data.loading import DataError, check_reward_types, load_mixture, load_source, write_jsonl
+from r1_recipe.data.templates import format_response
 from r1_recipe.rejection_sampling import RejectionSamplingConfig, run
 from r1_recipe.rewards import get_reward_funcs
 from r1_recipe.rewards.sandbox import LocalSandbox
@@ -266,3 +268,58 @@ def test_a_code_source_without_tests_is_named_in_a_warning(math_file, caplog):
     ds = load_source({"path": str(math_file), "reward_type": "code"})
     assert ds["reward_type"] == ["code"] * 3
     assert "tagged reward_type: code but has no verification_info column" in caplog.text
+
+
+class DemoSampler:
+    """The demo's samples (recipes/demo/rejection.yaml's shape): an arithmetic prompt gets its right
+    and a wrong boxed answer; a code prompt its careful program, its sloppy one (no brackets) and
+    a syntax error."""
+
+    def __init__(self, code_problems: list):
+        self.code = {p.text: p for p in code_problems}
+
+    def generate(self, prompts, params, *, progress=False):
+        out = []
+        for p in prompts:
+            text = p[-1]["content"]
+            if text in self.code:
+                samples = [code_tasks.trace(self.code[text], style) for style in code_tasks.STYLES]
+                out.append([format_response(r, code_tasks.answer_block(e), boxed=False) for r, e in samples]
+                           + [format_response("first x", "```python\ndef f(x) return x\n```", boxed=False)])
+            else:
+                a, b = map(int, re.search(r"(\d+) \+ (\d+)", text).groups())
+                out.append([format_response(f"add {a} and {b}", str(a + b)),
+                            format_response(f"add {a} and {b}", str(a + b + 1))])
+        return out
+
+
+@SANDBOX
+def test_the_demos_one_rejection_step_keeps_passing_code_and_correct_arithmetic(tmp_path):
+    """The demo's rejection recipe, arithmetic and code prompts in one run and one output folder:
+    kept are exactly the right sums and the programs passing all three asserts; x+4*3 (sloppy,
+    where brackets matter) fails, x*4%3 (sloppy, where they do not) passes."""
+    recipe = yaml.safe_load((ROOT / "recipes/demo/rejection.yaml").read_text())
+    write_jsonl([{"problem": f"Compute {a} + {b}.", "solution": str(a + b)} for a, b in [(37, 22), (15, 8)]],
+                tmp_path / "rl_prompts.jsonl")
+    bracket, plain = code_tasks.Problem("+", 4, "*", 3), code_tasks.Problem("*", 4, "%", 3)
+    write_jsonl([{"problem": p.text, "verification_info": p.verification_info, "source": "reasoning", "task": "code"}
+                 for p in (bracket, plain)], tmp_path / "code_prompts.jsonl")
+    mixture = [{"path": str(tmp_path / Path(s["path"]).name), "reward_type": s["reward_type"]}
+               for s in recipe["dataset_mixture"]]
+    assert [s["reward_type"] for s in mixture] == ["math", "code"]
+    config = RejectionSamplingConfig(**{
+        **recipe, "model_name_or_path": "unused", "output_dir": str(tmp_path / "rejection"),
+        "dataset_mixture": mixture, "mixture_size": None, "general_mixture": None, "num_samples": 3,
+        "reward_kwargs": {"accuracy": {"workers": 1}, "code": {"cpu_s": 2, "wall_s": 5.0, "memory_mb": 256}}})
+    stats = run(config, sampler=DemoSampler([bracket, plain]))
+    kept = load_dataset(config.output_dir, split="train").to_list()
+    got = sorted((r["problem"], r["sample_index"]) for r in kept)
+    assert got == sorted([("Compute 37 + 22.", 0), ("Compute 15 + 8.", 0),
+                          (bracket.text, 0), (plain.text, 0), (plain.text, 1)])
+    assert stats["dropped"]["reward:accuracy"] == 2 and stats["dropped"]["reward:code"] == 1 + 2
+    assert stats["dropped"].get("reward:unverified", 0) == 0
+    for row in kept:  # one `rewards` schema for both kinds: stage 2 reads the folder without renames
+        code_row = row["problem"].startswith("Write")
+        assert set(row["rewards"]) == {"accuracy", "code", "format", "language_consistency"}
+        assert (row["rewards"]["code"], row["rewards"]["accuracy"]) == ((1.0, None) if code_row else (None, 1.0))
+        assert row["rewards"]["format"] == 1.0

@@ -351,6 +351,22 @@ def test_the_demo_runs_its_evaluations_beside_the_next_stage_and_distills_withou
     assert demo.waits["rm_helpful"] == {"base", "data"}  # side by side with the cold start
     assert "rl2" not in demo.waits["distill"] and demo.teacher_step["distill"] == "rl2"
     assert demo.max_parallel == 2 and demo.step("stage1").threads == 2  # the critical path takes both cores
+    # one rejection step samples arithmetic and code (each row typed for its keep rule); stage 2
+    # and the distillation read its one folder, RL 2 keeps the code task under its own reward
+    steps = {s.name: s for s in demo.steps}
+    assert [s.name for s in demo.steps if s.stage == "rejection_sampling"] == ["rejection"]
+    assert demo.waits["rejection"] == {"rl1", "data"} and demo.waits["stage2"] == {"rl1", "rejection", "data"}
+    typed = {Path(src["path"]).name: src["reward_type"] for src in steps["rejection"].set["dataset_mixture"]}
+    assert typed == {"rl_prompts.jsonl": "math", "code_prompts.jsonl": "code"}
+    recipe = yaml.safe_load((ROOT / steps["rejection"].recipe).read_text())
+    assert {"accuracy", "code", "format"} <= set(recipe["reward_funcs"])
+    assert recipe["reward_thresholds"] == {"accuracy": 1.0, "code": 1.0, "format": 1.0}
+    assert [src["path"] for src in steps["stage2"].set["dataset_mixture"]] == ["{rejection}", "{data}/general_sft.jsonl"]
+    assert all("columns" not in src for src in steps["stage2"].set["dataset_mixture"])  # one rewards schema
+    assert steps["distill"].set["dataset_mixture"] == [{"path": "{rejection}", "data_files": "data/train-0*.parquet"}]
+    rl2_code = [src for src in steps["rl2"].set["dataset_mixture"] if src["path"].endswith("code_prompts.jsonl")]
+    assert [src["reward_type"] for src in rl2_code] == ["code"]
+    assert "code" in yaml.safe_load((ROOT / steps["rl2"].recipe).read_text())["reward_funcs"]
     for path in ("recipes/Qwen2.5-1.5B/pipeline.yaml", "recipes/Qwen2.5-7B/pipeline.yaml"):
         real = load_pipeline(ROOT / path)
         assert real.launcher == "accelerate" and pipeline_module.max_parallel(real) == 1  # steps never share GPUs
