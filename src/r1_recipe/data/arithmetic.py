@@ -143,6 +143,30 @@ def check_stats(completions: list[str]) -> dict[str, float] | None:
             "retry_after_failed_check": len(retried) / len(bad) if bad else 0.0}
 
 
+def draw(problems: list, n: int, *, split: str, rng: random.Random, style_weights: dict[str, float] | None,
+         styles: tuple[str, ...], what: str = "problems") -> Iterator[tuple]:
+    """``n`` (problem, style) pairs of a generated task: train problems with replacement from the
+    training slice, test problems without replacement from the held-out one (``problem.held_out``),
+    each with a style drawn by ``style_weights`` (default all careful). Lazy, so a caller's own
+    draws between items keep their place in ``rng``'s stream."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    weights = style_weights or {"careful": 1.0}
+    for name in weights:
+        if name not in styles:
+            raise ValueError(f"unknown trace style {name!r} in style_weights; choose from {styles}")
+    pool = [p for p in problems if p.held_out == (split == "test")]
+    if split == "test":
+        if n > len(pool):
+            raise ValueError(f"only {len(pool)} held-out {what} exist; asked for {n}")
+        chosen = rng.sample(pool, n)
+    else:
+        chosen = [rng.choice(pool) for _ in range(n)]
+    names, probs = list(weights), list(weights.values())
+    for problem in chosen:
+        yield problem, rng.choices(names, probs)[0]
+
+
 def generate(
     n: int,
     *,
@@ -162,23 +186,9 @@ def generate(
     Train rows are drawn with replacement from the training slice; test rows without
     replacement from the held-out slice.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    weights = style_weights or {"careful": 1.0}
-    for name in weights:
-        if name not in STYLES:
-            raise ValueError(f"unknown trace style {name!r} in style_weights; choose from {STYLES}")
     rng = random.Random(seed)
-    pool = [p for p in all_problems() if p.held_out == (split == "test")]
-    if split == "test":
-        if n > len(pool):
-            raise ValueError(f"only {len(pool)} held-out problems exist; asked for {n}")
-        chosen = rng.sample(pool, n)
-    else:
-        chosen = [rng.choice(pool) for _ in range(n)]
-    names, probs = list(weights), list(weights.values())
-    for problem in chosen:
-        style = rng.choices(names, probs)[0]
+    for problem, style in draw(all_problems(), n, split=split, rng=rng, style_weights=style_weights,
+                               styles=STYLES):
         extra = {}
         if checks:  # the extra draw only with checks: the plain stream stays as it was
             retry = rng.random() < retry_rate

@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from r1_recipe.data.arithmetic import draw
 from r1_recipe.data.templates import format_response
 
 STYLES = ("careful", "sloppy")
@@ -144,23 +145,9 @@ def generate(n: int, *, split: str = "train", seed: int = 0,
     with replacement from the training slice; test rows without replacement from the held-out
     slice.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    weights = style_weights or {"careful": 1.0}
-    for name in weights:
-        if name not in STYLES:
-            raise ValueError(f"unknown trace style {name!r} in style_weights; choose from {STYLES}")
     rng = random.Random(seed)
-    pool = [p for p in all_problems() if p.held_out == (split == "test")]
-    if split == "test":
-        if n > len(pool):
-            raise ValueError(f"only {len(pool)} held-out code problems exist; asked for {n}")
-        chosen = rng.sample(pool, n)
-    else:
-        chosen = [rng.choice(pool) for _ in range(n)]
-    names, probs = list(weights), list(weights.values())
-    for problem in chosen:
-        style = rng.choices(names, probs)[0]
+    for problem, style in draw(all_problems(), n, split=split, rng=rng, style_weights=style_weights,
+                               styles=STYLES, what="code problems"):
         reasoning, expr = trace(problem, style)
         response = format_response(reasoning, answer_block(expr), boxed=False)
         yield {
