@@ -80,3 +80,16 @@ def standin(tmp_path_factory, require_asset):
         return built[model_id]
 
     return get
+
+
+@pytest.fixture
+def fake_sbatch(tmp_path):
+    """A fake ``sbatch`` on its own bin folder: it logs its arguments and answers job ids 101, 102, …
+    (``--parsable`` style, ``<id>;cluster``). Returns (bin folder, log file)."""
+    log = tmp_path / "sbatch.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n'
+                                    f'echo "$(( $(wc -l < {log}) + 100 ));cluster"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    return bin_dir, log

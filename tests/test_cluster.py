@@ -317,13 +317,8 @@ def test_evaluate_slurm_runs_the_evaluate_stage():
         "aime24", "--output_dir", "runs/eval/stage1", "--num_samples", "64"]
 
 
-def test_pipeline_slurm_chains_jobs_with_afterok(tmp_path):
-    sbatch_log = tmp_path / "sbatch.log"
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "sbatch").write_text(f'#!/usr/bin/env bash\necho "$*" >> {sbatch_log}\n'
-                                 f'echo "$(( $(wc -l < {sbatch_log}) + 100 ));cluster"\n')
-    (fake / "sbatch").chmod(0o755)
+def test_pipeline_slurm_chains_jobs_with_afterok(tmp_path, fake_sbatch):
+    fake, sbatch_log = fake_sbatch
     steps = ["stage1:recipes/Qwen2.5-1.5B/stage1/cold_start.yaml:2", "evaluate:runs/Qwen2.5-1.5B/stage1",
              "rl1:recipes/Qwen2.5-1.5B/rl1/config_node.yaml:1:zero2", "generate:recipes/demo/rejection.yaml:4"]
     env = _env(PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", SBATCH_ARGS="--time=2:00:00", R1_VENV=sys.prefix)

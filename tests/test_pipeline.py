@@ -372,13 +372,8 @@ def test_the_demo_runs_its_evaluations_beside_the_next_stage_and_distills_withou
         assert real.launcher == "accelerate" and pipeline_module.max_parallel(real) == 1  # steps never share GPUs
 
 
-def test_pipeline_slurm_waits_for_the_steps_a_recipe_reads_not_the_line_before(tmp_path):
-    sbatch_log = tmp_path / "sbatch.log"
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "sbatch").write_text(f'#!/usr/bin/env bash\necho "$*" >> {sbatch_log}\n'
-                                 f'echo "$(( $(wc -l < {sbatch_log}) + 100 ));cluster"\n')
-    (fake / "sbatch").chmod(0o755)
+def test_pipeline_slurm_waits_for_the_steps_a_recipe_reads_not_the_line_before(tmp_path, fake_sbatch):
+    fake, sbatch_log = fake_sbatch
     q = "recipes/Qwen2.5-1.5B"
     steps = [f"stage1:{q}/stage1/cold_start.yaml",           # 101: reads the Hub base only
              f"zero:{q}/zero/config_simplerl.yaml",           # 102: the R1-Zero branch, beside it
