@@ -58,7 +58,7 @@ from typing import Protocol
 from r1_recipe.rewards.sandbox_child import (ARCH, CONFINE_FAILED, CONFINE_MESSAGE, KEY_BYTES, command_line,
                                              landlock_abi)
 
-_CHILD = os.path.realpath(sys.modules[command_line.__module__].__file__)  # the child script
+_CHILD = os.path.realpath(Path(__file__).with_name("sandbox_child.py"))  # the script the child runs
 
 
 @dataclass
