@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from r1_recipe.report import collect, update_readme, write_full_report
 
@@ -48,3 +50,15 @@ def test_report_puts_the_code_task_in_a_column_beside_arithmetic(tmp_path):
     assert head.split(" | ")[3:5] == ["demo_code greedy", "demo_code pass@1 (200 problems, k=4, T=0.7) |"]
     assert "| stage1 | 0.960 | 0.780 ± 0.020 | 0.700 | 0.550 ± 0.020 |" in lines
     assert "| rl1 | 0.950 | 0.910 ± 0.020 | 0.900 | 0.800 ± 0.020 |" in lines
+
+
+def test_report_command_does_not_import_the_training_stack(tmp_path):
+    """`r1-recipe report` (the demo's last step) reads JSON and draws PNGs: importing TRL and
+    datasets only to catch their error classes cost it ~10 of its ~14 s on a 2-core box."""
+    run = tmp_path / "run"
+    _eval(run / "stage1", 0.78, 0.96)
+    code = ("import sys; from r1_recipe.cli import main; rc = main(['report', sys.argv[1]]); "
+            "print(rc, sorted(m for m in ('trl', 'datasets', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=True).stdout
+    assert "| stage1 | 0.960 | 0.780 ± 0.020 |" in out
+    assert out.strip().splitlines()[-1] == "0 []"

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from r1_recipe.command_line import ArgParser
-from r1_recipe.config_checks import STAGE_CONFIGS
+from r1_recipe.config_checks import STAGE_CONFIGS, ConfigError
+from r1_recipe.data.errors import DataError
 
 # command -> (module with main(argv), one-line help); the stage configs are looked up by name
 STAGES = {
@@ -287,9 +288,6 @@ TOOLS = {"tiny": _tiny, "data": _data, "rewards": _rewards, "report": _report, "
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from r1_recipe.configs import ConfigError
-    from r1_recipe.data.loading import DataError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())

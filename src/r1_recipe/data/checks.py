@@ -29,9 +29,7 @@ from pathlib import Path
 
 from datasets import Dataset, Value
 
-
-class DataError(ValueError):
-    """A dataset, source spec or column problem the user can fix in the recipe or the data."""
+from r1_recipe.data.errors import DataError
 
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
