@@ -336,6 +336,34 @@ def test_a_column_of_the_wrong_type_fails_before_the_model_loads(name, tmp_path,
     assert not loads
 
 
+GRPO_REWARDS = ["--reward_kwargs", "{}", "--reward_weights", "[1.0, 1.0]"]
+REJECTION_REWARDS = ["--reward_thresholds", "{accuracy: 1.0, code: 1.0}", "--general_mixture", "null"]
+
+
+@pytest.mark.parametrize("command,recipe,rewards,missing", [
+    (["grpo"], "rl1.yaml", ["accuracy", "code", *GRPO_REWARDS], "verification_info"),
+    (["grpo"], "rl1.yaml", ["format", "cosine", *GRPO_REWARDS], "solution"),
+    (["rejection_sampling"], "rejection.yaml", ["accuracy", "code", *REJECTION_REWARDS], "verification_info"),
+], ids=["grpo-code", "grpo-cosine", "rejection-code"])
+def test_data_without_a_column_a_reward_reads_fails_before_the_model_loads(
+        command, recipe, rewards, missing, tmp_path, tiny_model_dir, monkeypatch):
+    """The reward used to raise its KeyError at the first batch, from inside TRL's generation loop."""
+    rows = [{"problem": f"{i}+1", "solution": str(i + 1), "verification_info": None} for i in range(8)]
+    for row in rows:
+        del row[missing]
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(_jsonl(rows))
+    loads = []
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: loads.append(a))
+    code, stderr = run_cli([*command, "--config", str(ROOT / "recipes/demo" / recipe),
+                            "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "out"),
+                            "--dataset_mixture", json.dumps([{"path": str(path)}]), "--mixture_size", "8",
+                            "--reward_funcs", *rewards])
+    text = assert_one_line_error(code, stderr, missing)
+    assert "dataset_mixture" in text and "column" in text, text
+    assert not loads
+
+
 def test_a_saved_dataset_without_rows_gets_one_line(tmp_path, no_model_loads):
     from datasets import Dataset
 

@@ -59,6 +59,7 @@ from r1_recipe.rewards.language import language_share
 from r1_recipe.lora import peft_config_for
 from r1_recipe.stage import (
     check_before_training,
+    check_reward_columns,
     checkpoint_to_resume,
     configure_tracking,
     finish,
@@ -253,6 +254,8 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
         raise ConfigError(problem)
     # A template that opens <think> itself: the rewards must know, or every format check reads 0.
     dataset = mark_prefilled(build_dataset(config), tokenizer, **(config.chat_template_kwargs or {}))
+    reward_funcs = build_reward_funcs(config)
+    check_reward_columns(reward_funcs, dataset.column_names, f"dataset_mixture of {config.output_dir}")
     model = load_model(config)
     use_end_of_turn_as_eos(tokenizer, model, dataset, eos_token=config.eos_token)
     if config.use_vllm:  # vLLM reads the EOS from the model folder on disk, not from the model object
@@ -262,7 +265,7 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
         config.generation_kwargs = kwargs
     trainer = AhaGRPOTrainer(
         model=model,
-        reward_funcs=build_reward_funcs(config),
+        reward_funcs=reward_funcs,
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,

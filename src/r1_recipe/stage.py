@@ -172,6 +172,23 @@ def reward_funcs_for(config) -> list:
         raise ConfigError(f"reward_funcs / reward_kwargs: {e}") from e
 
 
+def check_reward_columns(reward_funcs, columns, where: str) -> None:
+    """Refuse, before any model loads, data that lacks a column a reward reads (the reward would
+    otherwise stop training at its first batch, deep inside the trainer)."""
+    have = set(columns)
+    for fn in reward_funcs:
+        needed = getattr(fn, "columns", {})
+        for col, option in needed.items():
+            if col not in have:
+                name = fn.__name__
+                raise ConfigError(
+                    f"{where}: reward {name!r} reads the dataset column {col!r}, which the data does not have "
+                    f"(its columns: {sorted(have)}). Add it to every source, map it with `columns:` in "
+                    f"dataset_mixture, or name another column in reward_kwargs, e.g. "
+                    f'{{"{name}": {{{option}: ...}}}}'
+                )
+
+
 def configure_tracking(config: RecipeArgs) -> None:
     if config.wandb_project:
         os.environ.setdefault("WANDB_PROJECT", config.wandb_project)

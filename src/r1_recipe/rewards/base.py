@@ -224,6 +224,18 @@ def column(kwargs: dict[str, Any], name: str, n: int, *, required: bool = True) 
     return list(values)
 
 
+def reads(fn: RewardFunc, **columns: str) -> RewardFunc:
+    """Record the dataset columns a reward reads, each with the reward option that names it
+    (``column=option``), so a stage can refuse data without them before it loads a model.
+
+    >>> def acc(completions, **kw): ...
+    >>> reads(acc, solution="solution_column").columns
+    {'solution': 'solution_column'}
+    """
+    fn.columns = dict(columns)
+    return fn
+
+
 def named(fn: RewardFunc, name: str, doc: str | None = None) -> RewardFunc:
     """Give a closure the registry name, so TRL logs ``rewards/<name>/mean``."""
     fn.__name__ = fn.__qualname__ = name

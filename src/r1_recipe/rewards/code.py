@@ -57,7 +57,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from r1_recipe.rewards.base import CODE, RewardFunc, applies, column, named, route, row_texts
+from r1_recipe.rewards.base import CODE, RewardFunc, applies, column, named, reads, route, row_texts
 from r1_recipe.rewards.extract import last_code_block
 from r1_recipe.rewards.sandbox import LocalSandbox, Sandbox
 
@@ -245,4 +245,4 @@ def code(
                 out.append(sum(next(results) for _ in jobs) / len(jobs))
         return out
 
-    return route(named(fn, "code"), domain=CODE)
+    return route(reads(named(fn, "code"), **{verification_column: "verification_column"}), domain=CODE)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from r1_recipe.rewards.base import RewardFunc, applies, column, named, row_texts
+from r1_recipe.rewards.base import RewardFunc, applies, column, named, reads, row_texts
 from r1_recipe.rewards.extract import extract_answer
 
 logger = logging.getLogger(__name__)
@@ -71,4 +71,4 @@ def reasoning_gym(metadata_column: str = "metadata", answer_column: str = "answe
                 out.append(0.0)
         return out
 
-    return named(fn, "reasoning_gym")
+    return reads(named(fn, "reasoning_gym"), **{metadata_column: "metadata_column", answer_column: "answer_column"})

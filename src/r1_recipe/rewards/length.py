@@ -19,7 +19,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from r1_recipe.rewards.base import MATH, RewardFunc, applies, group_keys, named, route, row_texts, texts
+from r1_recipe.rewards.base import MATH, RewardFunc, applies, group_keys, named, reads, route, row_texts, texts
 from r1_recipe.rewards.math_answer import correctness
 
 
@@ -85,7 +85,7 @@ def length(
         return kimi_length_across_processes(_lengths(completions, kwargs), correct, keys,
                                             gather="trainer_state" in kwargs)
 
-    return route(named(fn, "length"), domain=MATH)  # from correctness
+    return route(reads(named(fn, "length"), **{solution_column: "solution_column"}), domain=MATH)  # from correctness
 
 
 def cosine_scaled(
@@ -128,7 +128,7 @@ def cosine(
             for n, c in zip(_lengths(completions, kwargs), correct)
         ]
 
-    return route(named(fn, "cosine"), domain=MATH)
+    return route(reads(named(fn, "cosine"), **{solution_column: "solution_column"}), domain=MATH)
 
 
 def soft_overlong(max_completion_len: int = 1024, soft_punish_cache: int = 256) -> RewardFunc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from r1_recipe.rewards.base import MATH, PREFILL_COLUMN, RewardFunc, applies, column, final_answer, named, route
+from r1_recipe.rewards.base import MATH, PREFILL_COLUMN, RewardFunc, applies, column, final_answer, named, reads, route
 from r1_recipe.rewards.verify import get_verifier
 
 
@@ -61,4 +61,4 @@ def accuracy(
             name=fn.__name__,
         )
 
-    return route(named(fn, "accuracy"), domain=MATH)
+    return route(reads(named(fn, "accuracy"), **{solution_column: "solution_column"}), domain=MATH)
