@@ -255,7 +255,7 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
     # A template that opens <think> itself: the rewards must know, or every format check reads 0.
     dataset = mark_prefilled(build_dataset(config), tokenizer, **(config.chat_template_kwargs or {}))
     reward_funcs = build_reward_funcs(config)
-    check_reward_columns(reward_funcs, dataset.column_names, f"dataset_mixture of {config.output_dir}")
+    check_reward_columns(reward_funcs, dataset, f"dataset_mixture of {config.output_dir}")
     model = load_model(config)
     use_end_of_turn_as_eos(tokenizer, model, dataset, eos_token=config.eos_token)
     if config.use_vllm:  # vLLM reads the EOS from the model folder on disk, not from the model object

@@ -191,11 +191,11 @@ def _sampler(config: RejectionSamplingConfig):
     return sampler_from_config(config, enable_prefix_caching=True)  # the n samples of a prompt share its prefix
 
 
-def _reward_funcs(config: RejectionSamplingConfig, columns: Sequence[str]):
+def _reward_funcs(config: RejectionSamplingConfig, prompts_ds):
     from r1_recipe.stage import check_reward_columns, reward_funcs_for
 
     funcs = reward_funcs_for(config)
-    check_reward_columns(funcs, columns, "dataset_mixture")
+    check_reward_columns(funcs, prompts_ds, "dataset_mixture")
     return funcs
 
 
@@ -224,7 +224,7 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
     if todo and config.data_parallel_size > 1 and sampler is None:
         run_workers(config, out)
     elif todo:
-        reward_funcs = _reward_funcs(config, prompts_ds.column_names)  # before the sampler loads a model
+        reward_funcs = _reward_funcs(config, prompts_ds)  # before the sampler loads a model
         sampler = sampler or _sampler(config)
         prefilled = getattr(sampler, "tokenizer", None) is not None and template_opens_think(sampler.tokenizer)
         total = sum(ranges[c][1] - ranges[c][0] for c in mine)

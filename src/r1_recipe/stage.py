@@ -44,7 +44,7 @@ from trl.data_utils import is_conversational
 
 from r1_recipe.configs import ConfigError, RecipeArgs, check_context_length, save_resolved
 from r1_recipe.data.end_of_turn import end_of_turn_token
-from r1_recipe.data.loading import load_mixture
+from r1_recipe.data.loading import load_mixture, require_columns
 from r1_recipe.lora import check_can_merge, lineage, load_pretrained
 from r1_recipe.lora import save_model as save_stage_model
 
@@ -172,21 +172,13 @@ def reward_funcs_for(config) -> list:
         raise ConfigError(f"reward_funcs / reward_kwargs: {e}") from e
 
 
-def check_reward_columns(reward_funcs, columns, where: str) -> None:
+def check_reward_columns(reward_funcs, ds: Dataset, where: str) -> None:
     """Refuse, before any model loads, data that lacks a column a reward reads (the reward would
     otherwise stop training at its first batch, deep inside the trainer)."""
-    have = set(columns)
     for fn in reward_funcs:
-        needed = getattr(fn, "columns", {})
-        for col, option in needed.items():
-            if col not in have:
-                name = fn.__name__
-                raise ConfigError(
-                    f"{where}: reward {name!r} reads the dataset column {col!r}, which the data does not have "
-                    f"(its columns: {sorted(have)}). Add it to every source, map it with `columns:` in "
-                    f"dataset_mixture, or name another column in reward_kwargs, e.g. "
-                    f'{{"{name}": {{{option}: ...}}}}'
-                )
+        options = getattr(fn, "columns", {})  # column -> the reward option naming it (rewards.base.reads)
+        require_columns(ds, list(options), where=f"{where}: reward {fn.__name__!r} (its option "
+                                                 f"{', '.join(sorted(set(options.values())))} in reward_kwargs)")
 
 
 def configure_tracking(config: RecipeArgs) -> None:
