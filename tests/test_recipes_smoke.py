@@ -21,12 +21,15 @@ fixture would have kept.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 from pathlib import Path
 
 import pytest
 import yaml
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "hub"
@@ -113,7 +116,9 @@ def shrink(recipe: dict, stage: str) -> dict:
         # at least one optimizer step's prompts (TRL skips a generation batch the data cannot fill)
         out["mixture_size"] = max(8, 2 * out.get("gradient_accumulation_steps", 1) // 2)
     if stage in {"rejection_sampling", "evaluate"}:
-        out.update(backend="transformers", num_samples=2, max_new_tokens=12, batch_size=64, data_parallel_size=1)
+        out.update(num_samples=2, max_new_tokens=12, batch_size=64)
+        if not HAS_VLLM:  # backend and replicas as shipped run under `make test-vllm` (.venv-vllm)
+            out.update(backend="transformers", data_parallel_size=1)
     if stage == "rejection_sampling":
         out.update(mixture_size=min(out.get("mixture_size", 4), 4), chunk_size=4)
     if stage == "evaluate":

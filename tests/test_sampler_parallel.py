@@ -89,7 +89,7 @@ def test_vllm_never_gets_data_parallel_and_refuses_a_tensor_parallel_size_the_he
         fake_vllm, tiny_model_dir, tmp_path):
     VLLMSampler(str(tiny_model_dir), tensor_parallel_size=1)
     assert "data_parallel_size" not in fake_vllm.llm_kwargs
-    with pytest.raises(ConfigError, match="one replica per process"):
+    with pytest.raises(ConfigError, match="one process per replica"):
         VLLMSampler(str(tiny_model_dir), data_parallel_size=8)
     qwen7b = tmp_path / "qwen7b"  # Qwen2.5-7B's head layout: 28 attention heads, 4 key/value heads
     Qwen2Config(num_attention_heads=28, num_key_value_heads=4, hidden_size=28 * 8).save_pretrained(qwen7b)

@@ -102,6 +102,6 @@ class RejectionSamplingConfig(SamplerArgs, PromptArgs):
     def fingerprint(self) -> dict:
         """The options that decide what a chunk holds: a restart with other values must not mix outputs."""
         skip = {"output_dir", "num_shards", "shard_index", "backend", "batch_size", "tensor_parallel_size",
-                "data_parallel_size", "gpu_memory_utilization", "max_model_len", "general_mixture",
+                "data_parallel_size", "gpu_memory_utilization", "max_model_len", "vllm_kwargs", "general_mixture",
                 "general_fraction", "pass_rate_range", "merge"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}

@@ -66,7 +66,7 @@ from r1_recipe.rejection_config import RejectionSamplingConfig
 from r1_recipe.rejection_filters import UNVERIFIED, answer_key, prompt_id, reward_failure, row_thresholds, select
 from r1_recipe.rejection_output import finalize, format_summary, write_json, write_rows
 from r1_recipe.rewards.base import PREFILL_COLUMN, template_opens_think
-from r1_recipe.sampling import SamplingParams, prompt_seed, sampler_from_config
+from r1_recipe.sampling import SamplingParams, prompt_seed, sampler_from_config, worker_gpus
 
 logger = logging.getLogger(__name__)
 
@@ -102,25 +102,6 @@ def chunk_ranges(num_prompts: int, chunk_size: int) -> list[tuple[int, int]]:
     [(0, 2), (2, 4), (4, 5)]
     """
     return [(s, min(s + chunk_size, num_prompts)) for s in range(0, num_prompts, chunk_size)]
-
-
-def worker_gpus(data_parallel_size: int, tensor_parallel_size: int) -> list[str] | None:
-    """``CUDA_VISIBLE_DEVICES`` of each sampler process: consecutive groups of
-    ``tensor_parallel_size`` of this process's GPUs (None without CUDA: CPU processes)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    gpus = [g.strip() for g in visible.split(",") if g.strip()] if visible else [
-        str(i) for i in range(torch.cuda.device_count())]
-    need = data_parallel_size * tensor_parallel_size
-    if need > len(gpus):
-        raise ConfigError(f"data_parallel_size {data_parallel_size} × tensor_parallel_size {tensor_parallel_size} "
-                          f"= {need} GPUs, but this node shows {len(gpus)}: lower data_parallel_size to "
-                          f"{max(1, len(gpus) // tensor_parallel_size)}")
-    t = tensor_parallel_size
-    return [",".join(gpus[k * t : (k + 1) * t]) for k in range(data_parallel_size)]
 
 
 def shard_chunks(num_chunks: int, num_shards: int, shard_index: int) -> range:

