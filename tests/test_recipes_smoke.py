@@ -5,7 +5,10 @@ Only three things are swapped: the model (a Hub id becomes its stand-in from
 of the recipe that writes it, run here first), the data (Hub ids resolve to the Hub-shaped
 fixtures in ``tests/fixtures/hub`` through ``R1_RECIPE_HUB_MIRROR`` — the same ``load_dataset``
 call; ``runs/…`` inputs become upstream outputs) and the sizes (steps, batch, lengths, rows).
-Accumulation, loss settings, templates, rewards and filters stay as written. Each run does 2
+Accumulation, loss settings, templates, rewards and filters stay as written; so do a sampling
+recipe's ``backend`` and ``data_parallel_size`` where vLLM is installed (``make test-vllm``: the
+evaluation recipes start their vLLM replicas as shipped, with ``enforce_eager`` so an engine starts
+in seconds); the main suite, without vLLM, runs them on transformers with one replica. Each run does 2
 optimizer steps (sampling stages: a few prompts), then its output folder is checked as the next
 stage will read it.
 
@@ -119,6 +122,8 @@ def shrink(recipe: dict, stage: str) -> dict:
         out.update(num_samples=2, max_new_tokens=12, batch_size=64)
         if not HAS_VLLM:  # backend and replicas as shipped run under `make test-vllm` (.venv-vllm)
             out.update(backend="transformers", data_parallel_size=1)
+        elif out.get("backend") == "vllm":  # an engine that starts in seconds, not one compiled for minutes
+            out["vllm_kwargs"] = {**(out.get("vllm_kwargs") or {}), "enforce_eager": True}
     if stage == "rejection_sampling":
         out.update(mixture_size=min(out.get("mixture_size", 4), 4), chunk_size=4)
     if stage == "evaluate":
