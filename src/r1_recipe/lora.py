@@ -109,8 +109,11 @@ def quantization_kwargs(config: RecipeArgs) -> dict:
     from transformers import BitsAndBytesConfig
 
     compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # quant_storage in the compute dtype: FSDP flattens parameters of one dtype, and packed uint8 4-bit
+    # weights beside bf16 LoRA weights cannot be sharded together (QLoRA under FSDP, bitsandbytes' recipe)
     return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)}
+                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute,
+                                                      bnb_4bit_quant_storage=compute)}
 
 
 def load_pretrained(model_class, config: RecipeArgs, **kwargs):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from torch import nn
 
-from r1_recipe.config_checks import ConfigError
+from r1_recipe.data.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
