@@ -181,3 +181,47 @@ def test_gpu_check_verify_refuses_an_untrained_output_and_the_table_reads_result
     (run / "STATUS").write_text("ok\n")
     check.table(tmp_path)
     assert "| sft | zero3 | ok | 4 | 0.50 | 3.5 |  |" in capsys.readouterr().out
+
+
+def _adam_steps(base: dict, lr: float, steps: int, *, master: bool) -> dict:
+    """``steps`` sign-steps of size ``lr`` (AdamW's first steps), on an fp32 master copy saved in the
+    weights' dtype, or on the 16-bit weights themselves (DDP on bf16 weights)."""
+    torch.manual_seed(1)
+    out = {}
+    for name, w in base.items():
+        direction = torch.sign(torch.randn(w.shape))
+        if master:
+            out[name] = (w.float() - lr * steps * direction).to(w.dtype)
+        else:
+            for _ in range(steps):
+                w = (w.float() - lr * direction).to(w.dtype)
+            out[name] = w
+    return out
+
+
+@pytest.mark.parametrize("lr", [1e-5, 1e-6])
+def test_gpu_check_sees_updates_that_16_bit_weights_round_away(lr):
+    check = _gpu_check()
+    torch.manual_seed(0)
+    base = {f"model.layers.{i}.mlp.up_proj.weight": (torch.randn(256, 256) * 0.02).to(torch.bfloat16) for i in range(2)}
+    kept = check.update_check(_adam_steps(base, lr, 2, master=True), base, lr, 2)
+    lost = check.update_check(_adam_steps(base, lr, 2, master=False), base, lr, 2)
+    full = check.update_check({k: v.float() - lr for k, v in base.items()}, base, lr, 2)
+    assert kept[0] >= check.MOVED_SHARE_FLOOR * kept[1]  # ZeRO: an fp32 master, saved in bf16
+    assert 0 < lost[0] < check.MOVED_SHARE_FLOOR * lost[1]  # some weights moved: "a tensor changed" passes
+    assert full == (1.0, 1.0)  # fp32 weights: every one moves
+
+
+def test_gpu_check_on_a_machine_python_names_what_is_missing(tmp_path):
+    import subprocess
+    import sys
+
+    bare = tmp_path / "python3"  # a Python without the packages: the interpreter, no site-packages
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    bare.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "VENV"}
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env={**env, "PYTHON": str(bare), "CONFIGS": "ddp zero3"})
+    assert result.returncode == 2
+    assert "lacks torch, transformers, accelerate, peft, trl" in result.stderr and "deepspeed" in result.stderr
+    assert "no CUDA device" not in result.stderr
