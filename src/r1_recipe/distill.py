@@ -355,7 +355,8 @@ def train(config: DistillStageConfig) -> dict:
     else:
         teacher_tok = AutoTokenizer.from_pretrained(config.teacher_model_name_or_path)
         check_vocabularies(teacher_tok, tokenizer, where=f"{config.teacher_model_name_or_path} vs {config.model_name_or_path}: ")
-        teacher = load_beside_policy(AutoModelForCausalLM, config.teacher_model_name_or_path, **config.model_kwargs())
+        teacher = load_beside_policy(AutoModelForCausalLM, config.teacher_model_name_or_path,
+                                     **config.model_kwargs(trained=False))
         extra["teacher_parameters"] = parameter_count(teacher)  # ZeRO-3 partitions it at load
         trainer = LogitDistillationTrainer(**common, teacher=teacher, kd_beta=config.kd_beta,
                                            kd_temperature=config.kd_temperature, vocab_size=len(tokenizer))
