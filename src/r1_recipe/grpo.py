@@ -202,7 +202,8 @@ class AhaGRPOTrainer(GRPOTrainer):
     """
 
     def __init__(self, *args, aha_phrases: Sequence[str] = (), aha_language: str = "en", **kwargs):
-        with trl_reference_through_load_folder():  # beta > 0: base + adapter, real weights on every rank
+        # beta > 0: the reference is the starting policy (base + adapter), with real weights on every rank
+        with trl_reference_through_load_folder(getattr(kwargs.get("args"), "model_name_or_path", None)):
             super().__init__(*args, **kwargs)
         self._aha_pattern = phrase_pattern(aha_phrases)
         self._aha_language = aha_language

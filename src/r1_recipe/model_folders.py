@@ -105,7 +105,8 @@ def merge_adapter(peft_model) -> nn.Module:
         for adapter in module.active_adapters:
             if adapter in module.lora_A:
                 weight = weight + module.get_delta_weight(adapter).float()
-        dtype = getattr(base, "compute_dtype", None) or weight.dtype
+        # the dtype the layer computes in (bitsandbytes' compute_dtype), else the embeddings'
+        dtype = getattr(base, "compute_dtype", None) or peft_model.get_input_embeddings().weight.dtype
         plain = nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None, device=weight.device,
                           dtype=dtype)
         plain.weight.data.copy_(weight.to(dtype))
@@ -136,9 +137,9 @@ def load_folder(model_class, folder: str | Path, **kwargs):
     """``model_class.from_pretrained(folder)`` for either kind of stage folder.
 
     An adapter folder loads its base in full precision (a ``quantization_config`` is dropped),
-    applies the adapter and merges it: an ordinary model whose ``config._name_or_path`` is
-    ``folder``, so a library that reloads "the same model" by that name (TRL's GRPO reference)
-    gets base + adapter too, not the bare base.
+    applies the adapter and merges it: an ordinary model. Its ``config._name_or_path`` stays the
+    base's, a folder vLLM can start from; a library that reloads "the same model" by that name
+    must be pointed at ``folder`` (see :func:`trl_reference_through_load_folder`).
     """
     if not is_adapter_folder(folder):
         return model_class.from_pretrained(folder, **kwargs)
@@ -153,7 +154,6 @@ def load_folder(model_class, folder: str | Path, **kwargs):
             kwargs["num_labels"] = labels
     base = model_class.from_pretrained(base_path, **kwargs)
     merged = merge_adapter(PeftModel.from_pretrained(base, str(folder)))
-    merged.config._name_or_path = str(folder)
     return merged.requires_grad_(True)  # peft froze the base; the caller decides what trains
 
 
@@ -165,12 +165,14 @@ def load_beside_policy(model_class, folder: str | Path, **kwargs):
 
 
 @contextlib.contextmanager
-def trl_reference_through_load_folder() -> Iterator[None]:
-    """Inside this block TRL's GRPO trainer builds its reference model with :func:`load_beside_policy`.
+def trl_reference_through_load_folder(policy_folder: str | Path | None) -> Iterator[None]:
+    """Inside this block TRL's GRPO trainer builds its reference model from ``policy_folder`` (the
+    folder the policy was loaded from) with :func:`load_beside_policy`.
 
-    TRL reloads the reference by the policy's ``config._name_or_path`` with
-    ``create_model_from_path``, which reads a ``config.json`` an adapter folder lacks and, under
-    FSDP's efficient loading, gets zeros on every rank but 0 (only the policy is broadcast).
+    TRL reloads the reference by the policy's ``config._name_or_path``: for a policy loaded from an
+    adapter folder that is the bare base (the adapter is then missing from the reference; the
+    policy keeps that name so vLLM, which starts from the same name, gets a loadable folder). Under
+    FSDP's efficient loading TRL's own load would also be zeros on every rank but 0.
     """
     from transformers import AutoModelForCausalLM
     from trl.trainer import grpo_trainer
@@ -178,11 +180,11 @@ def trl_reference_through_load_folder() -> Iterator[None]:
     original = grpo_trainer.create_model_from_path
 
     def create(model_id: str, architecture=None, **kwargs):
-        if not is_adapter_folder(model_id):
+        if policy_folder is None or not is_adapter_folder(policy_folder):
             with every_rank_loads_weights():
                 return original(model_id, architecture, **kwargs)
         kwargs.pop("device_map", None)  # base + adapter merge in memory; the trainer places the model
-        return load_beside_policy(architecture or AutoModelForCausalLM, model_id, **kwargs)
+        return load_beside_policy(architecture or AutoModelForCausalLM, policy_folder, **kwargs)
 
     grpo_trainer.create_model_from_path = create
     try:
