@@ -48,8 +48,8 @@ import torch
 from torch import nn
 
 from r1_recipe.configs import ConfigError, RecipeArgs
+from r1_recipe.model_folders import ADAPTER_CONFIG  # noqa: F401 - re-exported for the stages' tests
 from r1_recipe.model_folders import (
-    ADAPTER_CONFIG,
     ADAPTER_FILES,
     MODEL_WEIGHT_FILES,
     adapter_base,
