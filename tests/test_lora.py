@@ -262,3 +262,15 @@ def test_a_merged_save_removes_the_adapter_an_earlier_run_left_in_the_folder(tmp
     assert torch.equal(merged.state_dict()[name], on_disk[name])
     with torch.no_grad():
         assert (merged(ids).logits - AutoModelForCausalLM.from_pretrained(tiny_model_dir)(ids).logits).abs().max() > 1e-3
+
+
+def test_qlora_stores_its_4bit_weights_in_the_compute_dtype_so_fsdp_can_shard_them(monkeypatch):
+    """FSDP flattens one dtype: packed uint8 (bitsandbytes' default storage) beside bf16 adapters cannot be."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", types.ModuleType("bitsandbytes"))  # not installed on CPU
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **kw: True)
+    quant = lora.quantization_kwargs(SimpleNamespace(load_in_4bit=True))["quantization_config"]
+    assert quant.bnb_4bit_quant_storage == torch.bfloat16 == quant.bnb_4bit_compute_dtype
