@@ -1,5 +1,6 @@
 """The Python half of ``benchmarks/gpu_check.sh`` (the GPU path, end to end, on one lent GPU node).
 
+    python benchmarks/gpu_check.py needs                # which required modules this Python lacks, by name
     python benchmarks/gpu_check.py prepare WORK         # model, reward model, data, recipes (no network)
     python benchmarks/gpu_check.py verify WORK/RUN      # in a fresh process: the folder loads, weights trained
     python benchmarks/gpu_check.py table WORK           # steps/s and peak GPU memory per configuration
@@ -10,6 +11,13 @@ values, written here because the Hub is out of reach) and the tiny local tokeniz
 :mod:`r1_recipe.tiny` (its ids are a subset of the embedding rows). The RL-stage-2 reward model
 is a one-output classifier of a 2-layer model of the same width. Random weights generate
 noise; the check is that every launcher config trains, saves and reloads, not what is learnt.
+
+"Trains" means the saved weights moved as far as the learning rate says they should: an AdamW
+step moves each weight by about ``learning_rate``, so over the run's steps a weight moves by
+about ``learning_rate * steps`` and its saved value differs from the base's wherever that is at
+least half the saved dtype's spacing there (:func:`update_check`). 16-bit weights updated without
+an fp32 master copy (plain DDP on bf16 weights) round most steps away: a few tensors still change,
+so "some tensor changed" passes, but the share of moved weights falls far below the expected one.
 """
 
 from __future__ import annotations
@@ -23,8 +31,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
+try:
+    import torch
+    import yaml
+except ImportError:  # `needs` then names every missing package; the other commands need both
+    torch = yaml = None
 
 QWEN25_05B = dict(  # Qwen/Qwen2.5-0.5B config.json
     vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -32,6 +43,29 @@ QWEN25_05B = dict(  # Qwen/Qwen2.5-0.5B config.json
     tie_word_embeddings=True, hidden_act="silu", sliding_window=None, use_sliding_window=False,
 )
 CONFIGS = ("ddp", "zero2", "zero3", "fsdp")
+# module -> what provides it; the machine's own Python must have these (or get them from carried wheels)
+NEEDS = {"torch": "torch", "transformers": "transformers", "accelerate": "accelerate", "peft": "peft",
+         "trl": "trl", "datasets": "datasets", "yaml": "pyyaml", "math_verify": "math-verify",
+         "safetensors": "safetensors"}
+NEEDS_FOR = {"zero2": {"deepspeed": "deepspeed"}, "zero3": {"deepspeed": "deepspeed"}}
+MOVED_SHARE_FLOOR = 0.5  # of the expected share; bf16 without a master copy measures ~0.3-0.4 (lr 1e-5, 1e-6)
+
+
+def missing_modules(configs: list[str]) -> list[str]:
+    """The packages this Python lacks for the given launcher configs, by name."""
+    import importlib.util
+
+    needs = dict(NEEDS)
+    for config in configs:
+        needs.update(NEEDS_FOR.get(config, {}))
+    return [package for module, package in needs.items() if importlib.util.find_spec(module) is None]
+
+
+def needs(configs: list[str]) -> None:
+    missing = missing_modules(configs)
+    if missing:
+        sys.exit(f"gpu_check: {sys.executable} lacks {', '.join(missing)}: install them, or put their wheels in "
+                 "WHEELS=folder (installed with pip --no-index --find-links)")
 
 
 def prepare(work: Path) -> None:
@@ -86,7 +120,52 @@ def verify(run: Path) -> None:
     changed = sum(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
     if not changed:
         sys.exit(f"{run}: the saved weights equal the base's: nothing trained, or the save wrote the base")
-    print(f"{run}: loads ({n} parameters, {changed} tensors changed, step {results['global_step']})")
+    config = yaml.safe_load((run / "resolved_config.yaml").read_text()) if (run / "resolved_config.yaml").exists() else {}
+    lr, steps = config.get("learning_rate"), results["global_step"]
+    moved, expected = update_check(_weights(run), _weights(Path(results["model_name_or_path"])), lr, steps) \
+        if lr and steps else (None, None)
+    if moved is not None and expected and moved < MOVED_SHARE_FLOOR * expected:
+        sys.exit(f"{run}: only {moved:.1%} of the block weights moved, where {steps} AdamW steps at learning rate "
+                 f"{lr:g} move {expected:.1%} of them in the saved dtype: updates were rounded away (16-bit "
+                 "weights trained without an fp32 master copy?)")
+    extra = f", {moved:.1%} of block weights moved, {expected:.1%} expected" if moved is not None else ""
+    print(f"{run}: loads ({n} parameters, {changed} tensors changed{extra}, step {steps})")
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    out = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(str(file)))
+    return out
+
+
+def spacing(w: torch.Tensor) -> torch.Tensor:
+    """The gap between ``w`` and the next representable value of its dtype (float32 result).
+
+    >>> spacing(torch.tensor([1.0, 0.02], dtype=torch.bfloat16)).tolist()
+    [0.0078125, 0.0001220703125]
+    """
+    finfo = torch.finfo(w.dtype)
+    exponent = torch.floor(torch.log2(w.float().abs().clamp_min(finfo.tiny)))
+    return finfo.eps * torch.pow(2.0, exponent)
+
+
+def update_check(saved: dict, base: dict, lr: float, steps: int) -> tuple[float, float]:
+    """(share of the decoder blocks' weight-matrix elements whose saved value differs from the base's,
+    share expected to: AdamW moves each by ~``lr`` a step, visible where ``lr * steps`` reaches half
+    the saved dtype's spacing at that weight)."""
+    moved = expected = total = 0.0
+    for name, after in saved.items():
+        before = base.get(name)
+        if before is None or after.dim() != 2 or ".layers." not in f".{name}" or after.shape != before.shape:
+            continue
+        before_as_saved = before.to(after.dtype)
+        moved += (after != before_as_saved).sum().item()
+        expected += (lr * steps / spacing(before_as_saved)).clamp(max=1.0).sum().item()
+        total += after.numel()
+    return (moved / total, expected / total) if total else (None, None)
 
 
 def _steps_per_second(run: Path, results: dict) -> float | None:
@@ -129,10 +208,12 @@ def table(work: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=["prepare", "verify", "table"])
-    p.add_argument("path", type=Path)
+    p.add_argument("command", choices=["needs", "prepare", "verify", "table"])
+    p.add_argument("path", nargs="?", help="WORK or WORK/RUN; for needs: the launcher configs, e.g. 'ddp zero3'")
     a = p.parse_args()
-    {"prepare": prepare, "verify": verify, "table": table}[a.command](a.path)
+    if a.command == "needs":
+        return needs((a.path or " ".join(CONFIGS)).split())
+    {"prepare": prepare, "verify": verify, "table": table}[a.command](Path(a.path))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,32 @@
 #    generation, rewards format + an RL-stage-2 reward model) through the Makefile targets `make stage1` and
 #    `make rl1` under ACCELERATE=ddp, zero2, zero3 and fsdp, on every visible GPU (NUM_PROCESSES);
 # 3. each output folder loaded in a fresh process (trained weights, same parameter count, tokenizer);
+#    and moved as far as the learning rate says (the share of moved block weights against the expected one:
+#    16-bit weights without an fp32 master copy round small steps away);
 # 4. a table of steps/s, peak GPU memory and the reward model's score spread (> 0: it scores, under ZeRO-3
 #    included) per configuration. Logs: WORK/<stage>-<config>/launch.log.
-# Environment: VENV (default .venv, needs torch with CUDA, deepspeed: pip install -e ".[deepspeed]"),
-# WORK (default runs/gpu_check), CONFIGS, STEP_TIMEOUT (seconds per launch, default 150).
+# Python: VENV's when VENV is set or .venv exists, else the machine's own (PYTHON, default python3: a bare GPU
+# machine's torch, transformers, accelerate, peft...). WHEELS=folder installs carried wheels into it first
+# (pip --no-index). Whatever is still missing is named, and nothing runs.
+# Environment: VENV, PYTHON, WHEELS, WORK (default runs/gpu_check), CONFIGS, STEP_TIMEOUT (seconds per launch,
+# default 150).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-VENV="${VENV:-.venv}"
-PY="$VENV/bin/python"
+if [ -n "${VENV:-}" ] || { [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; }; then
+  VENV="${VENV:-.venv}"
+  PY="$VENV/bin/python"
+  [ -x "$PY" ] || { echo "gpu_check: $PY does not exist (unset VENV to use the machine's python3)" >&2; exit 2; }
+else
+  PY="$(command -v "${PYTHON:-python3}")" || { echo "gpu_check: no ${PYTHON:-python3} on PATH" >&2; exit 2; }
+  # the Makefile runs $(VENV)/bin/python and $(VENV)/bin/accelerate: point both at this Python
+  VENV="$(mktemp -d)" && mkdir "$VENV/bin" && ln -s "$PY" "$VENV/bin/python"
+  printf '#!/bin/sh\nexec "%s" -c "from accelerate.commands.accelerate_cli import main; main()" "$@"\n' "$PY" \
+    > "$VENV/bin/accelerate" && chmod +x "$VENV/bin/accelerate"
+fi
+if [ -n "${WHEELS:-}" ]; then
+  "$PY" -m pip install -q --no-index --find-links "$WHEELS" "$WHEELS"/*.whl \
+    || { echo "gpu_check: installing the wheels in $WHEELS into $PY failed" >&2; exit 2; }
+fi
 WORK="${WORK:-runs/gpu_check}"
 CONFIGS="${CONFIGS:-ddp zero2 zero3 fsdp}"
 STEP_TIMEOUT="${STEP_TIMEOUT:-150}"
@@ -23,8 +41,9 @@ export TOKENIZERS_PARALLELISM=false
 START=$SECONDS
 FAILED=0
 
+"$PY" benchmarks/gpu_check.py needs "$CONFIGS" || exit 2  # names each missing package
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
-  || { echo "gpu_check: no CUDA device visible to $PY: nothing to check" >&2; exit 2; }
+  || { echo "gpu_check: $PY's torch $("$PY" -c 'import torch; print(torch.__version__)') sees no CUDA device" >&2; exit 2; }
 nvidia-smi -L
 
 echo "== GPU tests"

@@ -1,6 +1,6 @@
 """One optimizer step of the SFT or logit-distillation trainer, run by tests under ``accelerate launch``.
 
-    accelerate launch ... tests/_one_step_ranks.py sft|distill RECIPE OUT.pt
+    accelerate launch ... tests/_one_step_ranks.py sft|distill|bf16_step RECIPE OUT.pt
 
 Every rank trains one step; rank 0 saves the logged loss and the gradient the optimizer is about
 to apply (after DDP has averaged it across ranks) to ``OUT.pt``, so a test can compare them with
@@ -55,8 +55,26 @@ class _StepGrads(TrainerCallback):
             self.grad = torch.cat([p.grad.flatten().clone() for p in self.model.parameters()])
 
 
+def bf16_recipe_step(recipe: str, out: str) -> int:
+    """One SFT step of a full fine-tune, the policy loaded in the dtype a GPU run of this recipe under
+    this launcher loads (``weights_dtype(cuda=True)``); the trainer saves to ``output_dir``."""
+    config = parse_config(SFTStageConfig, ["--config", recipe])
+    dtype = config.weights_dtype(cuda=True)
+    model = AutoModelForCausalLM.from_pretrained(config.model_name_or_path, dtype=getattr(torch, dtype))
+    trainer = WeightedSFTTrainer(model=model, args=config, train_dataset=build_dataset(config),
+                                 processing_class=load_tokenizer(config))
+    trainer.train()
+    trainer.save_model(config.output_dir)
+    if trainer.accelerator.is_main_process:
+        torch.save({"dtype": dtype, "world_size": trainer.accelerator.num_processes,
+                    "backend": str(trainer.accelerator.state.backend)}, out)
+    return 0
+
+
 def main() -> int:
     stage, recipe, out = sys.argv[1:4]
+    if stage == "bf16_step":
+        return bf16_recipe_step(recipe, out)
     config = parse_config(DistillStageConfig if stage == "distill" else SFTStageConfig, ["--config", recipe])
     tokenizer = load_tokenizer(config)
     common = dict(model=load_model(config), args=config, train_dataset=build_dataset(config), processing_class=tokenizer)

@@ -224,3 +224,53 @@ def test_lora_sequence_distillation_trains_only_the_student_adapter(tmp_path, ti
     _assert_only_adapter_changed(snap)
     assert results["peft"]["merged"]
     AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+
+
+def test_grpo_from_an_unmerged_adapter_takes_base_plus_adapter_as_its_reference(tmp_path, tiny_model_dir,
+                                                                               demo_data_dir):
+    """The reference is the starting policy: KL 0 at step 1 (it was the bare base: KL > 0)."""
+    from r1_recipe import grpo, sft
+
+    sft.main(_sft_recipe(tmp_path, tiny_model_dir, demo_data_dir, merge_adapter=False, save_strategy="no"))
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(arithmetic.generate(16, seed=1), prompts)
+    results = grpo.main(_write(tmp_path, "rl", {
+        "model_name_or_path": str(tmp_path / "sft"), "output_dir": str(tmp_path / "rl"),
+        "dataset_mixture": [{"path": str(prompts)}], "reward_funcs": ["format"], "num_generations": 4,
+        "per_device_train_batch_size": 8, "max_completion_length": 8, "learning_rate": 1e-6, "max_steps": 1,
+        "logging_steps": 1, "save_strategy": "no", "report_to": "none", "seed": 0, "beta": 0.1}))
+    log = [e for e in json.loads((tmp_path / "rl" / "trainer_state.json").read_text())["log_history"] if "kl" in e]
+    assert results["adapter"] == str(tmp_path / "sft")
+    assert log[0]["kl"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_a_merged_save_removes_the_adapter_an_earlier_run_left_in_the_folder(tmp_path, tiny_model_dir,
+                                                                            demo_data_dir):
+    from r1_recipe import sft
+
+    sft.main(_sft_recipe(tmp_path, tiny_model_dir, demo_data_dir, merge_adapter=False, save_strategy="no",
+                         resume=False))
+    out = tmp_path / "sft"
+    assert lora.is_adapter_folder(out)
+    sft.main(_sft_recipe(tmp_path, tiny_model_dir, demo_data_dir, merge_adapter=True, save_strategy="no",
+                         resume=False, learning_rate=5e-2))
+    assert not lora.is_adapter_folder(out) and not (out / "adapter_model.safetensors").exists()
+    ids = torch.arange(3, 20).unsqueeze(0)
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()  # the merged weights, not the stale adapter
+    on_disk = load_file(out / "model.safetensors")
+    name = next(k for k in on_disk if k.endswith("q_proj.weight"))
+    assert torch.equal(merged.state_dict()[name], on_disk[name])
+    with torch.no_grad():
+        assert (merged(ids).logits - AutoModelForCausalLM.from_pretrained(tiny_model_dir)(ids).logits).abs().max() > 1e-3
+
+
+def test_qlora_stores_its_4bit_weights_in_the_compute_dtype_so_fsdp_can_shard_them(monkeypatch):
+    """FSDP flattens one dtype: packed uint8 (bitsandbytes' default storage) beside bf16 adapters cannot be."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", types.ModuleType("bitsandbytes"))  # not installed on CPU
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **kw: True)
+    quant = lora.quantization_kwargs(SimpleNamespace(load_in_4bit=True))["quantization_config"]
+    assert quant.bnb_4bit_quant_storage == torch.bfloat16 == quant.bnb_4bit_compute_dtype

@@ -32,10 +32,7 @@ import types
 import typing
 from collections.abc import Mapping
 
-
-
-class ConfigError(ValueError):
-    """A recipe problem the user fixes in the YAML or on the command line."""
+from r1_recipe.data.errors import ConfigError  # noqa: F401 - re-exported: the modules that check recipes import it from here
 
 
 class _Mismatch(Exception):

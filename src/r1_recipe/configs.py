@@ -145,9 +145,39 @@ class RecipeArgs(LoraArgs, PromptArgs):
         if self.output_dir is None:
             raise ConfigError("output_dir is required: the folder this stage writes its checkpoint to")
 
-    def model_kwargs(self) -> dict:
-        """Keyword arguments for ``from_pretrained``."""
-        dtype = self.dtype if torch.cuda.is_available() else "float32"
+    def keeps_master_weights(self) -> bool:
+        """Whether the launcher keeps fp32 weights for the optimizer whatever the model's dtype: ZeRO
+        holds an fp32 master copy and FSDP2 upcasts the sharded parameters; plain DDP and a single
+        process update the weights in their own dtype."""
+        launched = any(os.environ.get(k, "").lower() in ("1", "true", "yes")
+                       for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
+        return launched or bool(getattr(self, "deepspeed", None)) or bool(getattr(self, "fsdp", None))
+
+    def weights_dtype(self, *, cuda: bool | None = None) -> str:
+        """The dtype the trained model loads in (``cuda``: this machine has a GPU, by default).
+
+        float32 on CPU. On a GPU the recipe's ``dtype``, except where the optimizer would update
+        16-bit weights in place (plain DDP or one process, full fine-tuning): there the weights load
+        in float32 and ``bf16: true`` computes in bf16. An AdamW step at GRPO's lr 1e-6 moves a weight
+        of ~1e-2 by ~1e-4 of itself, far below bf16's spacing (~4e-3): on bf16 weights it rounds
+        away. LoRA's adapter weights are float32 already (peft upcasts them); the frozen base keeps
+        the recipe's dtype.
+        """
+        cuda = torch.cuda.is_available() if cuda is None else cuda
+        if not cuda:
+            return "float32"
+        if self.dtype == "float32" or self.use_peft or self.keeps_master_weights():
+            return self.dtype
+        logger.info("dtype %s without an fp32 master copy (DDP or one process): loading the weights in float32 "
+                    "so small optimizer steps are not rounded away%s", self.dtype,
+                    "" if getattr(self, "bf16", False) or getattr(self, "fp16", False) else
+                    "; set bf16: true to compute in bf16")
+        return "float32"
+
+    def model_kwargs(self, *, trained: bool = True) -> dict:
+        """Keyword arguments for ``from_pretrained``: of the trained model, or of a frozen one beside it
+        (a teacher: the recipe's dtype on a GPU)."""
+        dtype = self.weights_dtype() if trained else self.dtype if torch.cuda.is_available() else "float32"
         kwargs = {"revision": self.model_revision, "dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
         if self.attn_implementation:
             kwargs["attn_implementation"] = self.attn_implementation

@@ -60,6 +60,7 @@ from trl.trainer.utils import maybe_gather_lm_head_ctx
 from r1_recipe.configs import ConfigError, SFTStageConfig, parse_config
 from r1_recipe.sft import STEP_TOKENS, WeightedSFTTrainer, build_dataset
 from r1_recipe.lora import peft_config_for
+from r1_recipe.model_folders import load_beside_policy
 from r1_recipe.stage import (
     check_before_training,
     checkpoint_to_resume,
@@ -354,7 +355,8 @@ def train(config: DistillStageConfig) -> dict:
     else:
         teacher_tok = AutoTokenizer.from_pretrained(config.teacher_model_name_or_path)
         check_vocabularies(teacher_tok, tokenizer, where=f"{config.teacher_model_name_or_path} vs {config.model_name_or_path}: ")
-        teacher = AutoModelForCausalLM.from_pretrained(config.teacher_model_name_or_path, **config.model_kwargs())
+        teacher = load_beside_policy(AutoModelForCausalLM, config.teacher_model_name_or_path,
+                                     **config.model_kwargs(trained=False))
         extra["teacher_parameters"] = parameter_count(teacher)  # ZeRO-3 partitions it at load
         trainer = LogitDistillationTrainer(**common, teacher=teacher, kd_beta=config.kd_beta,
                                            kd_temperature=config.kd_temperature, vocab_size=len(tokenizer))

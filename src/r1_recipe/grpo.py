@@ -57,6 +57,7 @@ from r1_recipe.rewards.base import PREFILL_COLUMN, mark_prefilled, texts
 from r1_recipe.rewards.extract import split_reasoning
 from r1_recipe.rewards.language import language_share
 from r1_recipe.lora import peft_config_for
+from r1_recipe.model_folders import trl_reference_through_load_folder
 from r1_recipe.stage import (
     check_before_training,
     check_reward_columns,
@@ -201,7 +202,9 @@ class AhaGRPOTrainer(GRPOTrainer):
     """
 
     def __init__(self, *args, aha_phrases: Sequence[str] = (), aha_language: str = "en", **kwargs):
-        super().__init__(*args, **kwargs)
+        # beta > 0: the reference is the starting policy (base + adapter), with real weights on every rank
+        with trl_reference_through_load_folder(getattr(kwargs.get("args"), "model_name_or_path", None)):
+            super().__init__(*args, **kwargs)
         self._aha_pattern = phrase_pattern(aha_phrases)
         self._aha_language = aha_language
 

@@ -24,10 +24,15 @@ This module builds the one ``LoraConfig`` every stage hands to its TRL trainer
   stage's ``output_dir`` is an ordinary model folder, so the next stage, vLLM and the evaluator
   need nothing special. With ``merge_adapter: false`` the folder holds the adapter (peft's
   ``adapter_config.json`` names the base); a stage that starts from such a folder loads the
-  base, applies the adapter and merges it in memory (:func:`load_with_adapter`), and its
+  base, applies the adapter and merges it in memory (:func:`r1_recipe.model_folders.load_folder`,
+  the one loader of every stage folder; vLLM refuses such a folder in one line), and its
   ``results.json`` records both (:func:`lineage`). Stacking a second unmerged adapter on an
   unmerged one is refused: its ``adapter_config.json`` could only name one base.
-- QLoRA merges into a dequantized copy of the weights, so the hand-off is never 4-bit.
+- QLoRA merges into a dequantized copy of the weights, layer by layer, before any merge (peft's
+  4-bit merge re-quantizes ``W + ΔW`` and loses ΔW): the hand-off is never 4-bit. QLoRA from an
+  unmerged adapter folder is refused (its base would be quantized before the merge).
+- A save removes the other kind of weights an earlier run left in ``output_dir`` (a stale
+  ``adapter_config.json`` beside merged weights would win over them for every loader).
 - Merging needs the whole model on one process: under ZeRO-3 or FSDP set ``merge_adapter:
   false`` (refused otherwise, before training).
 - GRPO with ``beta > 0``: TRL computes the reference log-probs with the adapter disabled, so no
@@ -36,7 +41,6 @@ This module builds the one ``LoraConfig`` every stage hands to its TRL trainer
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -44,24 +48,19 @@ import torch
 from torch import nn
 
 from r1_recipe.configs import ConfigError, RecipeArgs
+from r1_recipe.model_folders import ADAPTER_CONFIG  # noqa: F401 - re-exported for the stages' tests
+from r1_recipe.model_folders import (
+    ADAPTER_FILES,
+    MODEL_WEIGHT_FILES,
+    adapter_base,
+    is_adapter_folder,
+    load_folder,
+    merge_adapter,
+)
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_CONFIG = "adapter_config.json"
 SCORE_HEADS = ("score", "classifier")  # sequence-classification heads of transformers' models
-
-
-def is_adapter_folder(path: str | Path) -> bool:
-    return Path(path, ADAPTER_CONFIG).is_file()
-
-
-def adapter_base(path: str | Path) -> str:
-    """The base model an adapter folder was trained on (peft's ``base_model_name_or_path``)."""
-    base = json.loads(Path(path, ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
-    if not base:
-        raise ConfigError(f"{Path(path, ADAPTER_CONFIG)}: no base_model_name_or_path; point model_name_or_path at a "
-                          "model folder, or write the base's folder or Hub id into that key")
-    return base
 
 
 def linear_layer_names(model: nn.Module) -> list[str]:
@@ -110,19 +109,11 @@ def quantization_kwargs(config: RecipeArgs) -> dict:
     from transformers import BitsAndBytesConfig
 
     compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # quant_storage in the compute dtype: FSDP flattens parameters of one dtype, and packed uint8 4-bit
+    # weights beside bf16 LoRA weights cannot be sharded together (QLoRA under FSDP, bitsandbytes' recipe)
     return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)}
-
-
-def load_with_adapter(model_class, folder: str | Path, **kwargs):
-    """Base + the adapter in ``folder``, merged in memory: an ordinary model for the next stage."""
-    from peft import PeftModel
-
-    base_path = adapter_base(folder)
-    logger.info("%s holds a LoRA adapter: loading its base %s and merging the adapter", folder, base_path)
-    base = model_class.from_pretrained(base_path, **kwargs)
-    merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
-    return merged.requires_grad_(True)  # peft froze the base; the next stage decides what trains
+                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute,
+                                                      bnb_4bit_quant_storage=compute)}
 
 
 def load_pretrained(model_class, config: RecipeArgs, **kwargs):
@@ -133,9 +124,12 @@ def load_pretrained(model_class, config: RecipeArgs, **kwargs):
             raise ConfigError(
                 f"model_name_or_path {config.model_name_or_path} is an unmerged adapter and this stage would write "
                 "another unmerged adapter on top of it: set merge_adapter: true here, or in the previous stage")
-        kwargs.pop("revision", None)
-        return load_with_adapter(model_class, config.model_name_or_path, **kwargs)
-    return model_class.from_pretrained(config.model_name_or_path, **kwargs)
+        if config.load_in_4bit:
+            raise ConfigError(
+                f"model_name_or_path {config.model_name_or_path} is an unmerged adapter and load_in_4bit would "
+                "quantize its base before the merge: set merge_adapter: true in the previous stage (QLoRA then "
+                "quantizes the merged weights)")
+    return load_folder(model_class, config.model_name_or_path, **kwargs)
 
 
 def check_can_merge(trainer, config: RecipeArgs) -> None:
@@ -150,18 +144,33 @@ def check_can_merge(trainer, config: RecipeArgs) -> None:
                           "ZeRO-3/FSDP shard it: set merge_adapter: false (the next stage merges base + adapter)")
 
 
+def is_adapter_model(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
+
+
+def remove_stale_weights(folder: str | Path, names: tuple[str, ...]) -> None:
+    """Delete weight files an earlier run left in ``folder`` that this save will not overwrite
+    (a stale ``adapter_config.json`` beside merged weights wins over them for every loader)."""
+    for name in names:
+        path = Path(folder, name)
+        if path.is_file():
+            logger.warning("removing %s: left by an earlier run, it would shadow the weights saved now", path)
+            path.unlink()
+
+
 def save_model(trainer, config: RecipeArgs) -> None:
     """Write the stage's weights to ``output_dir``: merged (default) or the adapter alone."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if not (config.use_peft and config.merge_adapter and hasattr(model, "merge_and_unload")):
+    merging = config.use_peft and config.merge_adapter and hasattr(model, "merge_and_unload")
+    if trainer.accelerator.is_main_process:  # a folder holds one kind of weights: the other kind is stale
+        remove_stale_weights(config.output_dir, MODEL_WEIGHT_FILES if is_adapter_model(model) and not merging
+                             else ADAPTER_FILES)
+    if not merging:
         trainer.save_model(config.output_dir)  # every rank: gathers shards under ZeRO-3 / FSDP
         return
     if not trainer.accelerator.is_main_process:
         return
-    merged = model.merge_and_unload()
-    if getattr(merged, "is_quantized", False) or getattr(merged, "quantization_method", None):
-        merged = merged.dequantize()
-    merged.save_pretrained(config.output_dir)
+    merge_adapter(model).save_pretrained(config.output_dir)  # QLoRA: into dequantized weights
     logger.info("merged the LoRA adapter into %s", config.output_dir)
 
 

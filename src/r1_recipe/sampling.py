@@ -45,6 +45,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from r1_recipe.config_checks import ConfigError
 from r1_recipe.data.end_of_turn import stop_token_ids
 from r1_recipe.data.templates import hidden_tags_problem
+from r1_recipe.model_folders import load_folder, refuse_adapter_folder
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class TransformersSampler:
     def __init__(self, model, tokenizer=None, *, batch_size: int = 64, device: str | None = None):
         if isinstance(model, str):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
-            model = AutoModelForCausalLM.from_pretrained(model)
+            model = load_folder(AutoModelForCausalLM, model)
         if tokenizer is None:
             raise ValueError("pass the tokenizer with a model object")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -223,6 +224,7 @@ class VLLMSampler:
     def __init__(self, model: str, tokenizer=None, *, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
                  gpu_memory_utilization: float | None = None, max_model_len: int | None = None, seed: int = 0,
                  dtype: str = "auto", **llm_kwargs):
+        refuse_adapter_folder(model, "vLLM")  # LLM(model=adapter folder) cannot apply it: one line saying to merge
         try:
             from vllm import LLM
         except ImportError as e:

@@ -20,7 +20,9 @@ may score different numbers of batches. Under ZeRO-3 the trainer's config has al
 transformers' ``from_pretrained`` into ``deepspeed.zero.Init`` by the time rewards are built, which
 would partition the reward model and leave each rank's forward with empty parameters; the load
 therefore runs with that switch off (:func:`outside_zero3_init`), as accelerate's own
-``zero3_init_context_manager(enable=False)`` does. A copy per GPU costs memory (a 7B reward model in
+``zero3_init_context_manager(enable=False)`` does; under FSDP's CPU-RAM-efficient loading it reads the
+real weights on every rank, and an unmerged reward-model adapter folder loads as base + adapter
+(:func:`r1_recipe.model_folders.load_beside_policy`). A copy per GPU costs memory (a 7B reward model in
 bf16 is ~15 GB per GPU); TRL's alternative, preparing it with DeepSpeed, shards it but needs
 every rank to score in lock-step.
 """
@@ -33,6 +35,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from r1_recipe.model_folders import load_beside_policy
 from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, route, row_texts
 from r1_recipe.rewards.extract import split_reasoning
 
@@ -78,8 +81,8 @@ class RewardModelScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        with outside_zero3_init():  # a full copy per process, whatever the trainer's ZeRO stage
-            self.model = AutoModelForSequenceClassification.from_pretrained(model, dtype=dtype)
+        with outside_zero3_init():  # a full copy per process, whatever the trainer's ZeRO stage or FSDP loading
+            self.model = load_beside_policy(AutoModelForSequenceClassification, model, dtype=dtype)
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.to(self.device).eval()
