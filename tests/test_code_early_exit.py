@@ -182,3 +182,32 @@ def test_a_function_call_returning_an_always_equal_object_scores_zero(code):
                             answer(always + "def square(x):\n    return _Int(0)"),
                             answer(RIGHT)], verification_info=[CALLS] * 3)
     assert got == [0.0, 0.0, 1.0]
+
+
+# A wrong function that wins by reaching into the harness's globals (issue 28 / issue 32): the
+# harness runs as `__main__`, so the candidate can rebind what it checks with, or read the
+# expected value it compares against.
+HARNESS_ATTACKS = {
+    "rebinds the harness's exit": "import sys\nsys.modules['__main__']._exit = lambda *a: None\n" + WRONG,
+    "returns the expected value": "import sys\ndef square(x):\n    return sys.modules['__main__']._want\n",
+    "parses main.py for the expected value": (
+        "import re\ndef square(x):\n    src = open('main.py').read()\n"
+        "    m = re.search(r\"_want = _read\\('(.*?)'\\)\", src)\n    return eval(m.group(1))[0] if m else 0\n"),
+}
+
+
+def test_a_function_call_that_reaches_into_the_harness_scores_zero(code):
+    got = code(completions=[answer(a) for a in HARNESS_ATTACKS.values()] + [answer(RIGHT)],
+               verification_info=[CALLS] * (len(HARNESS_ATTACKS) + 1))
+    assert dict(zip([*HARNESS_ATTACKS, "right"], got)) == {**dict.fromkeys(HARNESS_ATTACKS, 0.0), "right": 1.0}
+
+
+def test_the_same_attacks_score_zero_through_the_evaluators_functional_tests():
+    """The evaluator's functional harness never had the expected value in the box: the same
+    attacks, on LiveCodeBench's shape, fail there too."""
+    attacks = {"rebinds globals": "import sys\nsys.modules['__main__']._exit = lambda *a: None\n",
+               "returns a harness global": "import sys\n"}
+    wrong = "class Solution:\n    def addTwo(self, a, b):\n        return getattr(__import__('sys').modules['__main__'], '_want', 0)\n"
+    programs = [a + wrong for a in attacks.values()] + [LCB_RIGHT]
+    got = run_tests(programs, [LCB_REF] * len(programs), [LCB_TESTS] * len(programs), workers=2, progress=False)
+    assert got == [False, False, True]

@@ -16,9 +16,10 @@ A sample is correct when every test passes. All tests of all samples go to one p
 threads, each test a fresh sandboxed process with the problem's time and memory limits (the
 reference's ``time_limit_s``/``memory_mb``, else the caller's ``timeout``); once a test of a
 sample fails, its remaining tests are skipped. Output comparison (``compare``): ``lines`` is
-LiveCodeBench's (strip the whole output and each line; lines equal as text or as the same
-decimal numbers), ``tokens`` compares whitespace-separated tokens (Codeforces' default
-checker).
+LiveCodeBench's, and the ``code`` reward's too, so training and evaluation judge stdout alike
+(:func:`r1_recipe.rewards.code.same_lines`: strip the whole output and each line; lines equal as
+text or as the same decimal numbers); ``tokens`` compares whitespace-separated tokens (Codeforces'
+default checker, for that benchmark only).
 
 "It ran to its end" is the sandbox's proof (:attr:`RunResult.completed`), not exit status 0: a
 program that leaves early with status 0 (``os._exit(0)``, ``sys.exit(0)``, an ``atexit`` or
@@ -40,12 +41,11 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from functools import cache
 
 from tqdm.auto import tqdm
 
-from r1_recipe.rewards.code import SANDBOX_PROVIDERS
+from r1_recipe.rewards.code import SANDBOX_PROVIDERS, same_lines
 from r1_recipe.rewards.sandbox import RunResult
 from r1_recipe.rewards.sandbox_child import RESULT_NAME
 
@@ -70,27 +70,6 @@ class Test:
     expected: str | None  # None: exit 0 passes
     check: str  # exit, lines, tokens, functional
     limits: tuple[int, float, int, int]  # cpu s, wall s, memory MB, output KB
-
-
-def same_lines(got: str, expected: str) -> bool:
-    """LiveCodeBench's stdout check: stripped lines equal as text or as decimal numbers.
-
-    >>> same_lines("3 \\n0.50\\n\\n", "3\\n0.5"), same_lines("3\\n", "3\\n4"), same_lines("1e0", "1")
-    (True, False, True)
-    """
-    got_lines = [line.strip() for line in got.strip().split("\n")]
-    want_lines = [line.strip() for line in expected.strip().split("\n")]
-    if len(got_lines) != len(want_lines):
-        return False
-    for g, w in zip(got_lines, want_lines):
-        if g == w:
-            continue
-        try:
-            if [Decimal(x) for x in g.split()] != [Decimal(x) for x in w.split()]:
-                return False
-        except InvalidOperation:
-            return False
-    return True
 
 
 def same_tokens(got: str, expected: str) -> bool:
@@ -199,10 +178,10 @@ def passed(test: Test, result: RunResult) -> bool:
 
 def run_tests(programs: Sequence[str | None], references: Sequence[str], tests: Sequence[str | None] | None = None,
               *, workers: int | None = None, timeout: float = 5.0, provider: str = "local",
-              progress: bool = True) -> list[bool]:
+              progress: bool = True, sandbox_options: dict | None = None) -> list[bool]:
     """True where the sample's program passes all its problem's tests (see the module
     docstring); None (no code) is False. The progress bar shows on a terminal only, and never
-    with ``progress=False``."""
+    with ``progress=False``. ``sandbox_options`` go to the provider (local: ``isolation``)."""
     tests = tests if tests is not None else [None] * len(programs)
     runs: list[Test] = []
     for i, (code, reference, cases) in enumerate(zip(programs, references, tests)):
@@ -214,7 +193,8 @@ def run_tests(programs: Sequence[str | None], references: Sequence[str], tests: 
     @cache
     def box(limits: tuple[int, float, int, int]):
         cpu_s, wall_s, memory_mb, output_kb = limits
-        return SANDBOX_PROVIDERS[provider](cpu_s=cpu_s, wall_s=wall_s, memory_mb=memory_mb, output_kb=output_kb)
+        return SANDBOX_PROVIDERS[provider](cpu_s=cpu_s, wall_s=wall_s, memory_mb=memory_mb, output_kb=output_kb,
+                                           **(sandbox_options or {}))
 
     for limits in {t.limits for t in runs}:  # build each box (and its checks) once, before the threads
         box(limits)

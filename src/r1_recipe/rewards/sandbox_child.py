@@ -41,14 +41,27 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 _LIBC.syscall.restype = ctypes.c_long
 _LIBC.prctl.restype = ctypes.c_int
 
-# syscall numbers: (audit arch, denied process/network/debug calls, signal calls)
+# syscall numbers per arch: (audit arch, denied calls, signal calls allowed on its own pid only,
+# calls allowed on pid 0 or its own pid only)
+# denied: fork vfork clone clone3 socket socketpair ptrace process_vm_readv/writev pidfd_open
+# pidfd_getfd unshare setns io_uring_setup (io_uring can open sockets without syscalls);
+# attributes of files it may reach (chmod, chown, utime, xattr families), fallocate (disk past
+# RLIMIT_FSIZE), scheduling and priority of any process (setpriority, sched_set*, ioprio_set);
+# System V IPC, POSIX message queues and keyrings (they outlive the run without an IPC namespace).
+# signals: kill tkill tgkill pidfd_send_signal rt_sigqueueinfo rt_tgsigqueueinfo; own: prlimit64.
 ARCH = {
-    # fork vfork clone clone3 socket socketpair ptrace process_vm_readv/writev pidfd_open
-    # pidfd_getfd unshare setns io_uring_setup (io_uring can open sockets without syscalls)
-    "x86_64": (0xC000003E, {57, 58, 56, 435, 41, 53, 101, 310, 311, 434, 438, 272, 308, 425},
-               {62, 200, 234, 424}),
-    "aarch64": (0xC00000B7, {220, 435, 198, 199, 117, 270, 271, 434, 438, 97, 268, 425},
-                {129, 130, 131, 424}),
+    "x86_64": (0xC000003E,
+               {57, 58, 56, 435, 41, 53, 101, 310, 311, 434, 438, 272, 308, 425,
+                90, 91, 268, 452, 92, 93, 94, 260, 132, 235, 261, 280, 188, 189, 190, 197, 198, 199,
+                285, 141, 142, 144, 203, 314, 251,
+                29, 30, 31, 64, 65, 66, 67, 68, 69, 70, 71, 220, 240, 241, 248, 249, 250},
+               {62, 200, 234, 424, 129, 297}, {302}),
+    "aarch64": (0xC00000B7,
+                {220, 435, 198, 199, 117, 270, 271, 434, 438, 97, 268, 425,
+                 52, 53, 54, 55, 88, 452, 5, 6, 7, 14, 15, 16,
+                 47, 140, 118, 119, 122, 274, 30,
+                 186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 197, 180, 181, 217, 218, 219},
+                {129, 130, 131, 424, 138, 240}, {261}),
 }
 _SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (all arches)
 _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _PR_CAPBSET_DROP = 38, 22, 24
@@ -67,11 +80,12 @@ def landlock_abi() -> int:
 
 
 def seccomp_program(pid: int) -> bytes | None:
-    """A BPF filter: EPERM for process creation, sockets, ptrace and signals to others."""
+    """A BPF filter: EPERM for the denied calls (see :data:`ARCH`), for signals to any process but
+    ``pid`` and for resource limits of any process but ``pid`` (or 0, itself)."""
     arch = ARCH.get(os.uname().machine)
     if arch is None:
         return None
-    audit, denied, signals = arch
+    audit, denied, signals, own = arch
     ins: list[tuple[int, int, int, int]] = []
     ld, jeq, ret = 0x20, 0x15, 0x06
     eperm, allow, kill = 0x00050000 | errno.EPERM, 0x7FFF0000, 0x80000000
@@ -82,6 +96,9 @@ def seccomp_program(pid: int) -> bytes | None:
         ins += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
     for nr in sorted(signals):  # kill/tkill/tgkill/pidfd_send_signal: only its own pid
         ins += [(jeq, 0, 4, nr), (ld, 0, 0, 16), (jeq, 1, 0, pid), (ret, 0, 0, eperm),
+                (ret, 0, 0, allow)]
+    for nr in sorted(own):  # prlimit64: pid 0 (itself, as setrlimit calls it) or its own pid
+        ins += [(jeq, 0, 5, nr), (ld, 0, 0, 16), (jeq, 2, 0, 0), (jeq, 1, 0, pid), (ret, 0, 0, eperm),
                 (ret, 0, 0, allow)]
     ins.append((ret, 0, 0, allow))
     return b"".join(struct.pack("HBBI", *i) for i in ins)
