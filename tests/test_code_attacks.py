@@ -116,3 +116,87 @@ def test_attacks_score_zero_and_leave_the_trainer_and_host_unchanged(tmp_path, p
     assert not report["after"]["shm"] and not report["after"]["msg"] and not report["after"]["key"]
     assert report["after"]["mode"] & 0o777 == 0o600 and report["after"]["xattrs"] == []
     assert report["after"]["folders"] == [] and not any((tmp_path / "tmp").iterdir())
+
+
+def test_bubblewrap_asked_for_and_missing_is_refused_and_auto_falls_back_saying_so(monkeypatch, tmp_path, caplog):
+    """A machine without bwrap (PATH without it): ``isolation: bubblewrap`` with ``strict`` refuses
+    to run code, naming the fix; ``auto`` runs with the process layers and says, once, which
+    protections are active and which are missing."""
+    from r1_recipe.rewards import sandbox
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    sandbox.bubblewrap_works.cache_clear()
+    sandbox._ANNOUNCED.clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"namespaces \(bubblewrap\).*apt-get install bubblewrap"):
+            LocalSandbox(isolation="bubblewrap")
+        with caplog.at_level("INFO", logger="r1_recipe.rewards.sandbox"):
+            box = LocalSandbox(cpu_s=2, wall_s=3.0, isolation="auto")
+            LocalSandbox(cpu_s=2, wall_s=3.0, isolation="auto")
+        said = [r.getMessage() for r in caplog.records if "protections" in r.getMessage()]
+        assert len(said) == 1 and "seccomp" in said[0] and "missing: namespaces" in said[0], said
+        r = box.run("import os\nprint(os.getuid() == os.geteuid(), os.getcwd().startswith('/tmp'))")
+        assert (box.namespaces, r.returncode) == (False, 0)
+    finally:
+        sandbox.bubblewrap_works.cache_clear()
+        sandbox._ANNOUNCED.clear()
+
+
+@pytest.mark.skipif(not bubblewrap_works(), reason="no bubblewrap here")
+def test_with_bubblewrap_the_program_is_nobody_alone_in_its_namespaces():
+    box = LocalSandbox(cpu_s=2, wall_s=3.0, isolation="bubblewrap")
+    r = box.run("import os\nprint(os.getuid(), os.getgid(), os.getpid(), os.getcwd())\n"
+                "print(sorted(os.listdir('.')))")
+    assert r.stdout.split("\n")[:2] == ["65534 65534 2 /tmp", "['main.py']"]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan waits, dead, for a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants(pid: int) -> set[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = {c for c, parent in parents.items() if parent == p}
+        todo.extend(kids - found)
+        found |= kids
+    return found
+
+
+@pytest.mark.parametrize("isolation", isolations())
+def test_the_program_dies_with_its_trainer(isolation):
+    """The trainer killed (SIGKILL) while a program sleeps: nothing it started is left alive."""
+    import signal
+    import time
+
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom r1_recipe.rewards.sandbox import LocalSandbox\n"
+         f"LocalSandbox(cpu_s=30, wall_s=60.0, isolation={isolation!r}).run('import time\\ntime.sleep(60)')"],
+        env={**os.environ, "PYTHONPATH": str(SRC)})
+    try:
+        deadline = time.monotonic() + 30
+        while len(_descendants(trainer.pid)) < (3 if isolation == "bubblewrap" else 1) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)  # the child confines itself before the program's first line
+        started = _descendants(trainer.pid)
+        assert started, "the sandbox never started"
+    finally:
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait()
+    deadline = time.monotonic() + 5
+    while any(map(_running, started)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [p for p in started if _running(p)]
+    assert not alive, f"left running after the trainer died: {alive}"

@@ -64,7 +64,7 @@ ARCH = {
                 {129, 130, 131, 424, 138, 240}, {261}),
 }
 _SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (all arches)
-_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _PR_CAPBSET_DROP = 38, 22, 24
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _PR_CAPBSET_DROP = 1, 38, 22, 24
 _RO = 1 | 4 | 8  # landlock: execute, read file, read dir
 _CLONE_NEWNET = 0x40000000
 
@@ -108,6 +108,7 @@ def confine(work: str, limits: dict[int, int], read_paths: list[str]) -> None:
     """Apply every layer to the calling process; raises OSError when one fails."""
     for res, value in limits.items():
         resource.setrlimit(int(res), (value, value))
+    _LIBC.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # dies with the thread that started it (the trainer's)
     _LIBC.unshare(_CLONE_NEWNET)  # best effort: seccomp already forbids sockets
     abi = landlock_abi()
     ruleset = -1
