@@ -5,7 +5,8 @@ tests themselves (which can be megabytes for LiveCodeBench) are in the row's ``t
 so the samples file does not repeat them once per sample:
 
     kind        program run per test                     passes when
-    humaneval   prompt + completion + test + check(...)  it ran to its end (one run, no tests column)
+    humaneval   prompt + completion; test + check(...)   check(...) ran to its end in the sandbox's
+                in the sandbox's judge, apart              judge (one run, no tests column)
     stdio       the completion, the test input on stdin  its stdout matches the expected output
     functional  LiveCodeBench prelude + completion, then  the returned value (JSON, carried by the
                 a call of ``fn_name`` (a ``class Solution``  proof) equals the expected one
@@ -21,13 +22,15 @@ LiveCodeBench's, and the ``code`` reward's too, so training and evaluation judge
 text or as the same decimal numbers); ``tokens`` compares whitespace-separated tokens (Codeforces'
 default checker, for that benchmark only).
 
-"It ran to its end" is the sandbox's proof (:attr:`RunResult.completed`), not exit status 0: a
-program that leaves early with status 0 (``os._exit(0)``, ``sys.exit(0)``, an ``atexit`` or
-``sys.excepthook`` that exits 0 after a failed assert) fails; see :mod:`r1_recipe.rewards.code`
-for what the proof is and what a program introspecting the interpreter could still do. A stdio
-test needs exit status 0 and the expected output, not the proof (``os._exit(0)`` after a flushed
-answer is a contest idiom). A functional test's returned value travels with the proof, so a
-result line the program prints itself counts for nothing.
+"It ran to its end" is the sandbox's judge's proof (:class:`r1_recipe.rewards.sandbox.Judge`), not
+exit status 0: HumanEval's test and ``check(entry_point)`` run in a process apart from the
+program, after the prompt (its helpers, trusted), calling the program's entry point through a
+stand-in that carries plain values; a program that leaves early, calls the proof itself or
+returns an always-equal object fails (see :mod:`r1_recipe.rewards.code`). A stdio test needs exit
+status 0 and the expected output, not the proof (``os._exit(0)`` after a flushed answer is a
+contest idiom). A functional test's returned value travels with the proof and is compared here,
+so a result line the program prints itself counts for nothing, and the expected value is never in
+the sandbox.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from functools import cache
 from tqdm.auto import tqdm
 
 from r1_recipe.rewards.code import SANDBOX_PROVIDERS, same_lines
-from r1_recipe.rewards.sandbox import RunResult
+from r1_recipe.rewards.sandbox import Judge, RunResult
 from r1_recipe.rewards.sandbox_child import RESULT_NAME
 
 logger = logging.getLogger(__name__)
@@ -68,8 +71,9 @@ class Test:
     program: str
     stdin: str
     expected: str | None  # None: exit 0 passes
-    check: str  # exit, lines, tokens, functional
+    check: str  # judge, lines, tokens, functional
     limits: tuple[int, float, int, int]  # cpu s, wall s, memory MB, output KB
+    judge: Judge | None = None  # tests run apart from the program (HumanEval's check)
 
 
 def same_tokens(got: str, expected: str) -> bool:
@@ -146,6 +150,14 @@ def humaneval_program(code: str, reference: str) -> str:
     return f"{body}\n\n{ref['test']}\n\ncheck({entry})\n"
 
 
+def humaneval_judge(reference: str) -> Judge:
+    """HumanEval's tests, run by the sandbox's judge apart from the program: the prompt (its
+    imports and helpers, trusted) first, the entry point taken from the program, then the test
+    and ``check(entry_point)``; the program never holds the expected values."""
+    ref = json.loads(reference)
+    return Judge(ref["prompt"], (ref["entry_point"],), f"{ref['test']}\n\ncheck({ref['entry_point']})\n")
+
+
 def tests_of(sample: int, code: str, reference: str, tests: str | None, timeout: float) -> list[Test]:
     """The sandbox runs that decide one sample."""
     ref = json.loads(reference)
@@ -153,7 +165,8 @@ def tests_of(sample: int, code: str, reference: str, tests: str | None, timeout:
     if kind not in KINDS:
         raise ValueError(f"code reference of kind {kind!r}; known: {KINDS}")
     if kind == "humaneval":
-        return [Test(sample, humaneval_program(code, reference), "", None, "exit", limits_for(ref, timeout))]
+        program = humaneval_program(code, reference).rsplit(f"\n\n{ref['test']}", 1)[0]  # no tests in the program
+        return [Test(sample, program, "", None, "judge", limits_for(ref, timeout), humaneval_judge(reference))]
     cases = json.loads(tests) if tests else []
     if not cases:
         raise ValueError(f"code problem {ref.get('id')!r} has no tests")
@@ -169,8 +182,8 @@ def tests_of(sample: int, code: str, reference: str, tests: str | None, timeout:
 def passed(test: Test, result: RunResult) -> bool:
     if result.timed_out or result.returncode != 0:
         return False
-    if test.check == "exit":
-        return result.completed  # the sandbox's proof that the program ran past check(...)
+    if test.check == "judge":
+        return result.completed  # the judge's proof that check(...) ran to its end
     if test.check == "functional":
         return _same_value(result, test.expected)
     return (same_tokens if test.check == "tokens" else same_lines)(result.stdout, test.expected)
@@ -205,7 +218,8 @@ def run_tests(programs: Sequence[str | None], references: Sequence[str], tests: 
             if failed[test.sample]:
                 return  # an earlier test of this sample failed: it is wrong already
             try:
-                ok = passed(test, box(test.limits).run(test.program, test.stdin))
+                judged = {"judge": test.judge} if test.judge else {}
+                ok = passed(test, box(test.limits).run(test.program, test.stdin, **judged))
             except Exception as e:  # noqa: BLE001 - one broken run scores wrong, the rest go on
                 logger.warning("code sandbox failed: %r", e)
                 ok = False

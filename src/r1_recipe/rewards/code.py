@@ -30,32 +30,37 @@ sandbox's one call, ``Sandbox.run(program, stdin)``: a function-call test is a p
 Identical (program, test) jobs of one call run once (the samples of a GRPO group often repeat a
 program), so a program's verdict is its first run's.
 
-What a pass is (issue 17, "hostile programs score 0"): exit status 0 is not enough, because a
-program can end early with it (``os._exit(0)``, ``sys.exit(0)``, ``raise SystemExit``, a signal
-handler, an ``atexit`` or ``sys.excepthook`` that exits 0 after a failed assert), which a GRPO
-policy finds. An assert or function-call test passes only with the sandbox's proof
-(``RunResult.completed``): the sandbox's child gets a per-run random key from the parent on a
-pipe (never in a file, an argument or the environment), and writes it to a descriptor the
-program does not write to after the program's last line ran without raising; the parent
-requires exactly that key (see :mod:`r1_recipe.rewards.sandbox_child`). A stdin/stdout test
-passes on exit status 0 and the right output, the proof not required: its output is the
-positive evidence, and ``os._exit(0)`` after a flushed answer is a contest idiom for a fast end.
-A function-call test needs the proof *and* the right returned value, compared outside the
-sandbox; the expected value is never in the program the sandbox runs, so no rebinding of the
-harness's globals (``sys.modules['__main__']._exit``) and no forged proof passes a wrong function.
+What a pass is (issues 17 and 32): exit status 0 is not enough, because a program can end early
+with it (``os._exit(0)``, ``sys.exit(0)``, ``raise SystemExit``, a signal handler, an ``atexit`` or
+``sys.excepthook`` that exits 0 after a failed assert), which a GRPO policy finds; and nothing
+inside the program's interpreter can be trusted, since a program can walk its frames
+(``sys._getframe``), the ``gc`` heap or its memory. So every verdict is made where the program
+cannot reach:
 
-Limits, honestly: for assert tests the key lives in the sandboxed interpreter while the program
-runs, so a program that introspects the interpreter (walks frames with ``sys._getframe``, scans
-``gc`` objects, reads memory with ``ctypes``, or skips lines with a ``sys.settrace`` hook) can
-forge the proof or skip the asserts; and it can read ``main.py``, the asserts included, and answer
-from them. The asserts run in the candidate's namespace, so ``assert f(2) == 4`` is fooled by an
-``f`` returning an always-equal object (function-call tests are not). Nothing of that reaches
-outside the sandbox; it is a reward hack a policy must find by writing such code on purpose.
+- an assert test runs in the sandbox's *judge* (:class:`r1_recipe.rewards.sandbox.Judge`), a
+  process apart from the program's: the program runs alone, then answers calls; the assert calls
+  the program's functions through stand-ins that carry plain values (``repr`` read back with
+  ``ast.literal_eval``: an always-equal object is no answer); the judge alone holds the tests, the
+  per-run key and the proof descriptor, and proves that the assert ran to its end
+  (``RunResult.completed``; see :mod:`r1_recipe.rewards.sandbox_child`);
+- a function-call test returns its value with the sandbox's proof, and the value is compared
+  here (:func:`same_return`); the expected value never enters the sandbox, so rebinding the
+  harness's globals (``sys.modules['__main__']._exit``), reading ``_want`` or ``main.py``, or
+  calling the proof itself gives nothing but the value the program computed;
+- a stdin/stdout test passes on exit status 0 and the right output (:func:`same_lines`), the
+  proof not required: its output is the positive evidence, and ``os._exit(0)`` after a flushed
+  answer is a contest idiom for a fast end.
+
+Limits, honestly: the judge's stand-ins pass plain values only, so a test that hands the program
+a callable or an object, or checks that it mutated an argument in place, fails; a test that
+expects an exception sees ``RemoteError`` instead of its type. The program still reads its own
+inputs (a test's arguments), and a stdin/stdout program its input.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import logging
 from collections.abc import Callable
@@ -65,7 +70,7 @@ from typing import Any
 
 from r1_recipe.rewards.base import CODE, RewardFunc, applies, column, named, reads, route, row_texts
 from r1_recipe.rewards.extract import last_code_block
-from r1_recipe.rewards.sandbox import LocalSandbox, Sandbox
+from r1_recipe.rewards.sandbox import Judge, LocalSandbox, Sandbox
 from r1_recipe.rewards.sandbox_child import RESULT_NAME
 
 logger = logging.getLogger(__name__)
@@ -188,6 +193,30 @@ if _fn is None:
 '''
 
 
+def asserts_judge(test: str) -> Judge:
+    """The sandbox's judge for an assert test: the test runs apart from the program, each name it
+    reads that is no builtin and that it does not assign itself taken from the program (a
+    function as a stand-in calling it, a module imported again, plain data copied).
+
+    >>> asserts_judge("x = f(2)\\nassert abs(x) == g(4), math.pi").names
+    ('f', 'g', 'math')
+    """
+    try:
+        tree = ast.parse(test)
+    except (SyntaxError, ValueError):
+        return Judge("", (), test)  # fails in the judge, as it would in the program
+    loads, stores = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loads.append if isinstance(node.ctx, ast.Load) else stores.add)(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            stores.add(node.name)
+        elif isinstance(node, ast.arg):
+            stores.add(node.arg)
+    names = sorted({n for n in loads if n not in stores and not hasattr(builtins, n)})
+    return Judge("", tuple(names), test)
+
+
 def _call_program(code: str, test: dict) -> str | None:
     """The sandbox program of one function-call test, or None when its input/output is no literal."""
     args, want = test.get("input"), test.get("output")
@@ -208,9 +237,10 @@ def runnable_tests(info: dict) -> list[dict | str]:
     return list(info.get("tests") or [])
 
 
-# How a job passes: ``stdout`` (exit 0 and ``same_lines`` with the expected text), ``end`` (the
-# sandbox's proof that the program ran to its last line: asserts), ``return`` (the proof's
-# returned value equals the expected one: function calls).
+# How a job passes: ``stdout`` (exit 0 and ``same_lines`` with the expected text), ``judge`` (the
+# assert ran to its end in the sandbox's judge, a process apart from the program, calling the
+# program's functions: asserts), ``return`` (the proof's returned value equals the expected one:
+# function calls).
 Job = tuple[str, str, str, str]  # program, stdin, check, expected (text)
 
 
@@ -219,7 +249,7 @@ def _jobs(code: str, info: dict) -> list[Job]:
     jobs: list[Job] = []
     for t in runnable_tests(info):
         if isinstance(t, str):
-            jobs.append((f"{code}\n\n{t}\n", "", "end", ""))
+            jobs.append((code, "", "judge", t))
         elif t.get("type") == FUNCTION_CALL:
             want = t.get("output")
             jobs.append((_call_program(code, t), "", "return", want if isinstance(want, str) else json.dumps(want)))
@@ -261,13 +291,13 @@ def code(
     def passed(job: Job) -> bool:
         program, stdin, check, expected = job
         try:
-            r = box.run(program, stdin)
+            r = box.run(program, stdin, **({"judge": asserts_judge(expected)} if check == "judge" else {}))
         except Exception as e:  # noqa: BLE001 - a sandbox failure must not stop training
             logger.warning("code sandbox failed: %r", e)
             return False
         if r.timed_out or r.returncode != 0:
             return False
-        if check == "end":  # asserts: only the sandbox's proof that the program ran to its end
+        if check == "judge":  # asserts: only the judge's proof that they ran to their end
             return r.completed
         if check == "return":  # compared here: the expected value never enters the sandbox
             return r.completed and same_return(r.result, literal(expected)[1])

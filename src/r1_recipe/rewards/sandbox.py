@@ -1,21 +1,36 @@
 """Run untrusted Python from completions: a local sandbox, and the interface for remote ones.
 
-What the local sandbox guarantees (Linux; every run is a fresh ``python -I -S`` process in its
-own temporary directory, which sets up each layer on itself before the program's first line:
+What the local sandbox guarantees (Linux; every run is a fresh ``python -I -S`` process, which
+sets up each process layer on itself before the program's first line:
 :mod:`r1_recipe.rewards.sandbox_child`):
 
+- namespaces (where bubblewrap works, ``isolation: auto``/``bubblewrap``): the program runs as uid
+  65534 in its own user, PID, IPC, mount, network, UTS and cgroup namespaces, sees only the
+  interpreter and system libraries (read-only) and a tmpfs of ``scratch_mb`` as its folder and
+  ``/tmp``; no host process to signal or re-limit, no host file to touch, no IPC object that
+  outlives it; it dies with its parent;
 - time: RLIMIT_CPU plus a wall-clock limit enforced by the parent, which kills the whole
   process group;
 - memory and output: RLIMIT_AS; stdin, stdout and stderr are files, the output ones capped by
   RLIMIT_FSIZE (a program that prints forever dies with SIGXFSZ, the parent never buffers it,
   and one that never reads its input cannot block the parent);
 - processes: seccomp denies fork/vfork/clone/clone3 (so no fork bomb, no threads, even as
-  root, where RLIMIT_NPROC does not bind), ptrace, and signals to any process but itself;
+  root, where RLIMIT_NPROC does not bind), ptrace, signals (kill, tkill, tgkill,
+  rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_send_signal) and prlimit to any process but itself,
+  scheduling and I/O priority calls, file attribute calls (chmod, chown, utime, xattr families),
+  fallocate, System V IPC, POSIX message queues and keyrings; PDEATHSIG kills it with its parent;
 - network: seccomp denies socket()/socketpair(), and the child gets its own empty network
-  namespace when it may create one;
-- files: Landlock (kernel >= 5.13) lets it write only below its temporary directory and read
-  only the interpreter, system libraries and that directory; the directory is deleted after.
+  namespace;
+- files: Landlock (kernel >= 5.13) lets it write only below its folder and read only the
+  interpreter, system libraries and that folder; the folder is deleted after, however deep;
 - privileges: all capabilities dropped, no_new_privs set.
+
+Without bubblewrap or user namespaces (``isolation: process``, or ``auto`` where bwrap is
+missing: some clusters, Ubuntu 24.04's AppArmor default) the process layers alone apply: the
+program runs as the trainer's uid in the host's PID and IPC namespaces and writes its folder on
+the host's disk (many small files can fill it for as long as the run lasts). Each sandbox says
+once which layers are active; ``strict`` with ``isolation: bubblewrap`` refuses to run without
+the namespaces, and ``strict`` always refuses without seccomp and Landlock.
 
 The parent runs no Python between fork and exec (no ``preexec_fn``), so ``subprocess`` spawns
 with vfork: a run costs the same from a trainer holding gigabytes as from a small process, and
@@ -24,19 +39,14 @@ is safe from many threads at once (the code reward and the evaluator run tests i
 Proof of a program's end (``RunResult.completed``): exit status 0 does not say the program ran
 to its last line (``os._exit(0)``, ``sys.exit(0)``, an ``atexit`` handler or ``sys.excepthook``
 that exits 0 after a failed assert all give it). So the parent sends the child a fresh random
-key on a pipe (never in a file, argument or environment variable the program could read; the
-child reads it and closes the pipe before confining itself) and hands it a proof file the
-program cannot open by name. Once the program's code returned without raising, the child runs
-its ``atexit`` handlers, flushes stdout and stderr, blocks signals and writes key + length +
-``__r1_result__`` (a harness's result text) there, then ``os._exit(0)``, so no program code runs
-after the proof. ``completed`` is true only for exactly those bytes and exit status 0. What it
-cannot stop, a program that introspects the interpreter to find the key (see
-:mod:`r1_recipe.rewards.code`). A remote sandbox without such a proof reports
+key on a pipe (never in a file, argument or environment variable the program could read) and
+hands it a proof file the program cannot open by name; the child writes key + length +
+``__r1_result__`` (a harness's result text) there once the code returned without raising, then
+``os._exit(0)``. Inside one interpreter a program that introspects it can find the key, so the
+proof alone decides nothing a program could want to forge: with a :class:`Judge` the tests run in
+a process apart that alone holds the key; otherwise the result it carries is compared by the
+parent with a value the program never saw. A remote sandbox without such a proof reports
 ``completed=False``, and the tests decided by it fail there, safely.
-
-Where the kernel lacks seccomp or Landlock (non-Linux, old kernels, some containers) those
-layers are missing: ``LocalSandbox.protections()`` says which are active, and with
-``strict=True`` (the default) the sandbox refuses to run rather than run unconfined.
 """
 
 from __future__ import annotations
@@ -57,8 +67,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from r1_recipe.rewards.sandbox_child import (ARCH, CONFINE_FAILED, CONFINE_MESSAGE, KEY_BYTES, command_line,
-                                             landlock_abi)
+from r1_recipe.rewards.sandbox_child import (ARCH, CONFINE_FAILED, CONFINE_MESSAGE, JUDGE_SEPARATOR, KEY_BYTES,
+                                             command_line, landlock_abi)
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +89,24 @@ class RunResult:
     result: str | None = None  # a harness's ``__r1_result__`` text, carried by the proof
 
 
+@dataclass(frozen=True)
+class Judge:
+    """Tests run apart from the program (see :mod:`r1_recipe.rewards.sandbox_child`): ``setup``
+    (trusted code: a prompt's helpers), then each of ``names`` bound to a stand-in calling the
+    program's own, then ``test``; the run is ``completed`` when ``test`` ran to its end."""
+
+    setup: str
+    names: tuple[str, ...]
+    test: str
+
+    def spec(self) -> bytes:
+        return JUDGE_SEPARATOR.join([self.setup, ",".join(self.names), self.test]).encode("utf-8", "surrogatepass")
+
+
 class Sandbox(Protocol):
     """A place to run a program: the local one below, or a remote service (E2B, piston, …)."""
 
-    def run(self, program: str, stdin: str = "") -> RunResult: ...
+    def run(self, program: str, stdin: str = "", judge: Judge | None = None) -> RunResult: ...
 
 
 def _exits_within(proc: subprocess.Popen, seconds: float) -> bool:
@@ -223,22 +247,25 @@ class LocalSandbox:
             "landlock (files)": linux and landlock_abi() > 0,
         }
 
-    def run(self, program: str, stdin: str = "") -> RunResult:
+    def run(self, program: str, stdin: str = "", judge: Judge | None = None) -> RunResult:
+        """Run ``program`` on ``stdin``; with a ``judge``, its tests in a process apart."""
         root = Path(tempfile.mkdtemp(prefix="r1-sandbox-"))
         try:
             work = root / "work"
             work.mkdir()
             (work / "main.py").write_text(program, errors="surrogatepass")
             (root / "stdin").write_bytes(stdin.encode("utf-8", "surrogatepass"))
-            with open(work / "main.py", "rb") as source:
+            (root / "judge").write_bytes(judge.spec() if judge else b"")
+            with open(work / "main.py", "rb") as source, open(root / "judge", "rb") as tests:
+                judge_fd = tests.fileno() if judge else -1
                 if self.namespaces:  # main.py copied onto the tmpfs: the host's folder stays out of sight
                     return self._run(_bwrap_args(self.scratch_mb << 20, source.fileno()), _SCRATCH, root,
-                                     (source.fileno(),))
-                return self._run([], str(work), root, ())
+                                     (source.fileno(),), judge_fd)
+                return self._run([], str(work), root, (), judge_fd)
         finally:
             _remove(root)
 
-    def _run(self, prefix: list[str], work: str, root: Path, fds: tuple[int, ...]) -> RunResult:
+    def _run(self, prefix: list[str], work: str, root: Path, fds: tuple[int, ...], judge_fd: int = -1) -> RunResult:
         """Start the child (behind ``prefix``, bubblewrap's command or nothing) in ``work``, wait
         for it within the wall limit, kill what is left, read its output and proof."""
         limit = self.output_kb * 1024
@@ -263,9 +290,9 @@ class LocalSandbox:
             try:
                 proc = subprocess.Popen(  # no preexec_fn: spawned by vfork, thread-safe
                     [*prefix, exe, "-I", "-S", "-B", _CHILD,
-                     *command_line(work, limits, _read_paths(), key_in, proof.fileno())],
+                     *command_line(work, limits, _read_paths(), key_in, proof.fileno(), judge_fd)],
                     cwd=root if prefix else work, stdin=inp, stdout=out, stderr=err, start_new_session=True,
-                    close_fds=True, pass_fds=(key_in, proof.fileno(), *fds),
+                    close_fds=True, pass_fds=(key_in, proof.fileno(), *fds, *([judge_fd] if judge_fd >= 0 else [])),
                     env={"PATH": "/usr/bin:/bin", "HOME": work, "TMPDIR": work,
                          "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
                 )
