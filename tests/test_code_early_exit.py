@@ -182,3 +182,77 @@ def test_a_function_call_returning_an_always_equal_object_scores_zero(code):
                             answer(always + "def square(x):\n    return _Int(0)"),
                             answer(RIGHT)], verification_info=[CALLS] * 3)
     assert got == [0.0, 0.0, 1.0]
+
+
+# A wrong function that wins by reaching into the harness's globals (issue 28 / issue 32): the
+# harness runs as `__main__`, so the candidate can rebind what it checks with, or read the
+# expected value it compares against.
+HARNESS_ATTACKS = {
+    "rebinds the harness's exit": "import sys\nsys.modules['__main__']._exit = lambda *a: None\n" + WRONG,
+    "returns the expected value": "import sys\ndef square(x):\n    return sys.modules['__main__']._want\n",
+    "parses main.py for the expected value": (
+        "import re\ndef square(x):\n    src = open('main.py').read()\n"
+        "    m = re.search(r\"_want = _read\\('(.*?)'\\)\", src)\n    return eval(m.group(1))[0] if m else 0\n"),
+}
+
+
+def test_a_function_call_that_reaches_into_the_harness_scores_zero(code):
+    got = code(completions=[answer(a) for a in HARNESS_ATTACKS.values()] + [answer(RIGHT)],
+               verification_info=[CALLS] * (len(HARNESS_ATTACKS) + 1))
+    assert dict(zip([*HARNESS_ATTACKS, "right"], got)) == {**dict.fromkeys(HARNESS_ATTACKS, 0.0), "right": 1.0}
+
+
+def test_the_same_attacks_score_zero_through_the_evaluators_functional_tests():
+    """The evaluator's functional harness never had the expected value in the box: the same
+    attacks, on LiveCodeBench's shape, fail there too."""
+    attacks = {"rebinds globals": "import sys\nsys.modules['__main__']._exit = lambda *a: None\n",
+               "returns a harness global": "import sys\n"}
+    wrong = "class Solution:\n    def addTwo(self, a, b):\n        return getattr(__import__('sys').modules['__main__'], '_want', 0)\n"
+    programs = [a + wrong for a in attacks.values()] + [LCB_RIGHT]
+    got = run_tests(programs, [LCB_REF] * len(programs), [LCB_TESTS] * len(programs), workers=2, progress=False)
+    assert got == [False, False, True]
+
+
+# A wrong program that finds the harness's `prove` (frames or the gc heap) and calls it: the pass
+# proof lived in the interpreter that ran the program (issue 32). Each then leaves, as a program
+# that got its proof would.
+INTROSPECTION = {
+    "walks the frames to prove": (
+        "import sys\nWRONG\n_f = sys._getframe()\nwhile _f is not None:\n"
+        "    for _v in list(_f.f_locals.values()) + list(_f.f_globals.values()):\n"
+        "        if callable(_v) and getattr(_v, '__name__', '') == 'prove':\n            _v()\n"
+        "    _f = _f.f_back\n"),
+    "scans gc for prove": (
+        "import gc\nWRONG\nfor _o in gc.get_objects():\n"
+        "    if callable(_o) and getattr(_o, '__name__', '') == 'prove':\n        _o()\n"),
+    "reads the key from the prover's closure": (
+        "import gc, os\nWRONG\nfor _o in gc.get_objects():\n"
+        "    if getattr(_o, '__name__', '') == 'prove' and _o.__closure__:\n"
+        "        _cells = [c.cell_contents for c in _o.__closure__]\n"
+        "        _key = next(c for c in _cells if type(c) is bytes)\n"
+        "        _fd = next(c for c in _cells if type(c) is int)\n"
+        "        os.write(_fd, _key + b'%010d' % 0)\n        os._exit(0)\n"),
+}
+
+
+def test_a_program_that_calls_the_prover_itself_scores_zero(code):
+    completions = [answer(a.replace("WRONG", WRONG)) for a in INTROSPECTION.values()] + [answer(RIGHT)]
+    for info in (ASSERTS, CALLS):
+        got = code(completions=completions, verification_info=[info] * len(completions))
+        assert dict(zip([*INTROSPECTION, "right"], got)) == {**dict.fromkeys(INTROSPECTION, 0.0), "right": 1.0}, info
+
+
+def test_humaneval_gives_a_program_that_calls_the_prover_zero_through_the_evaluator(tmp_path):
+    import gzip
+
+    path = tmp_path / "HumanEval.jsonl.gz"
+    names = [*INTROSPECTION, "right"]
+    rows = [{**HE_ROW, "task_id": f"Tiny/{i}", "prompt": HE_ROW["prompt"] + f"    # {name}\n"}
+            for i, name in enumerate(names)]
+    with gzip.open(path, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    answers = [answer(a.replace("WRONG", WRONG)) for a in INTROSPECTION.values()] + [HE_ROW["canonical_solution"]]
+    cfg = EvalConfig(model_name_or_path="scripted", benchmark=f"humaneval={path}", num_samples=1, greedy=False,
+                     verify_workers=2, verify_timeout=3.0)
+    s = evaluate(cfg, sampler=Scripted(answers))
+    assert s["problems"] == len(rows) and s["pass@1"] == pytest.approx(1 / len(rows))

@@ -196,9 +196,9 @@ def test_code_reward_runs_each_distinct_program_of_a_batch_once(monkeypatch):
     runs = []
 
     class Counting(LocalSandbox):
-        def run(self, program, stdin=""):
+        def run(self, program, stdin="", **judge):
             runs.append(program)
-            return super().run(program, stdin)
+            return super().run(program, stdin, **judge)
 
     monkeypatch.setitem(code_reward.SANDBOX_PROVIDERS, "counting", Counting)
     info = Problem("+", 4, "*", 3).verification_info

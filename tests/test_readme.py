@@ -85,5 +85,9 @@ def test_every_readme_command_is_real(command, tmp_path):
         assert "vllm" in command and "deepspeed" in command
         setup = (ROOT / "setup.py").read_text()
         assert '"vllm":' in setup and '"deepspeed":' in setup
+    elif argv[:3] == ["sudo", "apt-get", "install"]:  # a system package: the one CI installs, the one the code uses
+        assert argv[3:] == ["bubblewrap"], command
+        assert "apt-get install -y -qq bubblewrap" in (ROOT / ".ci" / "run").read_text()
+        assert '"bwrap"' in (ROOT / "src" / "r1_recipe" / "rewards" / "sandbox.py").read_text()
     else:
         pytest.fail(f"README command not covered by this test: {command}")

@@ -5,7 +5,8 @@ tests themselves (which can be megabytes for LiveCodeBench) are in the row's ``t
 so the samples file does not repeat them once per sample:
 
     kind        program run per test                     passes when
-    humaneval   prompt + completion + test + check(...)  it ran to its end (one run, no tests column)
+    humaneval   prompt + completion; test + check(...)   check(...) ran to its end in the sandbox's
+                in the sandbox's judge, apart              judge (one run, no tests column)
     stdio       the completion, the test input on stdin  its stdout matches the expected output
     functional  LiveCodeBench prelude + completion, then  the returned value (JSON, carried by the
                 a call of ``fn_name`` (a ``class Solution``  proof) equals the expected one
@@ -16,17 +17,20 @@ A sample is correct when every test passes. All tests of all samples go to one p
 threads, each test a fresh sandboxed process with the problem's time and memory limits (the
 reference's ``time_limit_s``/``memory_mb``, else the caller's ``timeout``); once a test of a
 sample fails, its remaining tests are skipped. Output comparison (``compare``): ``lines`` is
-LiveCodeBench's (strip the whole output and each line; lines equal as text or as the same
-decimal numbers), ``tokens`` compares whitespace-separated tokens (Codeforces' default
-checker).
+LiveCodeBench's, and the ``code`` reward's too, so training and evaluation judge stdout alike
+(:func:`r1_recipe.rewards.code.same_lines`: strip the whole output and each line; lines equal as
+text or as the same decimal numbers); ``tokens`` compares whitespace-separated tokens (Codeforces'
+default checker, for that benchmark only).
 
-"It ran to its end" is the sandbox's proof (:attr:`RunResult.completed`), not exit status 0: a
-program that leaves early with status 0 (``os._exit(0)``, ``sys.exit(0)``, an ``atexit`` or
-``sys.excepthook`` that exits 0 after a failed assert) fails; see :mod:`r1_recipe.rewards.code`
-for what the proof is and what a program introspecting the interpreter could still do. A stdio
-test needs exit status 0 and the expected output, not the proof (``os._exit(0)`` after a flushed
-answer is a contest idiom). A functional test's returned value travels with the proof, so a
-result line the program prints itself counts for nothing.
+"It ran to its end" is the sandbox's judge's proof (:class:`r1_recipe.rewards.sandbox.Judge`), not
+exit status 0: HumanEval's test and ``check(entry_point)`` run in a process apart from the
+program, after the prompt (its helpers, trusted), calling the program's entry point through a
+stand-in that carries plain values; a program that leaves early, calls the proof itself or
+returns an always-equal object fails (see :mod:`r1_recipe.rewards.code`). A stdio test needs exit
+status 0 and the expected output, not the proof (``os._exit(0)`` after a flushed answer is a
+contest idiom). A functional test's returned value travels with the proof and is compared here,
+so a result line the program prints itself counts for nothing, and the expected value is never in
+the sandbox.
 """
 
 from __future__ import annotations
@@ -40,13 +44,12 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from functools import cache
 
 from tqdm.auto import tqdm
 
-from r1_recipe.rewards.code import SANDBOX_PROVIDERS
-from r1_recipe.rewards.sandbox import RunResult
+from r1_recipe.rewards.code import SANDBOX_PROVIDERS, same_lines
+from r1_recipe.rewards.sandbox import Judge, RunResult
 from r1_recipe.rewards.sandbox_child import RESULT_NAME
 
 logger = logging.getLogger(__name__)
@@ -68,29 +71,9 @@ class Test:
     program: str
     stdin: str
     expected: str | None  # None: exit 0 passes
-    check: str  # exit, lines, tokens, functional
+    check: str  # judge, lines, tokens, functional
     limits: tuple[int, float, int, int]  # cpu s, wall s, memory MB, output KB
-
-
-def same_lines(got: str, expected: str) -> bool:
-    """LiveCodeBench's stdout check: stripped lines equal as text or as decimal numbers.
-
-    >>> same_lines("3 \\n0.50\\n\\n", "3\\n0.5"), same_lines("3\\n", "3\\n4"), same_lines("1e0", "1")
-    (True, False, True)
-    """
-    got_lines = [line.strip() for line in got.strip().split("\n")]
-    want_lines = [line.strip() for line in expected.strip().split("\n")]
-    if len(got_lines) != len(want_lines):
-        return False
-    for g, w in zip(got_lines, want_lines):
-        if g == w:
-            continue
-        try:
-            if [Decimal(x) for x in g.split()] != [Decimal(x) for x in w.split()]:
-                return False
-        except InvalidOperation:
-            return False
-    return True
+    judge: Judge | None = None  # tests run apart from the program (HumanEval's check)
 
 
 def same_tokens(got: str, expected: str) -> bool:
@@ -167,6 +150,14 @@ def humaneval_program(code: str, reference: str) -> str:
     return f"{body}\n\n{ref['test']}\n\ncheck({entry})\n"
 
 
+def humaneval_judge(reference: str) -> Judge:
+    """HumanEval's tests, run by the sandbox's judge apart from the program: the prompt (its
+    imports and helpers, trusted) first, the entry point taken from the program, then the test
+    and ``check(entry_point)``; the program never holds the expected values."""
+    ref = json.loads(reference)
+    return Judge(ref["prompt"], (ref["entry_point"],), f"{ref['test']}\n\ncheck({ref['entry_point']})\n")
+
+
 def tests_of(sample: int, code: str, reference: str, tests: str | None, timeout: float) -> list[Test]:
     """The sandbox runs that decide one sample."""
     ref = json.loads(reference)
@@ -174,7 +165,8 @@ def tests_of(sample: int, code: str, reference: str, tests: str | None, timeout:
     if kind not in KINDS:
         raise ValueError(f"code reference of kind {kind!r}; known: {KINDS}")
     if kind == "humaneval":
-        return [Test(sample, humaneval_program(code, reference), "", None, "exit", limits_for(ref, timeout))]
+        program = humaneval_program(code, reference).rsplit(f"\n\n{ref['test']}", 1)[0]  # no tests in the program
+        return [Test(sample, program, "", None, "judge", limits_for(ref, timeout), humaneval_judge(reference))]
     cases = json.loads(tests) if tests else []
     if not cases:
         raise ValueError(f"code problem {ref.get('id')!r} has no tests")
@@ -190,8 +182,8 @@ def tests_of(sample: int, code: str, reference: str, tests: str | None, timeout:
 def passed(test: Test, result: RunResult) -> bool:
     if result.timed_out or result.returncode != 0:
         return False
-    if test.check == "exit":
-        return result.completed  # the sandbox's proof that the program ran past check(...)
+    if test.check == "judge":
+        return result.completed  # the judge's proof that check(...) ran to its end
     if test.check == "functional":
         return _same_value(result, test.expected)
     return (same_tokens if test.check == "tokens" else same_lines)(result.stdout, test.expected)
@@ -199,10 +191,10 @@ def passed(test: Test, result: RunResult) -> bool:
 
 def run_tests(programs: Sequence[str | None], references: Sequence[str], tests: Sequence[str | None] | None = None,
               *, workers: int | None = None, timeout: float = 5.0, provider: str = "local",
-              progress: bool = True) -> list[bool]:
+              progress: bool = True, sandbox_options: dict | None = None) -> list[bool]:
     """True where the sample's program passes all its problem's tests (see the module
     docstring); None (no code) is False. The progress bar shows on a terminal only, and never
-    with ``progress=False``."""
+    with ``progress=False``. ``sandbox_options`` go to the provider (local: ``isolation``)."""
     tests = tests if tests is not None else [None] * len(programs)
     runs: list[Test] = []
     for i, (code, reference, cases) in enumerate(zip(programs, references, tests)):
@@ -214,7 +206,8 @@ def run_tests(programs: Sequence[str | None], references: Sequence[str], tests: 
     @cache
     def box(limits: tuple[int, float, int, int]):
         cpu_s, wall_s, memory_mb, output_kb = limits
-        return SANDBOX_PROVIDERS[provider](cpu_s=cpu_s, wall_s=wall_s, memory_mb=memory_mb, output_kb=output_kb)
+        return SANDBOX_PROVIDERS[provider](cpu_s=cpu_s, wall_s=wall_s, memory_mb=memory_mb, output_kb=output_kb,
+                                           **(sandbox_options or {}))
 
     for limits in {t.limits for t in runs}:  # build each box (and its checks) once, before the threads
         box(limits)
@@ -225,7 +218,8 @@ def run_tests(programs: Sequence[str | None], references: Sequence[str], tests: 
             if failed[test.sample]:
                 return  # an earlier test of this sample failed: it is wrong already
             try:
-                ok = passed(test, box(test.limits).run(test.program, test.stdin))
+                judged = {"judge": test.judge} if test.judge else {}
+                ok = passed(test, box(test.limits).run(test.program, test.stdin, **judged))
             except Exception as e:  # noqa: BLE001 - one broken run scores wrong, the rest go on
                 logger.warning("code sandbox failed: %r", e)
                 ok = False

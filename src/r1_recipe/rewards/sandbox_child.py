@@ -15,8 +15,9 @@ The proof of the program's end: the parent's per-run key arrives on a pipe (read
 before the program's first line), and only when ``main.py`` returned without raising does
 :func:`_prover` write it, with the harness's ``__r1_result__``, to the proof descriptor, then
 ``os._exit(0)``. The key is a value in this interpreter while the program runs: a program that
-walks the frames (``sys._getframe(1).f_locals``), the ``gc`` heap or raw memory can find it; the
-proof stops early exits and forged lines, not a program that introspects the interpreter.
+walks the frames, the ``gc`` heap or raw memory can find it, so in a plain run the proof only
+carries a result the parent judges itself. A judged run (:func:`judged`) forks first: the
+program runs in one process and the tests in another, which alone reads the key.
 """
 
 from __future__ import annotations
@@ -41,17 +42,30 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 _LIBC.syscall.restype = ctypes.c_long
 _LIBC.prctl.restype = ctypes.c_int
 
-# syscall numbers: (audit arch, denied process/network/debug calls, signal calls)
+# syscall numbers per arch: (audit arch, denied calls, signal calls allowed on its own pid only,
+# calls allowed on pid 0 or its own pid only)
+# denied: fork vfork clone clone3 socket socketpair ptrace process_vm_readv/writev pidfd_open
+# pidfd_getfd unshare setns io_uring_setup (io_uring can open sockets without syscalls);
+# attributes of files it may reach (chmod, chown, utime, xattr families), fallocate (disk past
+# RLIMIT_FSIZE), scheduling and priority of any process (setpriority, sched_set*, ioprio_set);
+# System V IPC, POSIX message queues and keyrings (they outlive the run without an IPC namespace).
+# signals: kill tkill tgkill pidfd_send_signal rt_sigqueueinfo rt_tgsigqueueinfo; own: prlimit64.
 ARCH = {
-    # fork vfork clone clone3 socket socketpair ptrace process_vm_readv/writev pidfd_open
-    # pidfd_getfd unshare setns io_uring_setup (io_uring can open sockets without syscalls)
-    "x86_64": (0xC000003E, {57, 58, 56, 435, 41, 53, 101, 310, 311, 434, 438, 272, 308, 425},
-               {62, 200, 234, 424}),
-    "aarch64": (0xC00000B7, {220, 435, 198, 199, 117, 270, 271, 434, 438, 97, 268, 425},
-                {129, 130, 131, 424}),
+    "x86_64": (0xC000003E,
+               {57, 58, 56, 435, 41, 53, 101, 310, 311, 434, 438, 272, 308, 425,
+                90, 91, 268, 452, 92, 93, 94, 260, 132, 235, 261, 280, 188, 189, 190, 197, 198, 199,
+                285, 141, 142, 144, 203, 314, 251,
+                29, 30, 31, 64, 65, 66, 67, 68, 69, 70, 71, 220, 240, 241, 248, 249, 250},
+               {62, 200, 234, 424, 129, 297}, {302}),
+    "aarch64": (0xC00000B7,
+                {220, 435, 198, 199, 117, 270, 271, 434, 438, 97, 268, 425,
+                 52, 53, 54, 55, 88, 452, 5, 6, 7, 14, 15, 16,
+                 47, 140, 118, 119, 122, 274, 30,
+                 186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 197, 180, 181, 217, 218, 219},
+                {129, 130, 131, 424, 138, 240}, {261}),
 }
 _SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (all arches)
-_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _PR_CAPBSET_DROP = 38, 22, 24
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _PR_CAPBSET_DROP = 1, 38, 22, 24
 _RO = 1 | 4 | 8  # landlock: execute, read file, read dir
 _CLONE_NEWNET = 0x40000000
 
@@ -67,11 +81,12 @@ def landlock_abi() -> int:
 
 
 def seccomp_program(pid: int) -> bytes | None:
-    """A BPF filter: EPERM for process creation, sockets, ptrace and signals to others."""
+    """A BPF filter: EPERM for the denied calls (see :data:`ARCH`), for signals to any process but
+    ``pid`` and for resource limits of any process but ``pid`` (or 0, itself)."""
     arch = ARCH.get(os.uname().machine)
     if arch is None:
         return None
-    audit, denied, signals = arch
+    audit, denied, signals, own = arch
     ins: list[tuple[int, int, int, int]] = []
     ld, jeq, ret = 0x20, 0x15, 0x06
     eperm, allow, kill = 0x00050000 | errno.EPERM, 0x7FFF0000, 0x80000000
@@ -83,6 +98,9 @@ def seccomp_program(pid: int) -> bytes | None:
     for nr in sorted(signals):  # kill/tkill/tgkill/pidfd_send_signal: only its own pid
         ins += [(jeq, 0, 4, nr), (ld, 0, 0, 16), (jeq, 1, 0, pid), (ret, 0, 0, eperm),
                 (ret, 0, 0, allow)]
+    for nr in sorted(own):  # prlimit64: pid 0 (itself, as setrlimit calls it) or its own pid
+        ins += [(jeq, 0, 5, nr), (ld, 0, 0, 16), (jeq, 2, 0, 0), (jeq, 1, 0, pid), (ret, 0, 0, eperm),
+                (ret, 0, 0, allow)]
     ins.append((ret, 0, 0, allow))
     return b"".join(struct.pack("HBBI", *i) for i in ins)
 
@@ -91,6 +109,7 @@ def confine(work: str, limits: dict[int, int], read_paths: list[str]) -> None:
     """Apply every layer to the calling process; raises OSError when one fails."""
     for res, value in limits.items():
         resource.setrlimit(int(res), (value, value))
+    _LIBC.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # dies with the thread that started it (the trainer's)
     _LIBC.unshare(_CLONE_NEWNET)  # best effort: seccomp already forbids sockets
     abi = landlock_abi()
     ruleset = -1
@@ -124,10 +143,125 @@ def confine(work: str, limits: dict[int, int], read_paths: list[str]) -> None:
             raise OSError(ctypes.get_errno(), "seccomp")
 
 
-def command_line(work: str, limits: dict[int, int], read_paths: list[str], key_fd: int, proof_fd: int) -> list[str]:
+def command_line(work: str, limits: dict[int, int], read_paths: list[str], key_fd: int, proof_fd: int,
+                 judge_fd: int = -1) -> list[str]:
     """The arguments :func:`main` reads (plain strings: parsing JSON here would import ``re``
     and ``enum``, tens of milliseconds per run)."""
-    return [work, ",".join(f"{k}={v}" for k, v in limits.items()), "\n".join(read_paths), str(key_fd), str(proof_fd)]
+    return [work, ",".join(f"{k}={v}" for k, v in limits.items()), "\n".join(read_paths), str(key_fd), str(proof_fd),
+            str(judge_fd)]
+
+
+# --- the judge: tests run in a process apart from the program ---------------------------------
+# A judged run forks before anything is confined: the *runner* runs main.py (the program alone)
+# and then answers calls on a pipe; the *judge* holds the key, the proof descriptor and the tests
+# (which the runner never sees), runs the tests with each name the program should define bound to
+# a stand-in that calls the runner, and proves that they ran to their end. Values cross as ``repr``
+# text read back with ``ast.literal_eval``: plain data only, never an object of the program's. The
+# runner cannot reach the judge: another process (no ptrace, no process_vm_*, no signals to it, no
+# /proc under Landlock or bubblewrap, and the judge is not dumpable).
+JUDGE_SEPARATOR = "\0"  # between the judge file's parts: setup, names (comma-separated), test
+_PR_SET_DUMPABLE = 4
+
+
+def _send(fd: int, text: str, write=os.write) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    data = b"%010d" % len(data) + data
+    while data:
+        data = data[write(fd, data):]
+
+
+def _receive(fd: int, read=os.read) -> str | None:
+    """One message, or None when the other side is gone (or sent no message)."""
+    head = b""
+    while len(head) < 10:
+        chunk = read(fd, 10 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    if not head.isdigit():
+        return None
+    size, body = int(head), []
+    while size:
+        chunk = read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        body.append(chunk)
+        size -= len(chunk)
+    return b"".join(body).decode("utf-8", "surrogatepass")
+
+
+def _serve(namespace: dict, requests: int, replies: int, literal, module_type, kind=type, text=repr,
+           can_call=callable, problem=BaseException, receive=_receive, send=_send, exit_=os._exit) -> None:
+    """The runner, after the program ran: answer the judge's ``("kind"|"call", name, args, kwargs)``."""
+    while True:
+        message = receive(requests)
+        if message is None:
+            exit_(0)
+        try:
+            op, name, args, kwargs = literal(message)
+            obj = namespace[name]
+            if op == "kind":
+                if kind(obj) is module_type:
+                    reply = "module\n" + obj.__name__
+                else:
+                    reply = "call\n" if can_call(obj) else "value\n" + text(obj)
+            else:
+                reply = "ok\n" + text(obj(*args, **kwargs))
+        except problem as e:  # noqa: BLE001 - whatever the program raised goes back as an error
+            try:
+                reply = "error\n" + kind(e).__name__
+            except problem:
+                reply = "error\n"
+        send(replies, reply)
+
+
+class RemoteError(Exception):
+    """The program raised, ended, or returned something that is no plain value."""
+
+
+def _stand_in(name: str, requests: int, replies: int, literal):
+    def call(*args, **kwargs):
+        _send(requests, repr(("call", name, args, kwargs)))
+        reply = _receive(replies)
+        if reply is None:
+            raise RemoteError(f"the program ended before {name} returned")
+        status, _, payload = reply.partition("\n")
+        if status != "ok":
+            raise RemoteError(f"{name} raised {payload}")
+        try:
+            return literal(payload)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+            raise RemoteError(f"{name} returned no plain value") from e
+
+    call.__name__ = name
+    return call
+
+
+def _judge(spec: str, requests: int, replies: int) -> dict:
+    """The judge's namespace after the tests ran (raises what a failed test raises)."""
+    import ast  # here, not at the top: only judged runs pay their import
+    import importlib
+
+    setup, names, test = spec.split(JUDGE_SEPARATOR)
+    namespace: dict = {"__name__": "__judge__"}
+    exec(compile(setup, "setup.py", "exec"), namespace)
+    for name in filter(None, names.split(",")):
+        _send(requests, repr(("kind", name, (), {})))
+        reply = _receive(replies)
+        if reply is None:
+            raise RemoteError("the program ended before its tests")
+        status, _, payload = reply.partition("\n")
+        if status == "call":
+            namespace[name] = _stand_in(name, requests, replies, ast.literal_eval)
+        elif status == "module":
+            namespace[name] = importlib.import_module(payload)
+        elif status == "value":
+            try:
+                namespace[name] = ast.literal_eval(payload)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                pass  # not plain data: the test finds no such name
+    exec(compile(test, "tests.py", "exec"), namespace)
+    return namespace
 
 
 def _prover(key: bytes, proof_fd: int, namespace: dict, write=os.write, exit_=os._exit,
@@ -160,26 +294,74 @@ def _prover(key: bytes, proof_fd: int, namespace: dict, write=os.write, exit_=os
     return prove
 
 
-def main(argv: list[str]) -> None:
-    work, limits, reads, key_fd, proof_fd = argv[1:6]
-    key = os.read(int(key_fd), KEY_BYTES)  # the parent's per-run secret: on a pipe, never in a file
-    os.close(int(key_fd))
+def _confine_or_exit(work: str, limits: str, reads: str) -> None:
     try:
         confine(work, {int(k): int(v) for k, v in (kv.split("=") for kv in limits.split(",") if kv)},
                 [p for p in reads.split("\n") if p])
     except Exception as e:  # noqa: BLE001 - strict: never run the program unconfined
         sys.stderr.write(f"{CONFINE_MESSAGE.decode()}{e!r}\n")
         os._exit(CONFINE_FAILED)
+
+
+def _run_program() -> tuple[dict, object]:
+    """A fresh ``__main__`` (as ``python main.py`` gives the program) and ``main.py`` compiled."""
     with open("main.py", "rb") as f:
         code = compile(f.read(), "main.py", "exec")
     sys.argv = ["main.py"]
-    module = type(sys)("__main__")  # a fresh __main__, as `python main.py` gives the program
+    module = type(sys)("__main__")
     module.__file__ = "main.py"
     sys.modules["__main__"] = module
-    prove = _prover(key, int(proof_fd), module.__dict__)
+    return module.__dict__, code
+
+
+def main(argv: list[str]) -> None:
+    work, limits, reads, key_fd, proof_fd, judge_fd = argv[1:7]
+    if judge_fd != "-1":
+        return judged(work, limits, reads, int(key_fd), int(proof_fd), int(judge_fd))
+    key = os.read(int(key_fd), KEY_BYTES)  # the parent's per-run secret: on a pipe, never in a file
+    os.close(int(key_fd))
+    _confine_or_exit(work, limits, reads)
+    namespace, code = _run_program()
+    prove = _prover(key, int(proof_fd), namespace)
     del key
-    exec(code, module.__dict__)
+    exec(code, namespace)
     prove()  # reached only when the program's last line ran without raising
+
+
+def judged(work: str, limits: str, reads: str, key_fd: int, proof_fd: int, judge_fd: int) -> None:
+    """Fork into the runner (the program) and the judge (the tests, the key), see above."""
+    import ast  # here, not at the top: only judged runs pay its import
+
+    to_runner, from_judge = os.pipe()[::-1]
+    to_judge, from_runner = os.pipe()[::-1]
+    if os.fork() == 0:  # the runner: no key, no proof descriptor, no tests
+        for fd in (key_fd, proof_fd, judge_fd, to_runner, from_runner):
+            os.close(fd)
+        _confine_or_exit(work, limits, reads)
+        namespace, code = _run_program()
+        serve = (lambda: _serve(namespace, from_judge, to_judge, ast.literal_eval, type(sys)))  # bound before it runs
+        try:
+            exec(code, namespace)
+        except BaseException:  # noqa: BLE001 - shown as a program's error would be; the judge sees it end
+            sys.excepthook(*sys.exc_info())
+            os._exit(1)
+        for stream in (sys.stdout, sys.stderr):  # what it printed comes out even if the judge ends first
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - closed or replaced: its output is what it is
+                pass
+        serve()
+    for fd in (from_judge, to_judge):
+        os.close(fd)
+    key = os.read(key_fd, KEY_BYTES)
+    os.close(key_fd)
+    with os.fdopen(judge_fd, "rb") as f:
+        spec = f.read().decode("utf-8", "surrogatepass")
+    _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # no /proc/<judge>/mem for anyone of its uid
+    _confine_or_exit(work, limits, reads)
+    prove = _prover(key, proof_fd, {})
+    _judge(spec, to_runner, from_runner)
+    prove()  # the tests ran to their end
 
 
 if __name__ == "__main__":
