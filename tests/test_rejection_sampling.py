@@ -302,15 +302,17 @@ def test_the_filters_repetition_and_shingles_equal_the_per_ngram_definitions():
     import zlib
 
     from r1_recipe.rejection_filters import jaccard, repetition_share, shingles
+    from r1_recipe.rewards.language import words as language_words
     from r1_recipe.rewards.length import repetition_penalty
 
-    texts = CRAFTED_TEXTS + _mixed_texts(200) + ["Go on GO on go ON " * 5, "a b " * 3, "A a"]
+    texts = CRAFTED_TEXTS + _mixed_texts(200) + ["Go on GO on go ON " * 5, "a b " * 3, "A a",
+                                                 "答案是四。" * 8, "所以 x=4。所以 x=4。" * 3, "ひらがなカタカナ" * 4]
     for text in texts:
         for n in (1, 3, 4):
             assert repetition_share(text, n) == -repetition_penalty(text, n, -1.0) + 0.0, (text, n)
 
     def crc_shingles(text):  # the per-n-gram definition (crc32 of each joined 3-gram)
-        words = text.split()
+        words = language_words(text)
         if len(words) < 3:
             return frozenset({zlib.crc32(" ".join(words).encode())})
         return frozenset(zlib.crc32(" ".join(words[i : i + 3]).encode()) for i in range(len(words) - 2))

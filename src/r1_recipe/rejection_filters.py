@@ -42,7 +42,7 @@ import numpy as np
 
 from r1_recipe.rewards.base import CODE, DOMAINS, scores_rows_of
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
-from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, VARIABLE_LETTERS, script_words
+from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, VARIABLE_LETTERS, script_words, unspaced
 
 READABILITY_REASONS = ("mixed_language", "long_paragraph", "code_in_reasoning", "repetition")
 SELECTION_REASONS = ("exact_duplicate", "near_duplicate", "over_k")
@@ -157,8 +157,8 @@ def language_share(text: str | None, language: str = "en") -> float:
 
 
 # Word hashes without a Python step per word: a word is a run of non-whitespace characters (as
-# str.split reads them); its hash is a polynomial in its code points mod 2^64, computed for every
-# word at once from one prefix sum (Q is P's inverse mod 2^64, so no division is needed). Stable
+# str.split reads them), each letter of an unspaced script a word of its own; its hash is a
+# polynomial in its code points mod 2^64, computed for every word at once from one prefix sum (Q is P's inverse mod 2^64, so no division is needed). Stable
 # across processes and runs, unlike Python's ``hash``.
 _P = np.uint64(0x100000001B3)
 _Q = np.uint64(pow(int(_P), -1, 2**64))
@@ -166,19 +166,37 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # combines word hashes into n-gram keys
 _SPACE = np.array([chr(c).isspace() for c in range(0x3001)] + [False])  # str.isspace; none above U+3000
 
 
+_UNSPACED: list[np.ndarray] = []  # rewards.language.unspaced per code point (none past the CJK blocks)
+
+
+def _unspaced_table() -> np.ndarray:
+    if not _UNSPACED:
+        _UNSPACED.append(np.array([unspaced(chr(c)) for c in range(0x40000)] + [False]))
+    return _UNSPACED[0]
+
+
 def word_hashes(text: str) -> np.ndarray:
-    """One stable 64-bit hash per whitespace-separated word of ``text``, in order; equal words
-    get equal hashes.
+    """One stable 64-bit hash per word of ``text``, in order, words as
+    :func:`r1_recipe.rewards.language.words` reads them (whitespace-separated; each Han, kana or
+    Thai letter a word); equal words get equal hashes.
 
     >>> h = word_hashes("to be  or not\\nto be"); len(h), bool(h[0] == h[4]), bool(h[1] == h[5]), bool(h[0] == h[1])
     (6, True, True, False)
+    >>> len(word_hashes("so 答案是 4。"))
+    5
     """
     cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     if not len(cps):
         return np.zeros(0, dtype=np.uint64)
     char = ~_SPACE[np.minimum(cps, len(_SPACE) - 1)]
-    starts = np.flatnonzero(char & ~np.concatenate(([False], char[:-1])))
-    ends = np.flatnonzero(char & ~np.concatenate((char[1:], [False]))) + 1
+    alone = np.zeros(len(cps), dtype=bool)  # a letter that is a word on its own
+    if not text.isascii():
+        table = _unspaced_table()
+        alone = table[np.minimum(cps, len(table) - 1)]
+    cut_before = alone | np.concatenate(([True], alone[:-1] | ~char[:-1]))
+    cut_after = alone | np.concatenate((alone[1:] | ~char[1:], [True]))
+    starts = np.flatnonzero(char & cut_before)
+    ends = np.flatnonzero(char & cut_after) + 1
     p_pow, q_pow = _powers(len(cps))
     with np.errstate(over="ignore"):
         prefix = np.zeros(len(cps) + 1, dtype=np.uint64)
