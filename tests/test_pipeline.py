@@ -440,3 +440,23 @@ def test_aha_demo_learns_to_retry_after_a_failed_check(tmp_path, monkeypatch):
     aha = [json.loads(line) for line in (tmp_path / "aha" / "rl1" / "aha_metrics.jsonl").read_text().splitlines()]
     assert aha[-1]["aha/self_correction"] > aha[0]["aha/self_correction"] + 0.08
     assert aha[-1]["aha/completion_length"] > aha[0]["aha/completion_length"]
+
+
+def test_the_model_card_headline_skips_the_reward_model_scores_and_a_missing_greedy(tmp_path):
+    # eval_general_rm.json (reward-model scores, no accuracy) sorts before eval_math_500.json: the
+    # card took it, formatted None and failed the evaluation node after all its work, every rerun
+    from r1_recipe.pipeline import headline, write_model_card
+
+    (tmp_path / "eval_general_rm.json").write_text(json.dumps({"model": "m", "mean_score": 0.4, "pairs": 8}))
+    (tmp_path / "eval_math_500.json").write_text(json.dumps(
+        {"benchmark": "math_500", "pass@1": 0.625, "pass@1_stderr": 0.02}))  # greedy: false
+    (tmp_path / "eval_math_500_samples.json").write_text("[]")
+    ev = headline(tmp_path)
+    assert ev["benchmark"] == "math_500" and ev["pass@1"] == 0.625 and ev["greedy_accuracy"] is None
+    lineage = {"pipeline": "p", "step": "rl1", "kind": "grpo", "evaluation": ev, "results": {"global_step": 3}}
+    write_model_card(tmp_path, lineage)
+    card = (tmp_path / "README.md").read_text()
+    assert "- held-out math_500: pass@1 0.625 ± 0.020\n" in card and "greedy" not in card
+    (tmp_path / "eval_math_500.json").unlink()
+    assert headline(tmp_path) is None  # only reward-model scores: no headline, no crash
+    write_model_card(tmp_path, {**lineage, "evaluation": None})

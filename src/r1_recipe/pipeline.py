@@ -222,12 +222,14 @@ def run_evaluation(pipeline: Pipeline, step: Step, env: dict) -> dict:
 
 
 def headline(folder: Path) -> dict | None:
-    """The step's headline metric: held-out pass@1 (and greedy) when it was evaluated."""
-    evals = sorted(p for p in folder.glob("eval_*.json") if not p.stem.endswith("_samples"))
-    if not evals:
-        return None
-    summary = json.loads(evals[0].read_text())
-    return {k: summary.get(k) for k in ("benchmark", "pass@1", "pass@1_stderr", "greedy_accuracy", "style_share")}
+    """The step's headline metric: held-out pass@1 (and greedy) when it was evaluated; the first
+    benchmark by name that has a pass@1 (``eval_general_rm.json``, the reward-model scores, has
+    none, and sorts first)."""
+    for path in sorted(p for p in folder.glob("eval_*.json") if not p.stem.endswith("_samples")):
+        summary = json.loads(path.read_text())
+        if isinstance(summary, dict) and summary.get("pass@1") is not None:
+            return {k: summary.get(k) for k in ("benchmark", "pass@1", "pass@1_stderr", "greedy_accuracy", "style_share")}
+    return None
 
 
 def write_model_card(folder: Path, lineage: dict) -> None:
@@ -247,9 +249,12 @@ def write_model_card(folder: Path, lineage: dict) -> None:
         f"- code: r1-recipe at git commit `{lineage.get('git_commit')}`", "",
         "## Results", "",
     ]
-    if ev:
-        lines.append(f"- held-out {ev.get('benchmark')}: pass@1 {ev.get('pass@1'):.3f} ± {ev.get('pass@1_stderr'):.3f}, "
-                     f"greedy {ev.get('greedy_accuracy'):.3f}")
+    if ev.get("pass@1") is not None:  # greedy (greedy: false) and the stderr may be absent
+        parts = [f"pass@1 {ev['pass@1']:.3f}"
+                 + (f" ± {ev['pass@1_stderr']:.3f}" if ev.get("pass@1_stderr") is not None else "")]
+        if ev.get("greedy_accuracy") is not None:
+            parts.append(f"greedy {ev['greedy_accuracy']:.3f}")
+        lines.append(f"- held-out {ev.get('benchmark')}: " + ", ".join(parts))
     lines += [f"- {k}: {v}" for k, v in results.items()]
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 
