@@ -81,7 +81,8 @@ PROMPT_ID_BATCH = 10_000  # problems held as Python strings at once while ids ar
 
 def load_prompts(config: RejectionSamplingConfig):
     """The prompt rows in a fixed order, duplicate problems removed: (dataset, ids, duplicates)."""
-    ds = load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed)
+    ds = load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed,
+                      text_columns={config.problem_column: "problem_column"})
     check_reward_types(ds, "dataset_mixture")
     if config.problem_column not in ds.column_names:
         raise DataError(f"dataset_mixture: no column {config.problem_column!r} (problem_column); "
