@@ -8,7 +8,8 @@ score them.
 The input is what TRL's ``RewardTrainer`` trained on: the chat template over (user prompt,
 assistant response), tokenized *without* adding special tokens again (the template already
 writes any BOS: Llama-3's ``<|begin_of_text|>`` would otherwise appear twice, an input the
-reward model never saw); a model without a chat template gets ``prompt\nresponse`` with the
+reward model never saw); a model without a chat template gets ``prompt\nresponse`` and the EOS
+(TRL appends it to non-conversational pairs, so the head was trained reading it) with the
 tokenizer's own special tokens, once. An input longer than ``max_length`` loses the *start of
 the prompt* first (the template's header, the end of the prompt and the whole response stay);
 only when the response alone does not fit does it lose its start too (its end, where the answer
@@ -99,7 +100,9 @@ class RewardModelScorer:
                 [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
                 tokenize=False,
             )
-        return f"{prompt}\n{response}"
+        # TRL's RewardTrainer appends the EOS to non-conversational pairs: the head learned to read it
+        eos = self.tokenizer.eos_token or ""
+        return f"{prompt}\n{response}" + ("" if response.endswith(eos) else eos)
 
     def _ids(self, prompt: str, response: str) -> list[int]:
         # templated text holds its special tokens already; plain text gets the tokenizer's, once
