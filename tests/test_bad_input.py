@@ -333,7 +333,28 @@ def test_a_column_of_the_wrong_type_fails_before_the_model_loads(name, tmp_path,
     code, stderr = run_cli(["sft", "--config", str(recipe)])
     text = assert_one_line_error(code, stderr, DATA_CASES[name][2])
     assert re.search(r"\((problem|reasoning|answer)_column\)", text), text  # and the recipe key that names it
+    assert f"source {path}" in text and "dataset_mixture of" not in text, text  # the data file, not output_dir
     assert not loads
+
+
+@pytest.mark.parametrize("command,extra", [
+    (["grpo"], ["--reward_funcs", "format", "--reward_weights", "[1.0]"]),
+    (["rejection_sampling"], ["--reward_funcs", "format", "--reward_thresholds", "{format: 1.0}", "--general_mixture", "null"]),
+], ids=["grpo", "rejection"])
+def test_a_wrong_typed_problem_column_names_the_data_file_in_every_prompt_stage(command, extra, tmp_path, tiny_model_dir,
+                                                                                 monkeypatch):
+    # The error named the stage's output_dir ("dataset_mixture of runs/x: column 'problem' ...")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the model loaded before the data check"))
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(_jsonl([{"problem": "What is 1+1?", "solution": "2"}]))
+    path = _write_data(tmp_path, "number as the problem")
+    recipe = tmp_path / "stage.yaml"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": str(tiny_model_dir), "output_dir": str(tmp_path / "out"),
+                                      "dataset_mixture": [{"path": str(good)}, {"path": str(path)}]}))
+    code, stderr = run_cli([*command, "--config", str(recipe), *extra])
+    text = assert_one_line_error(code, stderr, "(problem_column)")
+    assert f"dataset_mixture[1] source {path}" in text, text
 
 
 GRPO_REWARDS = ["--reward_kwargs", "{}", "--reward_weights", "[1.0, 1.0]"]

@@ -167,6 +167,20 @@ def test_codeforces_keeps_stdio_problems_and_scores_them():
     assert len(with_checkers) == 3
 
 
+def test_codeforces_leaves_out_problems_whose_official_tests_are_truncated():
+    # The card: official_tests_complete false means the official tests were cut; judging on them
+    # passes programs the full test set fails.
+    from datasets import Dataset
+
+    from r1_recipe.eval_suites import codeforces
+
+    tests = [{"input": "1\n", "output": "1\n"}]
+    rows = [{"id": f"1/{x}", "official_tests": tests, "official_tests_complete": complete, "interaction_format": None,
+             "input_mode": "stdio", "generated_checker": None} for x, complete in zip("ABC", (True, False, None))]
+    kept = codeforces.select(Dataset.from_list(rows), dict(codeforces.OPTIONS))
+    assert kept["id"] == ["1/A", "1/C"]  # None: the field is not known, the tests are all there is
+
+
 def test_codeforces_output_is_compared_by_tokens():
     spaced = {**CF_RIGHT, "print YES for each even": fenced(
         "n = int(input())\nprint(' '.join('YES' if int(input()) % 2 == 0 else 'NO' for _ in range(n)))")}

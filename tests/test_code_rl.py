@@ -264,6 +264,33 @@ def test_code_rows_without_a_code_threshold_are_not_kept_unverified(tmp_path, ma
     assert stats["dropped"]["reward:unverified"] == 3 * 5 and stats["kept_reasoning"] == 3
 
 
+@SANDBOX
+@pytest.mark.parametrize("kind", ["reasoning", None])
+def test_a_code_threshold_binds_only_the_rows_the_code_reward_scores(tmp_path, math_file, kind):
+    # Rows typed `reasoning` (or untyped) go to both domains' rewards; with a code threshold set,
+    # every math row was dropped as reward:code (no verification_info to run) and every code row
+    # as reward:accuracy. Each threshold binds the rows holding the columns its reward reads.
+    typed = {} if kind is None else {"reward_type": kind}
+    mixture = [{"path": str(math_file), "weight": 3, **typed},
+               {**{k: v for k, v in CODE_SOURCE.items() if k != "reward_type"}, "weight": 5, **typed}]
+    config = RejectionSamplingConfig(
+        model_name_or_path="unused", output_dir=str(tmp_path / "out"), num_samples=3, max_per_prompt=2,
+        dataset_mixture=mixture,
+        reward_funcs=["accuracy", "code", "format"], reward_thresholds={"accuracy": 1.0, "code": 1.0, "format": 1.0},
+        reward_kwargs={"accuracy": {"workers": 1}, "code": {"cpu_s": 2, "wall_s": 5.0, "memory_mb": 256}},
+        general_mixture=None)
+    stats = run(config, sampler=MixedSampler(fixture_rows()))
+    assert stats["prompts"] == 8
+    assert stats["dropped"]["reward:accuracy"] == 3 and stats["dropped"]["reward:code"] == 2 * 5
+    assert stats["dropped"].get("reward:unverified", 0) == 0 and stats["passed_keep_rule"] == 3 + 5
+    # the gold program passes the keep rule; on a row not typed `code` its drafted code in the
+    # reasoning is a readability problem, as on any reasoning row
+    assert stats["dropped"]["code_in_reasoning"] == 5 and stats["kept_reasoning"] == 3
+    kept = load_dataset(config.output_dir, split="train").to_list()
+    assert sorted(r["problem"] for r in kept) == sorted(p for p, _ in MATH)
+    assert all(r["sample_index"] == 0 and r["rewards"]["code"] is None for r in kept)  # the right sum
+
+
 def test_a_code_source_without_tests_is_named_in_a_warning(math_file, caplog):
     ds = load_source({"path": str(math_file), "reward_type": "code"})
     assert ds["reward_type"] == ["code"] * 3

@@ -147,6 +147,26 @@ def test_logit_mode_trains_the_student_and_leaves_the_teacher_alone(tmp_path, ti
     assert state["distill_mode"] == "logit"
 
 
+def test_the_teacher_loads_at_its_own_revision_not_the_students(tmp_path, tiny_model_dir, demo_data_dir, monkeypatch):
+    # the teacher was loaded with the student's model_revision (a commit of another repository)
+    student = build_tiny_model(tmp_path / "student", seed=0, hidden_size=32, num_layers=1, intermediate_size=64)
+    seen = []
+    for cls in (AutoModelForCausalLM, AutoTokenizer):
+        original = cls.from_pretrained.__func__
+
+        def record(klass, path, *args, _original=original, **kwargs):
+            seen.append((str(path), kwargs.get("revision", "main")))
+            return _original(klass, path, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(record))
+    recipe = _recipe(tmp_path, student, tiny_model_dir, demo_data_dir, distill_mode="logit", max_steps=1,
+                     model_revision="student-commit", teacher_model_revision="teacher-commit")
+    main(["--config", recipe])
+    teacher_loads = {rev for path, rev in seen if path == str(tiny_model_dir)}
+    assert teacher_loads == {"teacher-commit"}, seen
+    assert {rev for path, rev in seen if path == str(student)} == {"student-commit"}
+
+
 def test_logit_mode_needs_a_teacher(tmp_path, tiny_model_dir, demo_data_dir):
     from r1_recipe.cli import main as cli_main
 

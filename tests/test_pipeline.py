@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -440,3 +441,118 @@ def test_aha_demo_learns_to_retry_after_a_failed_check(tmp_path, monkeypatch):
     aha = [json.loads(line) for line in (tmp_path / "aha" / "rl1" / "aha_metrics.jsonl").read_text().splitlines()]
     assert aha[-1]["aha/self_correction"] > aha[0]["aha/self_correction"] + 0.08
     assert aha[-1]["aha/completion_length"] > aha[0]["aha/completion_length"]
+
+
+def test_the_model_card_headline_skips_the_reward_model_scores_and_a_missing_greedy(tmp_path):
+    # eval_general_rm.json (reward-model scores, no accuracy) sorts before eval_math_500.json: the
+    # card took it, formatted None and failed the evaluation node after all its work, every rerun
+    from r1_recipe.pipeline import headline, write_model_card
+
+    (tmp_path / "eval_general_rm.json").write_text(json.dumps({"model": "m", "mean_score": 0.4, "pairs": 8}))
+    (tmp_path / "eval_math_500.json").write_text(json.dumps(
+        {"benchmark": "math_500", "pass@1": 0.625, "pass@1_stderr": 0.02}))  # greedy: false
+    (tmp_path / "eval_math_500_samples.json").write_text("[]")
+    ev = headline(tmp_path)
+    assert ev["benchmark"] == "math_500" and ev["pass@1"] == 0.625 and ev["greedy_accuracy"] is None
+    lineage = {"pipeline": "p", "step": "rl1", "kind": "grpo", "evaluation": ev, "results": {"global_step": 3}}
+    write_model_card(tmp_path, lineage)
+    card = (tmp_path / "README.md").read_text()
+    assert "- held-out math_500: pass@1 0.625 ± 0.020\n" in card and "greedy" not in card
+    (tmp_path / "eval_math_500.json").unlink()
+    assert headline(tmp_path) is None  # only reward-model scores: no headline, no crash
+    write_model_card(tmp_path, {**lineage, "evaluation": None})
+
+
+# --- faults: a step dies with its pipeline; one writer per stage folder --------------------------
+
+
+def _pids_running(marker: str) -> list[int]:
+    """Live processes whose command line holds ``marker`` (zombies excluded)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+def _gone_within(marker: str, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if not _pids_running(marker):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow  # two real SFT runs of the tiny model (~1-2 min on 2 cores)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+def test_a_step_dies_with_its_killed_pipeline_and_the_rerun_resumes_as_the_one_writer(tmp_path):
+    # kill -9 of the pipeline process alone (an OOM kill) left the stage training; the rerun then
+    # marked it interrupted and started a second writer into the same folder
+    recipe = _pipeline(tmp_path, sft_steps=120, save_steps=5)
+    run_dir = tmp_path / "run"
+    stage = str(run_dir / "cold" / "pipeline_recipe.yaml")  # on the stage process's command line
+    proc = subprocess.Popen([sys.executable, "-m", "r1_recipe.pipeline", "--config", recipe],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not list((run_dir / "cold").glob("checkpoint-*/trainer_state.json")):
+            time.sleep(0.1)
+        assert _pids_running(stage), "the stage was not running"
+        os.kill(proc.pid, signal.SIGKILL)  # the pipeline alone, not its process group
+        proc.wait()
+        assert _gone_within(stage, 30), "the stage outlived its pipeline"
+        time.sleep(1)
+        assert not (run_dir / "cold" / "results.json").exists()  # it was stopped, not left to finish alone
+    finally:
+        for pid in _pids_running(stage):
+            os.kill(pid, signal.SIGKILL)
+    saved = max(int(p.parent.name.split("-")[1]) for p in (run_dir / "cold").glob("checkpoint-*/trainer_state.json"))
+    assert "| cold | sft | interrupted |" in status_table(load_pipeline(recipe))
+    assert main(["--config", recipe]) == 0
+    results = json.loads((run_dir / "cold" / "results.json").read_text())
+    resumed = int(results["resumed_from"].rsplit("checkpoint-", 1)[1])
+    assert results["global_step"] == 120 and resumed >= saved >= 5  # nothing lost: resumed where it stopped
+    assert (run_dir / "cold" / ".writer.lock").read_text() == ""  # released by its one writer
+    assert not _pids_running(stage)
+
+
+def test_a_stage_folder_refuses_a_second_live_writer_and_takes_over_a_stale_lock(tmp_path, caplog, capsys):
+    from r1_recipe import step_process
+
+    folder = tmp_path / "rl1"
+    marker = f"sleep-as-writer-{tmp_path.name}"
+    first = subprocess.Popen([sys.executable, "-m", "r1_recipe.step_process", "--folder", str(folder), "--",
+                              sys.executable, "-c", f"import time; time.sleep(60)  # {marker}"],
+                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and "child" not in (step_process.lock_holder(folder) or {}):
+            time.sleep(0.1)
+        holder = step_process.lock_holder(folder)
+        assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
+        # a second writer (a rerun of the pipeline, or the guard itself) is refused, naming the holder
+        assert step_process.main(["--folder", str(folder), "--", "true"]) == 3
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"pid {first.pid} on host {socket.gethostname()}" in err
+        with pytest.raises(pipeline_module.PipelineError, match=f"being written by pid {first.pid}"):
+            pipeline_module._refuse_a_second_writer(folder, "rl1")
+        first.send_signal(signal.SIGKILL)  # the writer dies without releasing: a stale lock
+        first.wait()
+        assert _gone_within(marker, 10), "the guard's command outlived it"
+        assert step_process.lock_holder(folder) is None
+        with caplog.at_level("WARNING"):
+            assert step_process.main(["--folder", str(folder), "--", sys.executable, "-c", "pass"]) == 0
+        assert f"taking over the writer lock of pid {first.pid}" in caplog.text
+        assert (folder / ".writer.lock").read_text() == ""
+    finally:
+        first.kill()
+        for pid in _pids_running(marker):
+            os.kill(pid, signal.SIGKILL)

@@ -43,7 +43,7 @@ def crafted(answer: int) -> list[str]:
     ]
 
 
-EXPECTED = {"reward:accuracy": 1, "reward:format": 1, "mixed_language": 1, "code_in_reasoning": 1,
+EXPECTED = {"reward:accuracy": 1, "reward:format": 1, "truncated": 0, "mixed_language": 1, "code_in_reasoning": 1,
             "repetition": 1, "long_paragraph": 1, "exact_duplicate": 1, "near_duplicate": 1, "over_k": 1}
 
 
@@ -98,6 +98,42 @@ def test_keep_rule_filters_dedup_and_general_mix_on_crafted_samples(tmp_path):
     rates = [json.loads(line) for line in Path(config.output_dir, "pass_rates.jsonl").read_text().splitlines()]
     assert [r["prompt_index"] for r in rates] == list(range(prompts))
     assert all(r["pass_rate"] == 9 / 11 for r in rates)  # all but the wrong answer and the missing tags
+
+
+class TruncatingSampler(CraftedSampler):
+    """The model hit max_new_tokens on sample 2 (a kept one): a right box, then cut mid-word."""
+
+    def generate(self, prompts, params, *, progress=False):
+        groups = super().generate(prompts, params, progress=progress)
+        groups = [[c + " so the ans" if j == 2 else c for j, c in enumerate(g)] for g in groups]
+        self.last_truncated = [[j == 2 for j in range(len(g))] for g in groups]
+        return groups
+
+
+def test_samples_cut_by_the_token_budget_are_never_kept(tmp_path):
+    # The sampler's truncation flags never reached the filters: "\boxed{N} so the ans" was kept
+    # and SFT stage 2 learned to stop mid-word.
+    config = _config(tmp_path)
+    stats = run(config, sampler=TruncatingSampler())
+    prompts = stats["prompts"]
+    assert stats["truncated"] == prompts and stats["dropped"]["truncated"] == prompts
+    assert stats["kept_reasoning"] == 2 * prompts  # sample 10 takes its place
+    reasoning = load_dataset(config.output_dir, split="train").filter(lambda r: r["source"] == "reasoning")
+    assert sorted(set(reasoning["sample_index"])) == [0, 10]
+    assert not any(r["messages"][-1]["content"].endswith("the ans") for r in reasoning)
+    rates = [json.loads(line) for line in Path(config.output_dir, "pass_rates.jsonl").read_text().splitlines()]
+    assert all(r["pass_rate"] == 9 / 11 for r in rates)  # the keep rule's verdicts, as before
+
+
+def test_a_general_shard_of_an_earlier_run_does_not_survive_a_general_count_of_0(tmp_path):
+    # general_fraction is not part of a chunk: a rerun in the same folder only rewrites the mix
+    config = _config(tmp_path, num_samples=4)
+    assert run(config, sampler=CraftedSampler())["general"] > 0
+    config.general_fraction = 0.0
+    stats = run(config, sampler=CraftedSampler())
+    assert stats["general"] == 0
+    ds = load_dataset(config.output_dir, split="train")
+    assert len(ds) == stats["rows"] and set(ds["source"]) == {"reasoning"}  # the old general rows were still there
 
 
 R1_DISTILL_TEMPLATE = (  # DeepSeek-R1-Distill's generation prompt opens the reasoning block
@@ -302,15 +338,17 @@ def test_the_filters_repetition_and_shingles_equal_the_per_ngram_definitions():
     import zlib
 
     from r1_recipe.rejection_filters import jaccard, repetition_share, shingles
+    from r1_recipe.rewards.language import words as language_words
     from r1_recipe.rewards.length import repetition_penalty
 
-    texts = CRAFTED_TEXTS + _mixed_texts(200) + ["Go on GO on go ON " * 5, "a b " * 3, "A a"]
+    texts = CRAFTED_TEXTS + _mixed_texts(200) + ["Go on GO on go ON " * 5, "a b " * 3, "A a",
+                                                 "答案是四。" * 8, "所以 x=4。所以 x=4。" * 3, "ひらがなカタカナ" * 4]
     for text in texts:
         for n in (1, 3, 4):
             assert repetition_share(text, n) == -repetition_penalty(text, n, -1.0) + 0.0, (text, n)
 
     def crc_shingles(text):  # the per-n-gram definition (crc32 of each joined 3-gram)
-        words = text.split()
+        words = language_words(text)
         if len(words) < 3:
             return frozenset({zlib.crc32(" ".join(words).encode())})
         return frozenset(zlib.crc32(" ".join(words[i : i + 3]).encode()) for i in range(len(words) - 2))

@@ -53,7 +53,7 @@ def cold_start(tmp_path_factory, tiny_model_dir, demo_data_dir) -> Path:
 
 
 def _eval(model, backend: str, **over) -> dict:
-    options = dict(model_name_or_path=str(model), backend=backend, num_problems=100, num_samples=4, temperature=0.7,
+    options = dict(model_name_or_path=str(model), backend=backend, num_problems=200, num_samples=4, temperature=0.5,
                    top_p=1.0, max_new_tokens=48, greedy=False, vllm_kwargs=EAGER, batch_size=256)
     return evaluate(EvalConfig(**{**options, **over}))
 
@@ -65,8 +65,9 @@ def _agree(a: dict, b: dict, sigmas: float = 2.0) -> bool:
 def test_tiny_model_vllm_scores_like_transformers_and_replicas_do_not_change_a_prompts_samples(cold_start):
     hf = _eval(cold_start, "transformers")
     vllm = _eval(cold_start, "vllm")
-    assert 0.1 < hf["pass@1"] < 0.99 and 0.1 < vllm["pass@1"] < 0.99  # a model with headroom: the test can fail
-    assert _agree(hf, vllm), (hf["pass@1"], vllm["pass@1"])
+    numbers = (hf["pass@1"], hf["pass@1_stderr"], vllm["pass@1"], vllm["pass@1_stderr"])
+    assert 0.02 < hf["pass@1"] < 0.98 and 0.02 < vllm["pass@1"] < 0.98, numbers  # headroom: the test can fail
+    assert _agree(hf, vllm), numbers
     assert vllm["truncated_share"] < 0.05 and vllm["answered"] > 0.9  # stops at its end of turn, answers boxed
 
     prompts = [[{"role": "user", "content": p["problem"]}] for p in arithmetic.generate(24, split="test", seed=4)]

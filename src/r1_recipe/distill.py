@@ -86,6 +86,8 @@ class DistillStageConfig(SFTStageConfig):
     teacher_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Teacher folder or Hub id (logit mode; lineage in sequence mode)."}
     )
+    teacher_model_revision: str = field(
+        default="main", metadata={"help": "Hub revision of the teacher (model_revision is the student's)."})
     kd_beta: float = field(default=0.5, metadata={"help": "β: weight of the CE term; 1 − β weights the KL term."})
     kd_temperature: float = field(default=1.0, metadata={"help": "T: softmax temperature of the KL term (× T²)."})
 
@@ -353,10 +355,12 @@ def train(config: DistillStageConfig) -> dict:
     if config.distill_mode == "sequence":
         trainer = WeightedSFTTrainer(**common)
     else:
-        teacher_tok = AutoTokenizer.from_pretrained(config.teacher_model_name_or_path)
+        # the teacher's own revision: the student's model_revision named a commit of another repository
+        teacher_tok = AutoTokenizer.from_pretrained(config.teacher_model_name_or_path,
+                                                    revision=config.teacher_model_revision)
         check_vocabularies(teacher_tok, tokenizer, where=f"{config.teacher_model_name_or_path} vs {config.model_name_or_path}: ")
         teacher = load_beside_policy(AutoModelForCausalLM, config.teacher_model_name_or_path,
-                                     **config.model_kwargs(trained=False))
+                                     **{**config.model_kwargs(trained=False), "revision": config.teacher_model_revision})
         extra["teacher_parameters"] = parameter_count(teacher)  # ZeRO-3 partitions it at load
         trainer = LogitDistillationTrainer(**common, teacher=teacher, kd_beta=config.kd_beta,
                                            kd_temperature=config.kd_temperature, vocab_size=len(tokenizer))

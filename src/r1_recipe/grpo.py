@@ -236,7 +236,7 @@ def build_dataset(config: GRPOStageConfig) -> Dataset:
     ``accuracy`` reads a row's ``solution``, ``code`` its ``verification_info`` and every reward
     its ``reward_type`` (one batch mixes math, code and general rows; each reward returns None
     on the rows it does not score, which TRL's nan-aware sums and group statistics skip)."""
-    ds = load_train_data(config)
+    ds = load_train_data(config, {config.problem_column: "problem_column"})
     check_reward_types(ds, f"dataset_mixture of {config.output_dir}")
     if config.max_train_samples:
         ds = ds.select(range(min(config.max_train_samples, len(ds))))

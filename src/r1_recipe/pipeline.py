@@ -48,7 +48,10 @@ a descheduled one; ``OMP_WAIT_POLICY=PASSIVE`` in ``env:`` gave 41-86 s there).
 Each node runs in its own process (``python -m r1_recipe.<stage>`` or, with ``launcher:
 accelerate``, ``accelerate launch --num_processes N`` for the training stages, N = ``num_processes``
 or else the visible GPU count; rejection sampling spreads over the GPUs itself and always runs as
-one plain process), its log in ``<folder>/stage.log``. A finished step writes
+one plain process), its log in ``<folder>/stage.log``, started through
+:mod:`r1_recipe.step_process`: it dies with the pipeline (killing the pipeline alone used to leave
+it running, and the rerun started a second writer) and holds its folder's writer lock, so a folder
+has one live writer at a time. A finished step writes
 ``lineage.json`` (what it started from: model, data, recipe hash, git commit; results; status)
 and a model card; re-running the pipeline skips finished nodes and resumes interrupted ones from
 their last checkpoints. Each node's start and end go to ``<run_dir>/timing.json`` (see
@@ -92,6 +95,7 @@ from r1_recipe.pipeline_recipe import (  # noqa: F401  (Pipeline, Step, load_pip
     load_pipeline,
     resolved_recipe,
 )
+from r1_recipe.step_process import guarded, lock_holder
 
 logger = logging.getLogger(__name__)
 LINEAGE = "lineage.json"
@@ -136,15 +140,26 @@ def read_lineage(folder: Path) -> dict | None:
 
 
 def _run(cmd: list[str], log: Path, env: dict, node: str, kind: str) -> None:
+    """The node's command as the one writer of its folder (the log's), dying with this process
+    (:mod:`r1_recipe.step_process`)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
-        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        code = subprocess.run(guarded(log.parent, cmd), stdout=f, stderr=subprocess.STDOUT, env=env).returncode
     if code != 0:
         reason = _error_line(log)
         raise PipelineError(f"step {node!r} ({kind}) failed with exit code {code}"
                             f"{': ' + reason if reason else ''}; its log: {log}")
+
+
+def _refuse_a_second_writer(folder: Path, node: str) -> None:
+    """Before any record is written: a live process still writing this folder (a pipeline started
+    twice, or one from before this guard) must finish or be stopped first."""
+    if (holder := lock_holder(folder)) is not None:
+        raise PipelineError(
+            f"step {node!r}: {folder} is being written by pid {holder.get('pid')} on host {holder.get('host')} "
+            f"(command: {' '.join(holder.get('command') or [])[:160]}); wait for it or stop it, then rerun")
 
 
 def _error_line(log: Path) -> str | None:
@@ -158,6 +173,7 @@ def run_step(pipeline: Pipeline, step: Step, env: dict) -> dict:
     """The step's training (or tool) in its own process; ``lineage.json`` says done when it is."""
     folder = pipeline.folder(step)
     folder.mkdir(parents=True, exist_ok=True)
+    _refuse_a_second_writer(folder, step.name)
     recipe_file, recipe = None, None
     if step.stage:
         recipe = resolved_recipe(pipeline, step)
@@ -206,6 +222,7 @@ def run_evaluation(pipeline: Pipeline, step: Step, env: dict) -> dict:
     """The step's evaluation node: the evaluation recipe and the ``score:`` block on its folder,
     logged to ``<folder>/eval.log``; afterwards the lineage and model card carry the headline."""
     folder, node = pipeline.folder(step), step.name + EVAL
+    _refuse_a_second_writer(folder, node)
     state = {"node": node, "status": "running", "started": time.time(), "pid": os.getpid()}
     write_json(folder / EVAL_STATE, state)
     log = folder / "eval.log"
@@ -222,12 +239,14 @@ def run_evaluation(pipeline: Pipeline, step: Step, env: dict) -> dict:
 
 
 def headline(folder: Path) -> dict | None:
-    """The step's headline metric: held-out pass@1 (and greedy) when it was evaluated."""
-    evals = sorted(p for p in folder.glob("eval_*.json") if not p.stem.endswith("_samples"))
-    if not evals:
-        return None
-    summary = json.loads(evals[0].read_text())
-    return {k: summary.get(k) for k in ("benchmark", "pass@1", "pass@1_stderr", "greedy_accuracy", "style_share")}
+    """The step's headline metric: held-out pass@1 (and greedy) when it was evaluated; the first
+    benchmark by name that has a pass@1 (``eval_general_rm.json``, the reward-model scores, has
+    none, and sorts first)."""
+    for path in sorted(p for p in folder.glob("eval_*.json") if not p.stem.endswith("_samples")):
+        summary = json.loads(path.read_text())
+        if isinstance(summary, dict) and summary.get("pass@1") is not None:
+            return {k: summary.get(k) for k in ("benchmark", "pass@1", "pass@1_stderr", "greedy_accuracy", "style_share")}
+    return None
 
 
 def write_model_card(folder: Path, lineage: dict) -> None:
@@ -247,9 +266,12 @@ def write_model_card(folder: Path, lineage: dict) -> None:
         f"- code: r1-recipe at git commit `{lineage.get('git_commit')}`", "",
         "## Results", "",
     ]
-    if ev:
-        lines.append(f"- held-out {ev.get('benchmark')}: pass@1 {ev.get('pass@1'):.3f} ± {ev.get('pass@1_stderr'):.3f}, "
-                     f"greedy {ev.get('greedy_accuracy'):.3f}")
+    if ev.get("pass@1") is not None:  # greedy (greedy: false) and the stderr may be absent
+        parts = [f"pass@1 {ev['pass@1']:.3f}"
+                 + (f" ± {ev['pass@1_stderr']:.3f}" if ev.get("pass@1_stderr") is not None else "")]
+        if ev.get("greedy_accuracy") is not None:
+            parts.append(f"greedy {ev['greedy_accuracy']:.3f}")
+        lines.append(f"- held-out {ev.get('benchmark')}: " + ", ".join(parts))
     lines += [f"- {k}: {v}" for k, v in results.items()]
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 

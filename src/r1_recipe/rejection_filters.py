@@ -11,13 +11,20 @@ Each dropped sample gets one *reason*, the first that applies, in this order:
    :data:`r1_recipe.rewards.base.REWARD_TYPES`): a threshold on a reward that does not score the
    row's kind is skipped, so with ``{accuracy: 1.0, code: 1.0, format: 1.0}`` a ``math`` row is kept
    on a verified answer and a ``code`` row when its program passes every test (code reward 1.0).
-   A ``math`` or ``code`` row that no thresholded reward of its domain scores, or a row that no
+   A ``reasoning`` or untyped row goes to the rewards of both domains, so which of them scores it
+   is up to its columns: a threshold on a math or code reward binds it only when the row holds
+   every column that reward reads (a math problem without ``verification_info`` is not dropped
+   as ``reward:code``). A ``math`` or ``code`` row that no thresholded reward of its domain scores,
+   a row of any kind that thresholded domain rewards exist for but none scores, or a row that no
    threshold applies to at all, is dropped as ``reward:unverified``: nothing checked it
    (``reward_thresholds: {}`` turns the keep rule off for every row);
-2. readability, on the reasoning (the whole text when there is no ``<think>`` block):
+2. ``truncated``: the sampler cut the sample at ``max_new_tokens`` or the model's context (its
+   answer may be right, but it stops mid-word, and SFT stage 2 would learn to stop there); it
+   still counts as passing the keep rule in the pass rates;
+3. readability, on the reasoning (the whole text when there is no ``<think>`` block):
    ``mixed_language``, ``long_paragraph``, ``code_in_reasoning`` (not on ``code`` rows, whose
    reasoning drafts code by nature), ``repetition``;
-3. ``exact_duplicate``, ``near_duplicate`` (within the prompt's samples), ``over_k``.
+4. ``exact_duplicate``, ``near_duplicate`` (within the prompt's samples), ``over_k``.
 
 The paper names the readability problems but gives no thresholds; ours are defaults to tune
 on the stats JSON of a first run.
@@ -42,8 +49,9 @@ import numpy as np
 
 from r1_recipe.rewards.base import CODE, DOMAINS, scores_rows_of
 from r1_recipe.rewards.extract import extract_answer, split_reasoning
-from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, VARIABLE_LETTERS, script_words
+from r1_recipe.rewards.language import LANGUAGE_SCRIPTS, VARIABLE_LETTERS, script_words, unspaced
 
+TRUNCATED = "truncated"
 READABILITY_REASONS = ("mixed_language", "long_paragraph", "code_in_reasoning", "repetition")
 SELECTION_REASONS = ("exact_duplicate", "near_duplicate", "over_k")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
@@ -70,10 +78,12 @@ def reward_failure(rewards: Mapping[str, float | None], thresholds: Mapping[str,
 UNVERIFIED = "reward:unverified"
 
 
-def row_thresholds(reward_type, thresholds: Mapping[str, float], reward_funcs: Mapping[str, object]) -> dict | None:
+def row_thresholds(reward_type, thresholds: Mapping[str, float], reward_funcs: Mapping[str, object],
+                   row: Mapping[str, object] | None = None) -> dict | None:
     """The thresholds of the keep rule that apply to a row of ``reward_type`` (``reward_funcs``:
-    name -> the reward, which says which rows it scores), or None when nothing would verify the
-    row (see the module docstring).
+    name -> the reward, which says which rows it scores and which columns it reads; ``row``: the
+    row's columns, which decide it for a ``reasoning`` or untyped row), or None when nothing would
+    verify the row (see the module docstring).
 
     >>> from r1_recipe.rewards.base import route
     >>> def acc(c, **k): ...
@@ -87,16 +97,42 @@ def row_thresholds(reward_type, thresholds: Mapping[str, float], reward_funcs: M
     (True, None)
     >>> row_thresholds("code", {}, funcs)  # reward_thresholds: {} turns the keep rule off
     {}
+    >>> acc.columns, code.columns = {"solution": "solution_column"}, {"verification_info": "verification_column"}
+    >>> row_thresholds("reasoning", t, funcs, {"solution": "4", "verification_info": None})
+    {'accuracy': 1.0, 'format': 1.0}
+    >>> row_thresholds(None, t, funcs, {"solution": "", "verification_info": None}) is None  # nothing verifies it
+    True
     """
     if not thresholds:  # no keep rule at all (reward_thresholds: {}): nothing to verify, as before
         return {}
-    applied = {n: tau for n, tau in thresholds.items()
-               if n not in reward_funcs or scores_rows_of(reward_funcs[n], reward_type)}
     kind = None if reward_type is None else str(reward_type).lower()
-    domain_checked = any(getattr(reward_funcs.get(n), "routing", {}).get("domain") == kind for n in applied)
+
+    def binds(name: str) -> bool:
+        fn = reward_funcs.get(name)
+        if fn is None:
+            return True
+        if not scores_rows_of(fn, reward_type):
+            return False
+        if kind in DOMAINS or row is None or _domain(fn) is None:
+            return True
+        return all(_holds(row.get(c)) for c in getattr(fn, "columns", {}))  # a reasoning row: by its columns
+
+    applied = {n: tau for n, tau in thresholds.items() if binds(n)}
+    domain_checked = any(_domain(reward_funcs.get(n)) == kind for n in applied)
     if not applied or kind in DOMAINS and not domain_checked:
         return None
+    if kind not in DOMAINS and row is not None and not any(_domain(reward_funcs.get(n)) for n in applied) \
+            and any(_domain(reward_funcs.get(n)) for n in thresholds):
+        return None  # math or code rewards hold thresholds, and none of them can check this row
     return applied
+
+
+def _domain(fn) -> str | None:
+    return getattr(fn, "routing", {}).get("domain")
+
+
+def _holds(value) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
 
 
 def longest_paragraph(text: str) -> int:
@@ -157,28 +193,47 @@ def language_share(text: str | None, language: str = "en") -> float:
 
 
 # Word hashes without a Python step per word: a word is a run of non-whitespace characters (as
-# str.split reads them); its hash is a polynomial in its code points mod 2^64, computed for every
-# word at once from one prefix sum (Q is P's inverse mod 2^64, so no division is needed). Stable
-# across processes and runs, unlike Python's ``hash``.
+# str.split reads them), each letter of an unspaced script a word of its own; its hash is a
+# polynomial in its code points mod 2^64, computed for every word at once from one prefix sum
+# (Q is P's inverse mod 2^64, so no division is needed). Stable across processes and runs,
+# unlike Python's ``hash``.
 _P = np.uint64(0x100000001B3)
 _Q = np.uint64(pow(int(_P), -1, 2**64))
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # combines word hashes into n-gram keys
 _SPACE = np.array([chr(c).isspace() for c in range(0x3001)] + [False])  # str.isspace; none above U+3000
 
 
+_UNSPACED: list[np.ndarray] = []  # rewards.language.unspaced per code point (none past the CJK blocks)
+
+
+def _unspaced_table() -> np.ndarray:
+    if not _UNSPACED:
+        _UNSPACED.append(np.array([unspaced(chr(c)) for c in range(0x40000)] + [False]))
+    return _UNSPACED[0]
+
+
 def word_hashes(text: str) -> np.ndarray:
-    """One stable 64-bit hash per whitespace-separated word of ``text``, in order; equal words
-    get equal hashes.
+    """One stable 64-bit hash per word of ``text``, in order, words as
+    :func:`r1_recipe.rewards.language.words` reads them (whitespace-separated; each Han, kana or
+    Thai letter a word); equal words get equal hashes.
 
     >>> h = word_hashes("to be  or not\\nto be"); len(h), bool(h[0] == h[4]), bool(h[1] == h[5]), bool(h[0] == h[1])
     (6, True, True, False)
+    >>> len(word_hashes("so 答案是 4。"))
+    5
     """
     cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     if not len(cps):
         return np.zeros(0, dtype=np.uint64)
     char = ~_SPACE[np.minimum(cps, len(_SPACE) - 1)]
-    starts = np.flatnonzero(char & ~np.concatenate(([False], char[:-1])))
-    ends = np.flatnonzero(char & ~np.concatenate((char[1:], [False]))) + 1
+    alone = np.zeros(len(cps), dtype=bool)  # a letter that is a word on its own
+    if not text.isascii():
+        table = _unspaced_table()
+        alone = table[np.minimum(cps, len(table) - 1)]
+    cut_before = alone | np.concatenate(([True], alone[:-1] | ~char[:-1]))
+    cut_after = alone | np.concatenate((alone[1:] | ~char[1:], [True]))
+    starts = np.flatnonzero(char & cut_before)
+    ends = np.flatnonzero(char & cut_after) + 1
     p_pow, q_pow = _powers(len(cps))
     with np.errstate(over="ignore"):
         prefix = np.zeros(len(cps) + 1, dtype=np.uint64)

@@ -27,7 +27,9 @@ from datasets import Dataset, Features
 from r1_recipe.data.loading import DataError, load_mixture
 from r1_recipe.data.templates import format_response, prompt_for
 from r1_recipe.rejection_config import RejectionSamplingConfig
-from r1_recipe.rejection_filters import READABILITY_REASONS, SELECTION_REASONS, pass_rate_histogram, prompt_id
+from r1_recipe.rejection_filters import (
+    READABILITY_REASONS, SELECTION_REASONS, TRUNCATED, pass_rate_histogram, prompt_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +152,7 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
         "prompts": len(per_prompt), "duplicate_prompts_removed": duplicates, "samples": samples,
         "passed_keep_rule": sum(s["passed"] for s in per_prompt), "kept_reasoning": kept,
         "dropped": {r: dropped.get(r, 0) for r in sorted(k for k in dropped if k.startswith("reward:"))}
-        | {r: dropped.get(r, 0) for r in (*READABILITY_REASONS, *SELECTION_REASONS)},
+        | {r: dropped.get(r, 0) for r in (TRUNCATED, *READABILITY_REASONS, *SELECTION_REASONS)},
         "prompts_with_kept": sum(s["kept"] > 0 for s in per_prompt),
         "mean_pass_rate": sum(rates) / len(rates) if rates else None,
         "pass_rate_histogram": pass_rate_histogram(rates),
@@ -160,8 +162,11 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
     if config.write_sft_data:
         want = round(kept * config.general_fraction / (1 - config.general_fraction))
         general = general_dataset(config, want)
+        shard = out / "data" / "train-general.parquet"
         if len(general):  # no zero-row shard: datasets cannot read one
-            write_dataset(general, out / "data" / "train-general.parquet", config.reward_funcs)
+            write_dataset(general, shard, config.reward_funcs)
+        else:  # an earlier run's general rows must not outlive a general count of 0
+            shard.unlink(missing_ok=True)
         stats.update({"general": len(general), "rows": kept + len(general),
                       "general_share": len(general) / (kept + len(general)) if kept + len(general) else 0.0})
     if config.pass_rate_range is not None:

@@ -31,8 +31,9 @@ For every prompt, sample ``num_samples`` completions (vLLM on GPUs, transformers
   when they are done. vLLM's offline engine cannot do this itself: it refuses data parallelism in
   one process for dense models. With the transformers backend on CPU the same split runs D CPU
   processes (the tests use it);
-- truncation: each chunk's marker counts the samples cut by ``max_new_tokens`` or the model's
-  context (``truncated``), and the stats report the share.
+- truncation: a sample cut by ``max_new_tokens`` or the model's context is never kept (drop
+  reason ``truncated``: it stops mid-word); each chunk's marker counts them (``truncated``), and
+  the stats report the share.
 
 Output folder (``datasets.load_dataset(output_dir)`` and the SFT stage read it as is)::
 
@@ -63,7 +64,9 @@ from r1_recipe.configs import ConfigError, check_generation_budget, parse_config
 from r1_recipe.data.loading import DataError, check_reward_types, load_mixture
 from r1_recipe.data.templates import prompt_for
 from r1_recipe.rejection_config import RejectionSamplingConfig
-from r1_recipe.rejection_filters import UNVERIFIED, answer_key, prompt_id, reward_failure, row_thresholds, select
+from r1_recipe.rejection_filters import (
+    TRUNCATED, UNVERIFIED, answer_key, prompt_id, reward_failure, row_thresholds, select,
+)
 from r1_recipe.rejection_output import finalize, format_summary, write_json, write_rows
 from r1_recipe.rewards.base import PREFILL_COLUMN, template_opens_think
 from r1_recipe.sampling import SamplingParams, prompt_seed, sampler_from_config, worker_gpus
@@ -78,7 +81,8 @@ PROMPT_ID_BATCH = 10_000  # problems held as Python strings at once while ids ar
 
 def load_prompts(config: RejectionSamplingConfig):
     """The prompt rows in a fixed order, duplicate problems removed: (dataset, ids, duplicates)."""
-    ds = load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed)
+    ds = load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed,
+                      text_columns={config.problem_column: "problem_column"})
     check_reward_types(ds, "dataset_mixture")
     if config.problem_column not in ds.column_names:
         raise DataError(f"dataset_mixture: no column {config.problem_column!r} (problem_column); "
@@ -116,9 +120,11 @@ def shard_chunks(num_chunks: int, num_shards: int, shard_index: int) -> range:
 # --- one chunk ----------------------------------------------------------------------------------
 
 def score_chunk(config: RejectionSamplingConfig, rows: list[dict], prompts: list, ids: list[str], start: int,
-                completions: list[list[str]], reward_funcs, prefilled: bool = False) -> tuple[list[dict], list[dict]]:
-    """Rewards, keep rule, readability, selection for one chunk: (kept rows, per-prompt stats).
-    ``prefilled``: the chat template opened ``<think>`` (the completions continue the reasoning)."""
+                completions: list[list[str]], reward_funcs, prefilled: bool = False,
+                truncated: list[list[bool]] | None = None) -> tuple[list[dict], list[dict]]:
+    """Rewards, keep rule, truncation, readability, selection for one chunk: (kept rows, per-prompt
+    stats). ``prefilled``: the chat template opened ``<think>`` (the completions continue the
+    reasoning); ``truncated``: the sampler's flags per sample (cut by the token budget: dropped)."""
     from r1_recipe.rewards.base import texts as normalized_texts
 
     flat = [(i, j) for i, group in enumerate(completions) for j in range(len(group))]
@@ -141,12 +147,13 @@ def score_chunk(config: RejectionSamplingConfig, rows: list[dict], prompts: list
         reasons: dict[int, str] = {}
         passed = []
         kind = rows[i].get("reward_type")  # math rows: verified answers; code rows: programs passing every test
-        thresholds = row_thresholds(kind, config.reward_thresholds, by_name)
+        thresholds = row_thresholds(kind, config.reward_thresholds, by_name, rows[i])
+        cut = truncated[i] if truncated else [False] * n
         for j in range(n):
             why = UNVERIFIED if thresholds is None else reward_failure(sample_rewards[j], thresholds)
             if why is None:
                 passed.append(j)
-                why = readability.problem(text[j], kind)
+                why = TRUNCATED if cut[j] else readability.problem(text[j], kind)
             if why is not None:
                 reasons[j] = why
         picked, dropped = select(text, [j for j in passed if j not in reasons], k=config.max_per_prompt,
@@ -223,9 +230,10 @@ def run(config: RejectionSamplingConfig, sampler=None) -> dict:
             t0 = time.perf_counter()
             completions = sampler.generate(prompts, params)
             seconds = time.perf_counter() - t0
-            truncated = sum(f for group in getattr(sampler, "last_truncated", None) or [] for f in group)
+            cut = getattr(sampler, "last_truncated", None) or None
+            truncated = sum(f for group in cut or [] for f in group)
             kept, stats = score_chunk(config, rows, prompts, ids[start:end], start, completions, reward_funcs,
-                                      prefilled)
+                                      prefilled, cut)
             # shard first, marker last: a chunk without its marker is redone; no shard for a chunk that
             # kept nothing (datasets cannot read a zero-row Parquet file, so stage 2 would fail on it)
             if config.write_sft_data and kept:

@@ -103,7 +103,8 @@ def source_kinds(ds: Dataset, *, where: str) -> list[int] | None:
 
 
 def build_dataset(config: SFTStageConfig) -> Dataset:
-    ds = load_train_data(config)
+    ds = load_train_data(config, {config.problem_column: "problem_column", config.reasoning_column: "reasoning_column",
+                                  config.answer_column: "answer_column"})
     if config.max_train_samples:
         ds = ds.select(range(min(config.max_train_samples, len(ds))))
     where = f"dataset_mixture of {config.output_dir}"

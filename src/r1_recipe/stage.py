@@ -121,10 +121,13 @@ def load_model(config: RecipeArgs):
     return load_pretrained(AutoModelForCausalLM, config)
 
 
-def load_train_data(config: RecipeArgs) -> Dataset:
+def load_train_data(config: RecipeArgs, text_columns: dict[str, str] | None = None) -> Dataset:
+    """The ``dataset_mixture``; ``text_columns`` (column -> recipe key) are checked to hold text in
+    every source, so a wrong type names its file."""
     if not config.dataset_mixture:
         raise ConfigError("dataset_mixture is required: a list of {path: ..., weight: ...} sources")
-    return load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed)
+    return load_mixture(config.dataset_mixture, size=config.mixture_size, seed=config.seed,
+                        text_columns=text_columns)
 
 
 def checkpoint_to_resume(config: RecipeArgs) -> str | None:

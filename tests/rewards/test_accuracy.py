@@ -12,6 +12,8 @@ from r1_recipe.rewards.verify import MathVerifier, get_verifier
 def think(reasoning: str, answer: str) -> str:
     return f"<think>\n{reasoning}\n</think>\n{answer}"
 
+MATRIX = "\\begin{pmatrix} 1 & 2 & 3 \\\\\n 4 & 5 & 6 \\\\\n 7 & 8 & 19 \\end{pmatrix}"
+
 # (completion, reference, expected reward)
 CASES = [
     (think("2+2", "\\boxed{4}"), "4", 1.0),
@@ -30,6 +32,15 @@ CASES = [
     ("<think>truncated \\boxed{4}", "4", 0.0),
     (think("r", "\\boxed{4}"), "\\boxed{4}", 1.0),  # boxed gold
     (think("r", "\\boxed{4}"), "", None),  # empty reference: not applicable, never 1.0
+    # A gold on several lines parses whole, not as its last number (one $...$ stops at a newline).
+    (think("r", "\\boxed{" + MATRIX.replace("\n", " ") + "}"), MATRIX, 1.0),
+    (think("r", "\\boxed{" + MATRIX + "}"), MATRIX, 1.0),
+    (think("r", "\\boxed{19}"), MATRIX, 0.0),
+    (think("r", "\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}"), "\\begin{pmatrix} 1 \\\\\n 2 \\end{pmatrix}", 1.0),
+    # A gold in plain words is no reference (it parsed as a product of letters and scored 0.0).
+    (think("r", "\\boxed{42}"), "forty two", None),
+    (think("r", "\\boxed{forty two}"), "forty two", None),
+    (think("r", "\\boxed{xy}"), "xy", 1.0),  # single-letter products stay math
 ]
 
 
@@ -69,6 +80,12 @@ def test_prefilled_think_in_prompt(accuracy):
 def test_unparseable_reference_is_none_not_one():
     v = MathVerifier(workers=0)
     assert v.verify_many([("\\text{anything}", "\\frac{"), (None, "")]) == [None, None]
+
+
+def test_cosine_gives_none_for_a_gold_in_words(verifier_opts):
+    (cosine,) = get_reward_funcs(["cosine"], cosine=verifier_opts)
+    got = cosine(completions=[think("r", "\\boxed{42}"), think("r", "\\boxed{42}")], solution=["forty two", "42"])
+    assert got[0] is None and got[1] > 0.5  # was -0.75: a wrong answer against an unreadable gold
 
 
 def test_missing_column_says_what_to_fix(accuracy):

@@ -73,3 +73,35 @@ def test_two_processes_score_the_split_group_as_one_process_does(tmp_path):
     # B's group: lengths 12, 50, 90, 30 (min 12, max 90 over all four), the 50 one wrong.
     assert whole[4:8] == pytest.approx([0.5, 0.0, -0.5, 0.5 - (30 - 12) / 78])
     assert _one_process(0, 6)[4:6] != whole[4:6]
+
+
+ZSCORE_RANK = textwrap.dedent("""
+    import json, sys
+    import torch.distributed as dist
+    from r1_recipe.rewards.model import zscore
+
+    rank, port, scores, out = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    mine = scores[:3] if rank == 0 else scores[3:]
+    open(out, "w").write(json.dumps({"trainer": zscore(mine, gather=True), "alone": zscore(mine)}))
+    dist.destroy_process_group()
+""")
+
+
+def test_reward_model_normalize_z_scores_over_every_process(tmp_path):
+    # normalize: true z-scored each process's rows on their own: a group split over two processes
+    # had its completions scaled by two different stds
+    from r1_recipe.rewards.model import zscore
+
+    scores = [0.1, 0.2, 0.3, 2.0, 4.0, 9.0]
+    port = str(_free_port())
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", ZSCORE_RANK, str(r), port, json.dumps(scores),
+                               str(tmp_path / f"z{r}.json")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for r in (0, 1)]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err[-3000:]
+    ranks = [json.loads((tmp_path / f"z{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["trainer"] + ranks[1]["trainer"] == pytest.approx(zscore(scores))
+    assert ranks[0]["alone"] == pytest.approx(zscore(scores[:3]))  # outside a trainer: its own rows

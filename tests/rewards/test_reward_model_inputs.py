@@ -85,3 +85,25 @@ def test_a_long_input_loses_the_start_of_its_prompt_only(llama_rm, caplog):
     assert "step 79. Done." in text and "step 0." not in text  # the prompt is gone, the response's end stays
     with pytest.raises(ValueError, match="raise max_length"):
         RewardModelScorer(llama_rm, max_length=head).encode(prompt, response)
+
+
+def test_a_reward_model_without_a_chat_template_is_scored_with_the_eos_it_was_trained_with(tmp_path):
+    # TRL's RewardTrainer appends the EOS to non-conversational pairs; the scorer read
+    # `prompt\nresponse` without it, so the score head saw another last token than in training
+    folder = llama3_folder(None, tmp_path / "plain_rm")
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = None
+    tok.save_pretrained(folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    rm = _reward_model(folder)
+    tok = AutoTokenizer.from_pretrained(rm)
+    assert not tok.chat_template and tok.pad_token != tok.eos_token
+    model = Qwen2ForSequenceClassification.from_pretrained(rm).eval()
+    (fn,) = get_reward_funcs(["reward_model"], reward_model={"model": rm, "on": "full"})
+    prompts, responses = ["What is 2+2?", "Greet Ada."], ["It is 4.", "Hello Ada!"]
+    got = fn(completions=responses, prompts=prompts)
+    for prompt, response, value in zip(prompts, responses, got):
+        ids = tok(f"{prompt}\n{response}{tok.eos_token}")["input_ids"]  # what TRL tokenized in training
+        assert ids[-1] == tok.eos_token_id and ids.count(tok.bos_token_id) == 1
+        assert RewardModelScorer(rm).encode(prompt, response) == ids
+        assert value == pytest.approx(_score(model, ids), abs=1e-5)

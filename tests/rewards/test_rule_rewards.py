@@ -98,6 +98,16 @@ def test_repetition():
     assert got == [0.0, pytest.approx(-1.2), 0.0, pytest.approx(-1.5)]
 
 
+def test_repetition_counts_ngrams_in_unspaced_scripts():
+    # A looping Chinese or Japanese completion has no spaces: it was one "word", penalty 0.0.
+    (fn,) = get_reward_funcs(["repetition"], repetition={"ngram_size": 3, "max_penalty": -1.0})
+    loop_zh, loop_ja = "所以答案是四。" * 20, "だから答えは四です。" * 20
+    fresh = "我们先算个位再算十位最后检查进位"  # 16 distinct characters: no 3-gram repeats
+    got = fn(completions=[loop_zh, loop_ja, fresh, "所以 答案 是 四。 " * 20])
+    assert got[0] < -0.9 and got[1] < -0.9 and got[3] < -0.9
+    assert got[2] == 0.0
+
+
 def test_soft_overlong_uses_token_counts():
     (fn,) = get_reward_funcs(["soft_overlong"], soft_overlong={"max_completion_len": 10,
                                                                 "soft_punish_cache": 4})

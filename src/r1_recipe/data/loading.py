@@ -158,12 +158,20 @@ def require_columns(ds: Dataset, columns: list[str], *, where: str) -> None:
 
 
 def load_mixture(
-    sources: list[dict | str], *, size: int | None = None, seed: int = 0, where: str = "dataset_mixture"
+    sources: list[dict | str], *, size: int | None = None, seed: int = 0, where: str = "dataset_mixture",
+    text_columns: dict[str, str] | None = None,
 ) -> Dataset:
-    """Load and mix sources by relative weight; shuffle the result with ``seed``."""
+    """Load and mix sources by relative weight; shuffle the result with ``seed``.
+
+    ``text_columns`` (column -> the recipe key naming it) must hold strings; each source is
+    checked on its own, so a wrong type is reported with the file that holds it."""
     if not sources:
         raise DataError(f"{where}: no sources given; add at least one {{path: ...}} entry")
     loaded = [load_source(s, where=f"{where}[{i}]") for i, s in enumerate(sources)]
+    for i, (spec, ds) in enumerate(zip(sources, loaded)):
+        if text_columns:
+            path = spec["path"] if isinstance(spec, dict) else spec
+            check_text_columns(ds, text_columns, where=f"{where}[{i}] source {path}")
     if len(loaded) == 1 and size is None:
         return loaded[0].shuffle(seed=seed)
     weights = [float((s if isinstance(s, dict) else {}).get("weight", 1.0)) for s in sources]

@@ -25,8 +25,10 @@ reading standard input and writing standard output in a single code block, then 
 Where this departs from open-r1 / Codeforces: problems that need their custom checker
 (``generated_checker`` set), interactive problems and file-input problems are left out
 (``with_checkers: true`` keeps the checker problems, scored by tokens, which underrates answers
-that differ from the reference but are right), as are problems without official tests; only the official tests run (the generated tests the
-card ships as separate files, for problems whose official ones are truncated, are not read);
+that differ from the reference but are right), as are problems without official tests and those
+whose official tests are truncated (``official_tests_complete`` false: the card says to judge them
+on the generated tests it ships as separate files, which are not read here); only the official
+tests run;
 Codeforces ranks by rating and percentile, here the score is pass@1 (the mean over k samples,
 8 by default) with its standard error over problems.
 """
@@ -84,6 +86,8 @@ def select(ds: Dataset, options: dict) -> Dataset:
     def keep(row: dict) -> bool:
         if not row["official_tests"]:
             return False
+        if "official_tests_complete" in columns and row["official_tests_complete"] is False:
+            return False  # truncated official tests (the card: use the generated ones, which we do not read)
         if "interaction_format" in columns and row["interaction_format"]:
             return False
         if "input_mode" in columns and (row["input_mode"] or "stdio") != "stdio":
@@ -91,11 +95,11 @@ def select(ds: Dataset, options: dict) -> Dataset:
         return bool(options["with_checkers"]) or "generated_checker" not in columns or not row["generated_checker"]
 
     kept = ds.filter(keep)
-    logger.info("codeforces: %d of %d problems are stdin/stdout with official tests%s", len(kept), len(ds),
+    logger.info("codeforces: %d of %d problems are stdin/stdout with complete official tests%s", len(kept), len(ds),
                 "" if options["with_checkers"] else " and need no custom checker")
     if not len(kept):
-        raise DataError("codeforces: no problem left after dropping interactive, file-input, checker and "
-                        "test-less ones; set with_checkers: true or use another split")
+        raise DataError("codeforces: no problem left after dropping interactive, file-input, checker, "
+                        "test-less and incomplete-test ones; set with_checkers: true or use another split")
     return kept
 
 

@@ -89,6 +89,39 @@ def script_words(text: str, language: str | None = None) -> list[str]:
     return words
 
 
+def unspaced(ch: str) -> bool:
+    """A letter of a script written without spaces (Han, kana, Thai): a word on its own.
+
+    >>> unspaced("中"), unspaced("ひ"), unspaced("a"), unspaced("。")
+    (True, True, False, False)
+    """
+    return ch.isalpha() and script(ch) in _NO_SPACES
+
+
+def words(text: str) -> list[str]:
+    """The words n-gram rewards count: whitespace-separated, and each letter of an unspaced
+    script its own word (else a looping Chinese completion is one word and never repeats).
+
+    >>> words("so 答案是 4。")
+    ['so', '答', '案', '是', '4。']
+    """
+    out: list[str] = []
+    for token in text.split():
+        if token.isascii():
+            out.append(token)
+            continue
+        piece = ""
+        for ch in token:
+            if unspaced(ch):
+                out.extend(filter(None, (piece, ch)))
+                piece = ""
+            else:
+                piece += ch
+        if piece:
+            out.append(piece)
+    return out
+
+
 def _close(words: list[str], segment: str | None, size: int, target: frozenset[str]) -> None:
     """Count one finished same-script piece of a run as a word, unless it is math notation."""
     if segment is None or segment == NEUTRAL:

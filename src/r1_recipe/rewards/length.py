@@ -20,6 +20,7 @@ from typing import Any
 import torch.distributed as dist
 
 from r1_recipe.rewards.base import MATH, RewardFunc, applies, group_keys, named, reads, route, row_texts, texts
+from r1_recipe.rewards.language import words as language_words
 from r1_recipe.rewards.math_answer import correctness
 
 
@@ -161,13 +162,17 @@ def soft_overlong(max_completion_len: int = 1024, soft_punish_cache: int = 256) 
 
 def repetition_penalty(text: str, ngram_size: int = 3, max_penalty: float = -1.0) -> float:
     """max_penalty x (share of repeated word n-grams); 0.0 for text shorter than one n-gram.
+    Words as :func:`r1_recipe.rewards.language.words` reads them: a Han, kana or Thai letter
+    is one word, so a loop in an unspaced script is caught too.
 
     >>> repetition_penalty("a b c d e f")
     0.0
     >>> repetition_penalty("a b a b a b")
     -0.5
+    >>> repetition_penalty("所以答案是四" * 5) < -0.7
+    True
     """
-    words = text.lower().split()
+    words = language_words(text.lower())
     if len(words) < ngram_size:
         return 0.0
     ngrams = list(zip(*(words[i:] for i in range(ngram_size))))

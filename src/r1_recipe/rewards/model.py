@@ -8,7 +8,8 @@ score them.
 The input is what TRL's ``RewardTrainer`` trained on: the chat template over (user prompt,
 assistant response), tokenized *without* adding special tokens again (the template already
 writes any BOS: Llama-3's ``<|begin_of_text|>`` would otherwise appear twice, an input the
-reward model never saw); a model without a chat template gets ``prompt\nresponse`` with the
+reward model never saw); a model without a chat template gets ``prompt\nresponse`` and the EOS
+(TRL appends it to non-conversational pairs, so the head was trained reading it) with the
 tokenizer's own special tokens, once. An input longer than ``max_length`` loses the *start of
 the prompt* first (the template's header, the end of the prompt and the whole response stay);
 only when the response alone does not fit does it lose its start too (its end, where the answer
@@ -34,6 +35,8 @@ import logging
 import os
 from collections.abc import Iterator
 from typing import Any
+
+import torch.distributed as dist
 
 from r1_recipe.model_folders import load_beside_policy
 from r1_recipe.rewards.base import RewardFunc, applies, named, prompt_text, route, row_texts
@@ -100,7 +103,9 @@ class RewardModelScorer:
                 [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
                 tokenize=False,
             )
-        return f"{prompt}\n{response}"
+        # TRL's RewardTrainer appends the EOS to non-conversational pairs: the head learned to read it
+        eos = self.tokenizer.eos_token or ""
+        return f"{prompt}\n{response}" + ("" if response.endswith(eos) else eos)
 
     def _ids(self, prompt: str, response: str) -> list[int]:
         # templated text holds its special tokens already; plain text gets the tokenizer's, once
@@ -149,12 +154,34 @@ class RewardModelScorer:
         return out
 
 
+def zscore(scores: list[float], gather: bool = False) -> list[float]:
+    """``scores`` z-scored over the batch. On several trainer processes (``gather``: TRL calls
+    the rewards on every process at every step) the mean and std are those of every process's
+    scores together: TRL spreads one prompt's group over processes, and a per-process scale would
+    weigh the same group's completions differently. A batch with one score (or none) stays as is.
+
+    >>> zscore([1.0, 3.0])
+    [-1.0, 1.0]
+    """
+    total, sq, count = sum(scores), sum(s * s for s in scores), len(scores)
+    if gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (total, sq, count))
+        total, sq, count = (sum(p[k] for p in parts) for k in range(3))
+    if count < 2:
+        return scores
+    mean = total / count
+    std = max(sq / count - mean * mean, 0.0) ** 0.5
+    return [(s - mean) / max(std, 1e-6) for s in scores]
+
+
 def reward_model(
     model: str | None = None, on: str = "answer", batch_size: int = 8, device: str | None = None,
     max_length: int = 2048, normalize: bool = False,
 ) -> RewardFunc:
     """Sequence-classification reward model (option model: path or Hub id) on the answer or the
-    full response; None for reasoning rows; normalize: z-score over the batch."""
+    full response; None for reasoning rows; normalize: z-score over the batch (of every trainer
+    process together)."""
     if model is None:
         raise ValueError("reward_model needs the option model: a local path or Hub id of a "
                          "sequence-classification reward model")
@@ -173,10 +200,8 @@ def reward_model(
             response = split_reasoning(full[i])[1] if on == "answer" else full[i]
             inputs.append((prompt_text(prompts[i]), response))
         scores = scorer.score(inputs) if inputs else []
-        if normalize and len(scores) > 1:
-            mean = sum(scores) / len(scores)
-            std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
-            scores = [(s - mean) / max(std, 1e-6) for s in scores]
+        if normalize:
+            scores = zscore(scores, gather="trainer_state" in kwargs)
         out: list[float | None] = [None] * n
         for i, s in zip(idx, scores):
             out[i] = s

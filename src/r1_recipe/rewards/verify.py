@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,8 +58,12 @@ def _cached_parse(kind: str, text: str, seconds: int, use_cache: bool = True) ->
         return _PARSED[key]
     cfg = _extraction_config()
     if kind == "ref":
-        # A bare gold like 3\sqrt{2} parses as 3 without math delimiters.
-        wrapped = text if ("$" in text or "\\boxed" in text) else f"${text}$"
+        if _plain_words(text):
+            return []  # "forty two" would parse as the product f*o*r*t*y*t*w*o: no reference
+        # A bare gold like 3\sqrt{2} parses as 3 without math delimiters; one `$...$` does not
+        # match across lines, so a multi-line gold (a pmatrix) is joined onto one line first,
+        # else it parses as its last number.
+        wrapped = text if ("$" in text or "\\boxed" in text) else "$" + " ".join(text.split()) + "$"
         parsed = parse(wrapped, extraction_config=cfg, parsing_timeout=seconds)
         if not parsed and wrapped != text:
             parsed = parse(text, extraction_config=cfg, parsing_timeout=seconds)
@@ -74,6 +79,20 @@ def _cached_parse(kind: str, text: str, seconds: int, use_cache: bool = True) ->
     if len(_PARSED) > 20_000:
         _PARSED.popitem(last=False)
     return parsed
+
+
+_WORDS = re.compile(r"[A-Za-z][A-Za-z'-]*(?:[ ,]+[A-Za-z][A-Za-z'-]*)*[.!]?")
+
+
+def _plain_words(text: str) -> bool:
+    """A reference written in words ("forty two", "Monday"): letters only with a run of three
+    or more, so single-letter products like ``xy`` or ``x y`` stay math.
+
+    >>> _plain_words("forty two"), _plain_words("Monday"), _plain_words("xy"), _plain_words("2x")
+    (True, True, False, False)
+    """
+    text = text.strip()
+    return bool(_WORDS.fullmatch(text)) and re.search(r"[A-Za-z]{3}", text) is not None
 
 
 def verify_pair(answer: str | None, reference: str, seconds: int = 5,
