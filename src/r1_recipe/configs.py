@@ -35,6 +35,7 @@ from trl import SFTConfig, TrlParser
 from r1_recipe.command_line import from_command_line, split_command_line
 from r1_recipe.config_checks import ConfigError, build_config
 from r1_recipe.data.templates import TEMPLATES
+from r1_recipe.reward_health import check_health_limits
 
 logger = logging.getLogger(__name__)
 
@@ -370,6 +371,21 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         default="aha_metrics.jsonl",
         metadata={"help": "File in output_dir receiving one JSON line per logging step (None: off)."},
     )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={"help": "DAPO's dynamic sampling: drop groups whose rewards do not differ and sample further "
+                          "prompts until the batch holds only informative groups (r1_recipe.dynamic_sampling)."},
+    )
+    max_generation_batches: int = field(
+        default=4,
+        metadata={"help": "With dynamic_sampling: most generation batches per step, the first included; then it "
+                          "trains on the informative groups it has (and logs that)."},
+    )
+    reward_health: dict | None = field(
+        default=None,
+        metadata={"help": "Reward-health checks (r1_recipe.reward_health), e.g. {stop_if: {unparsed_reference: 0.2}}: "
+                          "stop when a share passes its limit; {warn_if: {...}} overrides the warning limits."},
+    )
 
     def __post_init__(self):
         if isinstance(self.reward_funcs, str):
@@ -381,6 +397,8 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
             )
         self.check_group_sizes()
         super().__post_init__()
+        self.check_dynamic_sampling()
+        check_health_limits(self.reward_health)
 
     def check_group_sizes(self, num_processes: int | None = None) -> None:
         """Every prompt's group of ``num_generations`` completions must fit in one generation batch.
@@ -415,4 +433,22 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
                 f"generation_batch_size {self.generation_batch_size} is not a multiple of the global batch "
                 f"{per_step} (per_device_train_batch_size {self.per_device_train_batch_size} × {procs} process(es)): "
                 f"use a multiple of {math.lcm(per_step, g)}."
+            )
+
+    def check_dynamic_sampling(self, num_processes: int | None = None) -> None:
+        """Dynamic sampling keeps whole groups on the process that sampled them, so each process's
+        share of a generation batch must hold whole groups."""
+        if not self.dynamic_sampling:
+            return
+        if self.max_generation_batches < 1:
+            raise ConfigError(f"max_generation_batches must be >= 1 (the first generation batch counts), "
+                              f"got {self.max_generation_batches}")
+        procs = num_processes or int(os.environ.get("WORLD_SIZE", "1"))
+        local = self.generation_batch_size // procs
+        if local % self.num_generations:
+            raise ConfigError(
+                f"dynamic_sampling: each of the {procs} process(es) gets {local} completions of a generation batch "
+                f"({self.generation_batch_size}), not a multiple of num_generations {self.num_generations}, so a "
+                f"group would be split across processes; make per_device_train_batch_size × steps_per_generation "
+                f"a multiple of {self.num_generations}"
             )
