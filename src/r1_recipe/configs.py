@@ -435,7 +435,7 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
                 f"use a multiple of {math.lcm(per_step, g)}."
             )
 
-    def check_dynamic_sampling(self, num_processes: int | None = None) -> None:
+    def check_dynamic_sampling(self) -> None:
         """Dynamic sampling keeps whole groups on the process that sampled them, so each process's
         share of a generation batch must hold whole groups."""
         if not self.dynamic_sampling:
@@ -443,12 +443,11 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         if self.max_generation_batches < 1:
             raise ConfigError(f"max_generation_batches must be >= 1 (the first generation batch counts), "
                               f"got {self.max_generation_batches}")
-        procs = num_processes or int(os.environ.get("WORLD_SIZE", "1"))
-        local = self.generation_batch_size // procs
+        local = self.per_device_train_batch_size * self.steps_per_generation  # what each process's loader yields
         if local % self.num_generations:
             raise ConfigError(
-                f"dynamic_sampling: each of the {procs} process(es) gets {local} completions of a generation batch "
-                f"({self.generation_batch_size}), not a multiple of num_generations {self.num_generations}, so a "
-                f"group would be split across processes; make per_device_train_batch_size × steps_per_generation "
-                f"a multiple of {self.num_generations}"
+                f"dynamic_sampling: each process gets {local} completions of a generation batch "
+                f"(per_device_train_batch_size {self.per_device_train_batch_size} × steps_per_generation "
+                f"{self.steps_per_generation}), not a multiple of num_generations {self.num_generations}, so a group "
+                f"would be split across processes; make that product a multiple of {self.num_generations}"
             )
