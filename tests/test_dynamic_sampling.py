@@ -1,12 +1,10 @@
-"""Dynamic sampling (r1_recipe.dynamic_sampling) and reward health (r1_recipe.reward_health) in the
-GRPO stage: only groups whose rewards differ are trained on, whole, with every loss type, on one
-process and on two; golds that do not parse stop a run that asks for it; the TRL internals both
-rely on are still there."""
+"""Dynamic sampling in the GRPO stage (r1_recipe.dynamic_sampling): only groups whose rewards differ
+are trained on, whole, through gradient accumulation, with every loss type, on one process and on
+two; the TRL internals it and the reward-health hook rely on are still there."""
 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 from collections import Counter
@@ -22,9 +20,8 @@ from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import write_jsonl
 from r1_recipe.dynamic_sampling import ROW_KEYS, assemble, informative_groups
-from r1_recipe.grpo import build_trainer, train
-from r1_recipe.reward_health import RewardHealthError, health_stats, shares
-from r1_recipe.rewards import REWARDS, get_reward_funcs
+from r1_recipe.grpo import build_trainer
+from r1_recipe.rewards import REWARDS
 from r1_recipe.rewards.base import named, texts
 
 G = 4
@@ -224,57 +221,7 @@ def test_two_processes_keep_whole_informative_groups_each(tmp_path, tiny_model_d
     assert all(e["dynamic_sampling/generation_batches"] >= 1 for e in logged) and len(logged) == 2
 
 
-# --- reward health -----------------------------------------------------------------------------
-
-
-def test_health_shares_on_crafted_completions():
-    funcs = get_reward_funcs(["accuracy", "format"])
-    rows = [{"solution": "4"}, {"solution": "4"}, {"solution": "@@@", "id": 17}, {"solution": "4"}]
-    completions = ["<think>a</think> \\boxed{4}", "<think>a</think> \\boxed{5}", "<think>a</think> \\boxed{4}",
-                   "<think>a"]
-    counts, flagged = health_stats(funcs, [[1.0, 0.0, None, 0.0], [1.0, 1.0, 1.0, 0.0]], rows, completions,
-                                   truncated=[False, False, False, True], timeouts=1)
-    assert shares(counts) == {"unparsed_reference": 0.25, "no_answer": 0.25, "format_while_wrong": 1 / 3,
-                              "truncated": 0.25, "verifier_timeouts": 0.25}
-    assert flagged["unparsed_reference"] == [2] and flagged["format_while_wrong"] == [1]
-
-
-def _gold_recipe(tmp_path, model_dir, **over) -> list[str]:
-    rows = [{"problem": f"Compute {a} + 1.", "solution": "@@@", "id": f"bad-{a}"} for a in range(16)]
-    write_jsonl(rows, tmp_path / "bad_golds.jsonl")
-    return _recipe(tmp_path, model_dir, tmp_path / "bad_golds.jsonl", reward_funcs=["accuracy", "format"],
-                   dynamic_sampling=False, max_steps=1, **over)
-
-
-def test_unparseable_golds_stop_a_run_that_asks_for_it(tmp_path, tiny_model_dir):
-    config = parse_config(GRPOStageConfig, _gold_recipe(
-        tmp_path, tiny_model_dir, reward_health={"stop_if": {"unparsed_reference": 0.2}}))
-    with pytest.raises(RewardHealthError) as err:
-        train(config)
-    message = str(err.value)
-    assert "\n" not in message
-    assert "unparsed_reference = 1.00 > stop_if limit 0.2 at step 0" in message and "id=bad-" in message
-    assert not (tmp_path / "rl" / "model.safetensors").exists()
-
-
-def test_by_default_unparseable_golds_only_warn(tmp_path, tiny_model_dir, caplog):
-    config = parse_config(GRPOStageConfig, _gold_recipe(tmp_path, tiny_model_dir))
-    with caplog.at_level(logging.WARNING, logger="r1_recipe.reward_health"):
-        results = train(config)
-    assert results["global_step"] == 1
-    assert results["mean_over_training"]["health/unparsed_reference"] == 1.0
-    assert "reward health unparsed_reference = 1.00" in caplog.text
-    assert json.loads((tmp_path / "rl" / "results.json").read_text())["last_logged"]["health/unparsed_reference"] == 1
-
-
-@pytest.mark.parametrize("settings, hint", [
-    ({"stop_if": {"unparsed": 0.2}}, "unknown share; valid: unparsed_reference"),
-    ({"stop_if": {"truncated": 2}}, "must be a share in [0, 1]"),
-    ({"stop": {"truncated": 0.5}}, "takes {stop_if:"),
-])
-def test_bad_health_limits_say_what_to_change(tmp_path, settings, hint):
-    with pytest.raises(ConfigError, match=hint.replace("[", r"\[").replace("{", r"\{")):
-        parse_config(GRPOStageConfig, _recipe(tmp_path, "m", "p.jsonl", reward_health=settings))
+# --- config and TRL ----------------------------------------------------------------------------
 
 
 def test_groups_split_across_processes_are_refused(tmp_path, flat_reward):

@@ -32,6 +32,7 @@ from typing import Any
 
 from r1_recipe.config_checks import ConfigError
 from r1_recipe.rewards.base import PREFILL_COLUMN, final_answer, scores_rows_of
+from r1_recipe.rewards.verify import verify_pair
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,32 @@ def health_stats(
 def shares(counts: Mapping[str, tuple[float, int]]) -> dict[str, float]:
     """``{share: flagged / counted}`` for the shares that counted anything."""
     return {name: flagged / counted for name, (flagged, counted) in counts.items() if counted}
+
+
+def add_counts(total: dict[str, list[float]], counts: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    """``total`` with ``counts`` (``{share: (flagged, counted)}``, e.g. read back from JSON) added in."""
+    for name, (flagged, counted) in counts.items():
+        pair = total.setdefault(name, [0.0, 0])
+        pair[0] += flagged
+        pair[1] += counted
+    return total
+
+
+def evaluation_health(answers: Sequence[str | None], truncated: float | None,
+                      math_references: Sequence[str] | None = None) -> dict[str, float]:
+    """The shares an evaluation can tell without rewards: answers never extracted, samples cut by
+    the token limit, and (math benchmarks) references math-verify cannot parse, per problem.
+
+    >>> evaluation_health(["4", None, "7", None], 0.25, ["4", "@@@"])
+    {'no_answer': 0.5, 'truncated': 0.25, 'unparsed_reference': 0.5}
+    """
+    out = {"no_answer": sum(a is None for a in answers) / len(answers)} if answers else {}
+    if truncated is not None:
+        out["truncated"] = truncated
+    if math_references:
+        unparsed = sum(verify_pair(None, str(r)) is None for r in dict.fromkeys(math_references))
+        out["unparsed_reference"] = unparsed / len(set(math_references))
+    return out
 
 
 def row_ids(rows: Sequence[Mapping[str, Any]], positions: Sequence[int], limit: int = 3) -> list[str]:
