@@ -8,6 +8,7 @@ import inspect
 import logging
 import math
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from r1_recipe.grpo import build_trainer
 from r1_recipe.rewards import REWARDS
 from r1_recipe.rewards.base import named, texts
 
+ROOT = Path(__file__).resolve().parents[1]
 G = 4
 NAN = float("nan")
 
@@ -249,3 +251,13 @@ def test_trl_internals_it_relies_on():
                  "self.accelerator.process_index * len(prompts)", 'self._metrics[mode]["frac_reward_zero_std"]'):
         assert line in source, line
     assert "self._buffered_inputs = " in inspect.getsource(GRPOTrainer._prepare_inputs)
+
+
+@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("recipes/*/rl1/*.yaml"),
+                                                                                *ROOT.glob("recipes/*/zero/config_*.yaml")]))
+def test_the_recipes_keys_as_their_comments_show_them_start(recipe):
+    """Each real GRPO recipe's comment offers dynamic_sampling and a reward_health stop: both must pass its checks."""
+    assert "# dynamic_sampling: true" in (ROOT / recipe).read_text()
+    config = _config_for_processes("grpo", ["--config", str(ROOT / recipe), "--dynamic_sampling", "true",
+                                            "--reward_health", "{stop_if: {unparsed_reference: 0.2}}"], 8)
+    assert config.dynamic_sampling and config.reward_health == {"stop_if": {"unparsed_reference": 0.2}}

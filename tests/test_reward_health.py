@@ -80,7 +80,7 @@ def test_rejection_sampling_reports_unparsed_golds_and_missing_answers(tmp_path)
     stats = run(config, sampler=CraftedSampler())
     health = stats["reward_health"]
     assert health["unparsed_reference"] == 1.0  # every gold; accuracy returned None on all
-    assert health["no_answer"] == 0.0  # every crafted completion ends in a \\boxed{} answer
+    assert health["no_answer"] == 0.0  # every crafted completion ends in a \boxed{} answer
     assert health["truncated"] == 0.0 and "format_while_wrong" not in health  # nothing verified: nothing wrong
 
 

@@ -23,6 +23,13 @@ A thin wrapper over TRL's ``GRPOTrainer``. Features and the recipe keys that tur
   logging step to ``output_dir/aha_metrics.jsonl``: completion length, the share of completions
   whose reasoning self-corrects (``aha_phrases``), the language consistency of the reasoning
   (``aha_language``);
+- DAPO's dynamic sampling: ``dynamic_sampling: true`` drops groups whose rewards do not differ and
+  samples further prompts until the batch holds only informative groups, at most
+  ``max_generation_batches`` generation batches per step (:mod:`r1_recipe.dynamic_sampling`);
+  logged as ``dynamic_sampling/*``;
+- reward health every step, ``health/*``: unparsed references, no final answer, paid for format
+  while wrong, truncated, verifier timeouts; ``reward_health: {stop_if: {unparsed_reference: 0.2}}``
+  stops the run on a share (:mod:`r1_recipe.reward_health`; by default it only warns);
 - auto-resume from the last ``checkpoint-N`` in ``output_dir``: ``resume: true`` (default);
 - LoRA / QLoRA through TRL's ``peft_config``: ``use_peft: true`` (see :mod:`r1_recipe.lora`); with
   ``beta > 0`` TRL's reference log-probs come from the base with the adapter disabled (no second
