@@ -7,7 +7,7 @@ training, generation batches per step, wall time, and the gain per optimizer ste
 From an existing cold start ``<demo>/stage1`` (``make demo``, or ``make stage1
 RECIPE=recipes/demo/stage1.yaml`` after ``r1-recipe data --output runs/demo/data``), each (arm, seed)
 trains recipes/demo/rl1.yaml in its own process into ``<demo>/rl1_ds_<arm>_s<seed>`` with the
-recipe's time budget off (``max_train_seconds 0``: both arms run all ``max_steps``), then is
+recipe's time budget lifted (``max_train_seconds 86400``: both arms run all ``max_steps``), then is
 evaluated with recipes/demo/evaluate.yaml (200 held-out arithmetic problems, pass@1 over 4
 samples at T=0.7, with its standard error); the cold start is evaluated the same way. A trained
 model or an evaluation already in place is not redone, so an interrupted benchmark resumes.
@@ -58,7 +58,7 @@ def train(arm: str, seed: int, demo: Path) -> Path:
     mixture = [{"path": str(demo / "data/rl_prompts.jsonl"), "weight": 4},
                {"path": str(demo / "data/code_prompts.jsonl"), "weight": 1}]
     _run(["r1_recipe.grpo", "--config", "recipes/demo/rl1.yaml", "--seed", str(seed), *ARMS[arm],
-          "--max_train_seconds", "0", "--model_name_or_path", str(demo / "stage1"),
+          "--max_train_seconds", "86400", "--model_name_or_path", str(demo / "stage1"),
           "--dataset_mixture", json.dumps(mixture), "--output_dir", str(out)], out / "train.log")
     return out
 

@@ -12,6 +12,7 @@ from test_dynamic_sampling import _recipe
 from test_evaluate import FAST, ScriptedSampler
 from test_rejection_sampling import CraftedSampler, _config
 
+from r1_recipe.cli import main as cli_main
 from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
 from r1_recipe.data.loading import write_jsonl
 from r1_recipe.evaluate import EvalConfig, evaluate
@@ -40,14 +41,18 @@ def _gold_recipe(tmp_path, model_dir, **over) -> list[str]:
                    dynamic_sampling=False, max_steps=1, **over)
 
 
-def test_unparseable_golds_stop_a_run_that_asks_for_it(tmp_path, tiny_model_dir):
-    config = parse_config(GRPOStageConfig, _gold_recipe(
-        tmp_path, tiny_model_dir, reward_health={"stop_if": {"unparsed_reference": 0.2}}))
-    with pytest.raises(RewardHealthError) as err:
-        train(config)
-    message = str(err.value)
-    assert "\n" not in message
-    assert "unparsed_reference = 1.00 > stop_if limit 0.2 at step 0" in message and "id=bad-" in message
+def test_unparseable_golds_stop_a_run_that_asks_for_it(tmp_path, tiny_model_dir, capsys):
+    argv = _gold_recipe(tmp_path, tiny_model_dir, reward_health={"stop_if": {"unparsed_reference": 0.2}})
+    with pytest.raises(RewardHealthError):
+        train(parse_config(GRPOStageConfig, argv))
+    capsys.readouterr()
+    assert cli_main(["grpo", *argv]) == 2  # as a user runs it: one line, no traceback
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "r1-recipe grpo: error:" in line]  # among progress bars
+    assert len(lines) == 1 and "Traceback" not in err
+    line = lines[0]
+    assert "r1-recipe grpo: error: GRPO: reward health unparsed_reference = 1.00 > stop_if limit 0.2 at step 0" in line
+    assert "id=bad-" in line
     assert not (tmp_path / "rl" / "model.safetensors").exists()
 
 
