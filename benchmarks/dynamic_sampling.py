@@ -27,7 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ARMS = {"plain": ["--dynamic_sampling", "false"], "dynamic": ["--dynamic_sampling", "true"]}
+# DAPO's rule: a group is informative when its verifier rewards differ (the demo's small format and
+# language rewards nearly always differ a little, so by the weighted total no group is ever dropped)
+ARMS = {"plain": ["--dynamic_sampling", "false"],
+        "dynamic": ["--dynamic_sampling", "true", "--dynamic_sampling_rewards", "[accuracy, code]"]}
 EVAL = ROOT / "recipes/demo/evaluate.yaml"
 
 

@@ -5,8 +5,10 @@ two; the TRL internals it and the reward-health hook rely on are still there."""
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -186,6 +188,34 @@ def test_capped_generation_batches_train_on_what_they_have_and_say_so(tmp_path, 
         assert "informative after 1 generation batches" in caplog.text
 
 
+def always_spread():
+    """Test-only: a small shaping reward that differs between any two completions (like language consistency)."""
+
+    def fn(completions, **kwargs):
+        return [len(t) / 100 + i * 1e-3 for i, t in enumerate(texts(completions))]
+
+    return named(fn, "always_spread")
+
+
+def test_dynamic_sampling_rewards_pick_which_spread_counts(tmp_path, tiny_model_dir, prompts_file, flat_reward,
+                                                           monkeypatch):
+    monkeypatch.setitem(REWARDS, "always_spread", always_spread)
+    dropped = {}
+    for rewards in (None, ["flat_on_odd"]):
+        over = {"reward_funcs": ["flat_on_odd", "always_spread"], "reward_weights": [1.0, 0.1], "max_steps": 1,
+                "dynamic_sampling_rewards": rewards}
+        trainer = build_trainer(parse_config(GRPOStageConfig, _recipe(tmp_path / str(rewards), tiny_model_dir,
+                                                                      prompts_file, **over)))
+        trainer.train()
+        dropped[str(rewards)] = next(e["dynamic_sampling/dropped_share"] for e in trainer.state.log_history
+                                     if "dynamic_sampling/dropped_share" in e)
+    assert dropped["None"] == 0.0  # by the weighted total every group spreads, a little
+    assert dropped["['flat_on_odd']"] > 0  # by the verifier alone, the odd prompts' groups do not
+    with pytest.raises(ConfigError, match=r"dynamic_sampling_rewards \['acuracy'\] are not among reward_funcs"):
+        parse_config(GRPOStageConfig, _recipe(tmp_path, tiny_model_dir, prompts_file,
+                                              dynamic_sampling_rewards=["acuracy"]))
+
+
 def test_every_trl_loss_type_trains_on_the_assembled_batch(tmp_path, tiny_model_dir, prompts_file, flat_reward):
     from trl import GRPOConfig
 
@@ -256,8 +286,12 @@ def test_trl_internals_it_relies_on():
 @pytest.mark.parametrize("recipe", sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("recipes/*/rl1/*.yaml"),
                                                                                 *ROOT.glob("recipes/*/zero/config_*.yaml")]))
 def test_the_recipes_keys_as_their_comments_show_them_start(recipe):
-    """Each real GRPO recipe's comment offers dynamic_sampling and a reward_health stop: both must pass its checks."""
-    assert "# dynamic_sampling: true" in (ROOT / recipe).read_text()
-    config = _config_for_processes("grpo", ["--config", str(ROOT / recipe), "--dynamic_sampling", "true",
-                                            "--reward_health", "{stop_if: {unparsed_reference: 0.2}}"], 8)
+    """Each real GRPO recipe's comment offers dynamic sampling and a reward_health stop: uncommented, they pass its checks."""
+    shown = [line[2:] for line in (ROOT / recipe).read_text().splitlines()
+             if re.match(r"# (dynamic_sampling|max_generation_batches|dynamic_sampling_rewards|reward_health):", line)]
+    keys = yaml.safe_load("\n".join(shown))
+    assert {"dynamic_sampling", "dynamic_sampling_rewards", "reward_health"} <= set(keys), recipe
+    argv = [x for key, value in keys.items() for x in (f"--{key}", json.dumps(value))]
+    config = _config_for_processes("grpo", ["--config", str(ROOT / recipe), *argv], 8)
     assert config.dynamic_sampling and config.reward_health == {"stop_if": {"unparsed_reference": 0.2}}
+    assert set(config.dynamic_sampling_rewards) <= set(config.reward_funcs)

@@ -381,6 +381,11 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         metadata={"help": "With dynamic_sampling: most generation batches per step, the first included; then it "
                           "trains on the informative groups it has (and logs that)."},
     )
+    dynamic_sampling_rewards: list[str] | None = field(
+        default=None,
+        metadata={"help": "With dynamic_sampling: the rewards whose spread makes a group informative (DAPO: the "
+                          "verifier's, e.g. [accuracy, code]); None: the weighted sum the advantages come from."},
+    )
     reward_health: dict | None = field(
         default=None,
         metadata={"help": "Reward-health checks (r1_recipe.reward_health), e.g. {stop_if: {unparsed_reference: 0.2}}: "
@@ -440,6 +445,10 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         share of a generation batch must hold whole groups."""
         if not self.dynamic_sampling:
             return
+        unknown = [n for n in self.dynamic_sampling_rewards or () if n not in self.reward_funcs]
+        if unknown:
+            raise ConfigError(f"dynamic_sampling_rewards {unknown} are not among reward_funcs {self.reward_funcs}: "
+                              "name rewards the recipe uses")
         if self.max_generation_batches < 1:
             raise ConfigError(f"max_generation_batches must be >= 1 (the first generation batch counts), "
                               f"got {self.max_generation_batches}")

@@ -2,6 +2,7 @@
 
     dynamic_sampling: true        # in a GRPO recipe
     max_generation_batches: 4     # generation batches one optimizer step may sample, the first included
+    dynamic_sampling_rewards: [accuracy, code]   # optional: only these rewards' spread counts (DAPO's rule)
 
 A group whose completions all earn the same reward has zero advantage: it costs a generation and
 a backward pass and teaches nothing (only the KL term moves). With ``dynamic_sampling`` the
@@ -11,7 +12,10 @@ process holds as many informative groups as one generation batch has groups, or 
 ``max_generation_batches`` batches were sampled. Short of groups then, it trains on what it has:
 the informative groups, padded with zero-spread ones (advantage 0, so they add no policy
 gradient, only their KL term and tokens, as in plain TRL) to the batch size TRL expects, and logs
-a warning. Logged each step: ``dynamic_sampling/dropped_share`` (zero-spread share of the groups
+a warning. By default a group is informative when the weighted reward its advantages come from
+spreads; ``dynamic_sampling_rewards`` narrows that to some rewards (DAPO keeps a group when its
+*accuracy* differs: small shaping rewards such as format or language consistency almost always
+differ a little, so by the total no group is ever dropped). Logged each step: ``dynamic_sampling/dropped_share`` (zero-spread share of the groups
 sampled), ``dynamic_sampling/generation_batches`` and ``dynamic_sampling/informative_share`` (of
 the groups trained on). TRL's own ``reward``, ``frac_reward_zero_std`` and ``completions/*`` then
 describe every sampled batch, dropped groups included.
@@ -40,6 +44,7 @@ rows (gathered, process-major); ``reward_weights``, ``num_generations``,
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from itertools import count
 from typing import Any
 
@@ -132,10 +137,16 @@ def assemble(parts: list[tuple[dict[str, Any], slice]], pad_token_id: int) -> di
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` with DAPO's dynamic sampling (off unless ``dynamic_sampling=True``)."""
 
-    def __init__(self, *args, dynamic_sampling: bool = False, max_generation_batches: int = 4, **kwargs):
+    def __init__(self, *args, dynamic_sampling: bool = False, max_generation_batches: int = 4,
+                 dynamic_sampling_rewards: Sequence[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.dynamic_sampling = dynamic_sampling
         self.max_generation_batches = max_generation_batches
+        names = list(self.reward_func_names)
+        unknown = [n for n in dynamic_sampling_rewards or () if n not in names]
+        if unknown:
+            raise ValueError(f"dynamic_sampling_rewards {unknown} are not among the reward_funcs {names}")
+        self._spread_columns = [names.index(n) for n in dynamic_sampling_rewards] if dynamic_sampling_rewards else None
         if dynamic_sampling and isinstance(self.train_dataset, IterableDataset):
             raise ValueError("dynamic_sampling needs an indexable dataset (it samples further prompts by index); "
                              "the train dataset is an IterableDataset: set dynamic_sampling: false or load it whole")
@@ -150,8 +161,10 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
     def _local_informative(self, n_local: int) -> torch.Tensor:
         g = self.num_generations
         rows = slice(self.accelerator.process_index * n_local, (self.accelerator.process_index + 1) * n_local)
-        local = self._last_rewards_per_func[rows]
-        return informative_groups(local, self.reward_weights.to(local.device), g, self.multi_objective_aggregation)
+        local, weights = self._last_rewards_per_func[rows], self.reward_weights.to(self._last_rewards_per_func.device)
+        if self._spread_columns is not None:  # only these rewards decide (DAPO: the verifier's)
+            local, weights = local[:, self._spread_columns], weights[self._spread_columns]
+        return informative_groups(local, weights, g, self.multi_objective_aggregation)
 
     def _refill_batches(self):
         """Generation batches of further prompts, as TRL's dataloader shards them, each batch new."""

@@ -324,6 +324,7 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
         aha_language=config.aha_language,
         dynamic_sampling=config.dynamic_sampling,
         max_generation_batches=config.max_generation_batches,
+        dynamic_sampling_rewards=config.dynamic_sampling_rewards,
         reward_health=config.reward_health,
         peft_config=peft_config_for(config, model),  # β > 0: TRL's reference is the base, adapter disabled
     )
