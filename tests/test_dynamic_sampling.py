@@ -281,6 +281,10 @@ def test_trl_internals_it_relies_on():
                  "self.accelerator.process_index * len(prompts)", 'self._metrics[mode]["frac_reward_zero_std"]'):
         assert line in source, line
     assert "self._buffered_inputs = " in inspect.getsource(GRPOTrainer._prepare_inputs)
+    init = inspect.getsource(GRPOTrainer.__init__)
+    for attribute in ("self.reward_func_names", "self.reward_weights", "self.eos_token_ids", "self._pending_metrics",
+                      "self._metrics", "self._tokenizer", "self.multi_objective_aggregation", "self.shuffle_dataset"):
+        assert attribute + " = " in init, attribute
 
 
 @pytest.mark.parametrize("recipe", sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("recipes/*/rl1/*.yaml"),

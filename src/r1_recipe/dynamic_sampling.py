@@ -37,8 +37,10 @@ TRL internals relied on (TRL 1.16; ``tests/test_dynamic_sampling.py::test_trl_in
 fails if they change): ``GRPOTrainer._generate_and_score_completions(inputs)`` returns the local
 scored batch as a dict of tensors (keys in :data:`ROW_KEYS`, plus ``num_items_in_batch``) whose
 rows are the inputs' rows in order; ``_calculate_rewards`` returns the rewards of every process's
-rows (gathered, process-major); ``reward_weights``, ``num_generations``,
-``multi_objective_aggregation``, ``_get_dataloader`` and :class:`trl.trainer.grpo_trainer.RepeatSampler`.
+rows (gathered, process-major); ``reward_weights``, ``reward_func_names``, ``num_generations``,
+``multi_objective_aggregation``, ``_metrics``, ``_tokenizer``, ``_get_dataloader`` and
+:class:`trl.trainer.grpo_trainer.RepeatSampler` (the reward-health hook in :mod:`r1_recipe.grpo`
+also reads ``eos_token_ids`` and ``_pending_metrics``).
 """
 
 from __future__ import annotations
