@@ -101,8 +101,10 @@ def main() -> None:
     Path(args.out).write_text(json.dumps({"cold_start": {k: base[k] for k in ("pass@1", "pass@1_stderr")},
                                           "parallel": args.parallel, "wall_time_ratio": ratio, "runs": rows},
                                          indent=2) + "\n")
+    # zero-spread share: plain = TRL's frac_reward_zero_std (by the weighted total it trains on);
+    # dynamic = dropped_share (by accuracy/code, the groups it dropped)
     print(f"| run | seed | steps | pass@1 (k=4, T=0.7) | gain | gain/step | gain/min | zero-spread share "
-          f"| generation batches/step |\n|---|---|---|---|---|---|---|---|---|\n"
+          f"| generation batches per generation |\n|---|---|---|---|---|---|---|---|---|\n"
           f"| cold start | - | - | {100 * base['pass@1']:.1f} ± {100 * base['pass@1_stderr']:.1f} | - | - | - | - | - |")
     for r in rows:
         print(f"| {r['arm']} | {r['seed']} | {r['steps']} | {100 * r['pass@1']:.1f} ± {100 * r['pass@1_stderr']:.1f} "

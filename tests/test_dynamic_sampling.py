@@ -288,7 +288,8 @@ def test_trl_internals_it_relies_on():
 
 
 @pytest.mark.parametrize("recipe", sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("recipes/*/rl1/*.yaml"),
-                                                                                *ROOT.glob("recipes/*/zero/config_*.yaml")]))
+                                                                                *ROOT.glob("recipes/*/zero/config_*.yaml"),
+                                                                                ROOT / "recipes/demo/rl1.yaml"]))
 def test_the_recipes_keys_as_their_comments_show_them_start(recipe):
     """Each real GRPO recipe's comment offers dynamic sampling and a reward_health stop: uncommented, they pass its checks."""
     shown = [line[2:] for line in (ROOT / recipe).read_text().splitlines()
