@@ -1,10 +1,12 @@
 """One optimizer step of the SFT or logit-distillation trainer, run by tests under ``accelerate launch``.
 
-    accelerate launch ... tests/_one_step_ranks.py sft|distill|bf16_step RECIPE OUT.pt
+    accelerate launch ... tests/_one_step_ranks.py sft|distill|bf16_step|grpo RECIPE OUT.pt
 
 Every rank trains one step; rank 0 saves the logged loss and the gradient the optimizer is about
 to apply (after DDP has averaged it across ranks) to ``OUT.pt``, so a test can compare them with
-the one-process numbers.
+the one-process numbers. ``grpo`` (dynamic sampling, tests/test_dynamic_sampling.py) trains the
+recipe's steps and saves, per rank and optimizer step, how many rows each prompt has in the scored
+batch and in the micro-batches the loss saw, and how many of its groups had no reward spread.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import os
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from r1_recipe.configs import SFTStageConfig, parse_config
+from r1_recipe.configs import GRPOStageConfig, SFTStageConfig, parse_config
 from r1_recipe.distill import DistillStageConfig, LogitDistillationTrainer
 from r1_recipe.sft import WeightedSFTTrainer, build_dataset
 from r1_recipe.stage import load_model, load_tokenizer
@@ -71,10 +74,37 @@ def bf16_recipe_step(recipe: str, out: str) -> int:
     return 0
 
 
+def grpo_ranks(recipe: str, out: str) -> int:
+    from accelerate.utils import gather_object
+    from test_dynamic_sampling import G, _groups, _record_steps, flat_on_odd
+
+    from r1_recipe.grpo import build_trainer
+    from r1_recipe.rewards import REWARDS
+
+    REWARDS["flat_on_odd"] = flat_on_odd
+    trainer = build_trainer(parse_config(GRPOStageConfig, ["--config", recipe]))
+    scored, micro = _record_steps(trainer)
+    trainer.train()
+    per_step = trainer.args.steps_per_generation
+    steps = []
+    for i, (batch, _) in enumerate(scored):
+        seen = sum((_groups(m) for m in micro[i * per_step:(i + 1) * per_step]), start=Counter())
+        steps.append({"scored_groups": sorted(_groups(batch).values()), "micro_groups": sorted(seen.values()),
+                      "flat_groups": int((batch["advantages"].view(-1, G).abs().sum(dim=1) == 0).sum())})
+    ranks = gather_object([steps])
+    if trainer.accelerator.is_main_process:
+        logged = [e for e in trainer.state.log_history if "dynamic_sampling/generation_batches" in e]
+        torch.save({"ranks": ranks, "logged": logged, "world_size": trainer.accelerator.num_processes,
+                    "backend": str(trainer.accelerator.state.backend)}, out)
+    return 0
+
+
 def main() -> int:
     stage, recipe, out = sys.argv[1:4]
     if stage == "bf16_step":
         return bf16_recipe_step(recipe, out)
+    if stage == "grpo":
+        return grpo_ranks(recipe, out)
     config = parse_config(DistillStageConfig if stage == "distill" else SFTStageConfig, ["--config", recipe])
     tokenizer = load_tokenizer(config)
     common = dict(model=load_model(config), args=config, train_dataset=build_dataset(config), processing_class=tokenizer)

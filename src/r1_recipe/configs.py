@@ -35,6 +35,7 @@ from trl import SFTConfig, TrlParser
 from r1_recipe.command_line import from_command_line, split_command_line
 from r1_recipe.config_checks import ConfigError, build_config
 from r1_recipe.data.templates import TEMPLATES
+from r1_recipe.reward_health import check_health_limits
 
 logger = logging.getLogger(__name__)
 
@@ -400,6 +401,26 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
         default="aha_metrics.jsonl",
         metadata={"help": "File in output_dir receiving one JSON line per logging step (None: off)."},
     )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={"help": "DAPO's dynamic sampling: drop groups whose rewards do not differ and sample further "
+                          "prompts until the batch holds only informative groups (r1_recipe.dynamic_sampling)."},
+    )
+    max_generation_batches: int = field(
+        default=4,
+        metadata={"help": "With dynamic_sampling: most generation batches per step, the first included; then it "
+                          "trains on the informative groups it has (and logs that)."},
+    )
+    dynamic_sampling_rewards: list[str] | None = field(
+        default=None,
+        metadata={"help": "With dynamic_sampling: the rewards whose spread makes a group informative (DAPO: the "
+                          "verifier's, e.g. [accuracy, code]); None: the weighted sum the advantages come from."},
+    )
+    reward_health: dict | None = field(
+        default=None,
+        metadata={"help": "Reward-health checks (r1_recipe.reward_health), e.g. {stop_if: {unparsed_reference: 0.2}}: "
+                          "stop when a share passes its limit; {warn_if: {...}} overrides the warning limits."},
+    )
 
     def __post_init__(self):
         if isinstance(self.reward_funcs, str):
@@ -411,6 +432,8 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
             )
         self.check_group_sizes()
         super().__post_init__()
+        self.check_dynamic_sampling()
+        check_health_limits(self.reward_health)
 
     def check_group_sizes(self, num_processes: int | None = None) -> None:
         """Every prompt's group of ``num_generations`` completions must fit in one generation batch.
@@ -445,4 +468,25 @@ class GRPOStageConfig(RecipeArgs, GRPOConfig):
                 f"generation_batch_size {self.generation_batch_size} is not a multiple of the global batch "
                 f"{per_step} (per_device_train_batch_size {self.per_device_train_batch_size} × {procs} process(es)): "
                 f"use a multiple of {math.lcm(per_step, g)}."
+            )
+
+    def check_dynamic_sampling(self) -> None:
+        """Dynamic sampling keeps whole groups on the process that sampled them, so each process's
+        share of a generation batch must hold whole groups."""
+        if not self.dynamic_sampling:
+            return
+        unknown = [n for n in self.dynamic_sampling_rewards or () if n not in self.reward_funcs]
+        if unknown:
+            raise ConfigError(f"dynamic_sampling_rewards {unknown} are not among reward_funcs {self.reward_funcs}: "
+                              "name rewards the recipe uses")
+        if self.max_generation_batches < 1:
+            raise ConfigError(f"max_generation_batches must be >= 1 (the first generation batch counts), "
+                              f"got {self.max_generation_batches}")
+        local = self.per_device_train_batch_size * self.steps_per_generation  # what each process's loader yields
+        if local % self.num_generations:
+            raise ConfigError(
+                f"dynamic_sampling: each process gets {local} completions of a generation batch "
+                f"(per_device_train_batch_size {self.per_device_train_batch_size} × steps_per_generation "
+                f"{self.steps_per_generation}), not a multiple of num_generations {self.num_generations}, so a group "
+                f"would be split across processes; make that product a multiple of {self.num_generations}"
             )

@@ -57,6 +57,7 @@ from r1_recipe import eval_suites
 from r1_recipe.configs import ConfigError, PromptArgs, check_generation_budget, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.templates import prompt_for
+from r1_recipe.reward_health import evaluation_health
 from r1_recipe.rewards.base import final_answer
 from r1_recipe.rewards.extract import opens_think
 from r1_recipe.rewards.verify import get_verifier
@@ -338,6 +339,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
             "max_new_tokens": params.max_new_tokens,
             "answered": sum(a is not None for a in flat_answers) / len(flat_answers),
             "truncated_share": cut,
+            "reward_health": evaluation_health(flat_answers, cut, references if bench.verifier == "math" else None),
             "samples_per_second": len(flat) / gen_seconds if gen_seconds > 0 else None,
         })
         if label == "arithmetic":  # which way of thinking the model picks (greedy hides it)

@@ -23,6 +23,13 @@ A thin wrapper over TRL's ``GRPOTrainer``. Features and the recipe keys that tur
   logging step to ``output_dir/aha_metrics.jsonl``: completion length, the share of completions
   whose reasoning self-corrects (``aha_phrases``), the language consistency of the reasoning
   (``aha_language``);
+- DAPO's dynamic sampling: ``dynamic_sampling: true`` drops groups whose rewards do not differ and
+  samples further prompts until the batch holds only informative groups, at most
+  ``max_generation_batches`` generation batches per step (:mod:`r1_recipe.dynamic_sampling`);
+  logged as ``dynamic_sampling/*``;
+- reward health every step, ``health/*``: unparsed references, no final answer, paid for format
+  while wrong, truncated, verifier timeouts; ``reward_health: {stop_if: {unparsed_reference: 0.2}}``
+  stops the run on a share (:mod:`r1_recipe.reward_health`; by default it only warns);
 - auto-resume from the last ``checkpoint-N`` in ``output_dir``: ``resume: true`` (default);
 - LoRA / QLoRA through TRL's ``peft_config``: ``use_peft: true`` (see :mod:`r1_recipe.lora`); with
   ``beta > 0`` TRL's reference log-probs come from the base with the adapter disabled (no second
@@ -45,14 +52,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from datasets import Dataset
 from transformers import TrainerCallback
-from trl import GRPOTrainer
 
 from r1_recipe.configs import ConfigError, GRPOStageConfig, parse_config
 from r1_recipe.data.end_of_turn import stop_token_ids
 from r1_recipe.data.loading import check_reward_types, to_prompts
 from r1_recipe.data.templates import hidden_tags_problem
+from r1_recipe.dynamic_sampling import PREFIX as DS_PREFIX
+from r1_recipe.dynamic_sampling import DynamicSamplingGRPOTrainer
+from r1_recipe.reward_health import HEALTH, HealthLimits, health_stats, row_ids
+from r1_recipe.reward_health import PREFIX as HEALTH_PREFIX
+from r1_recipe.reward_health import shares as health_shares
 from r1_recipe.rewards.base import PREFILL_COLUMN, mark_prefilled, texts
 from r1_recipe.rewards.extract import split_reasoning
 from r1_recipe.rewards.language import language_share
@@ -186,6 +198,20 @@ class TimeBudget(TrainerCallback):
             control.should_save = True
 
 
+LOGGED = ("rewards/", AHA_PREFIX, HEALTH_PREFIX, DS_PREFIX, "frac_reward_zero_std")
+
+
+def over_training(log_history: Sequence[dict]) -> dict:
+    """Means over the run's logged steps of the zero-spread share (TRL's ``frac_reward_zero_std``),
+    the dynamic-sampling numbers and the reward-health shares (for ``results.json``)."""
+    keys = sorted({k for e in log_history for k in e if k.startswith(LOGGED[2:])})
+    out = {}
+    for key in keys:
+        values = [e[key] for e in log_history if key in e]
+        out[key] = sum(values) / len(values)
+    return {"mean_over_training": out} if out else {}
+
+
 def read_aha_log(path: str | Path) -> list[dict]:
     """The rows of an ``aha_metrics.jsonl`` file (for plots and reports)."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
@@ -194,22 +220,47 @@ def read_aha_log(path: str | Path) -> list[dict]:
 # --- the trainer -------------------------------------------------------------------------------
 
 
-class AhaGRPOTrainer(GRPOTrainer):
-    """TRL's ``GRPOTrainer`` that also reports the aha signals of each generation batch.
+class AhaGRPOTrainer(DynamicSamplingGRPOTrainer):
+    """TRL's ``GRPOTrainer`` that also reports the aha signals and the reward health of each
+    generation batch, with dynamic sampling (:mod:`r1_recipe.dynamic_sampling`) when asked.
 
-    They are computed where TRL scores the completions and go through TRL's own ``log_metric``
-    hook, so they are averaged across processes and logging steps like ``kl`` or ``entropy``.
+    The aha signals are computed where TRL scores the completions and go through TRL's own
+    ``log_metric`` hook, so they are averaged across processes and logging steps like ``kl`` or
+    ``entropy``. The health shares (:mod:`r1_recipe.reward_health`) are summed over processes as
+    counts, logged as ``health/*`` and checked against ``reward_health`` limits on every process
+    alike, so a stop stops every rank.
     """
 
-    def __init__(self, *args, aha_phrases: Sequence[str] = (), aha_language: str = "en", **kwargs):
+    def __init__(self, *args, aha_phrases: Sequence[str] = (), aha_language: str = "en",
+                 reward_health: dict | None = None, **kwargs):
         # beta > 0: the reference is the starting policy (base + adapter), with real weights on every rank
         with trl_reference_through_load_folder(getattr(kwargs.get("args"), "model_name_or_path", None)):
             super().__init__(*args, **kwargs)
         self._aha_pattern = phrase_pattern(aha_phrases)
         self._aha_language = aha_language
+        self._health = HealthLimits(reward_health)
+
+    def _check_health(self, inputs, prompts, completions, completion_ids_list, rewards) -> None:
+        n = len(inputs)
+        local = rewards[self.accelerator.process_index * n:(self.accelerator.process_index + 1) * n]
+        ends = {*self.eos_token_ids, self._tokenizer.pad_token_id}
+        timeouts = sum(sum(v) for k, v in self._pending_metrics.items() if k.endswith("/timeouts"))
+        counts, flagged = health_stats(self.reward_funcs, local.T.tolist(), inputs, completions, prompts=prompts,
+                                       truncated=[not ids or ids[-1] not in ends for ids in completion_ids_list],
+                                       timeouts=timeouts)
+        totals = self.accelerator.gather(torch.tensor([c for name in HEALTH for c in counts[name]],
+                                                      dtype=torch.float64, device=local.device))
+        totals = totals.view(-1, len(HEALTH), 2).sum(dim=0).tolist()
+        found = health_shares({name: tuple(totals[k]) for k, name in enumerate(HEALTH)})
+        mode = "train" if self.model.training else "eval"
+        for name, share in found.items():
+            self._metrics[mode][HEALTH_PREFIX + name].append(share)
+        self._health.check(found, step=self.state.global_step,
+                           examples={name: row_ids(inputs, flagged[name]) for name in HEALTH})
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._check_health(inputs, prompts, completions, completion_ids_list, rewards)
         metrics = aha_metrics(
             completions,
             prompts=prompts,
@@ -274,6 +325,10 @@ def build_trainer(config: GRPOStageConfig) -> AhaGRPOTrainer:
         processing_class=tokenizer,
         aha_phrases=config.aha_phrases,
         aha_language=config.aha_language,
+        dynamic_sampling=config.dynamic_sampling,
+        max_generation_batches=config.max_generation_batches,
+        dynamic_sampling_rewards=config.dynamic_sampling_rewards,
+        reward_health=config.reward_health,
         peft_config=peft_config_for(config, model),  # β > 0: TRL's reference is the base, adapter disabled
     )
     check_before_training(trainer, config)
@@ -308,8 +363,9 @@ def train(config: GRPOStageConfig) -> dict:
         "train_seconds": round(train_seconds, 1),
         "seconds_per_step": round(train_seconds / steps_run, 3) if steps_run else None,
         "stopped_by_time_budget": stopped_early,
-        "first_logged": {k: v for k, v in first.items() if k.startswith(("rewards/", AHA_PREFIX))},
-        "last_logged": {k: v for k, v in last.items() if k.startswith(("rewards/", AHA_PREFIX))},
+        "first_logged": {k: v for k, v in first.items() if k.startswith(LOGGED)},
+        "last_logged": {k: v for k, v in last.items() if k.startswith(LOGGED)},
+        **over_training(trainer.state.log_history),
     }
     return finish(trainer, config, "grpo", started, extra)
 

@@ -30,6 +30,8 @@ from r1_recipe.rejection_config import RejectionSamplingConfig
 from r1_recipe.rejection_filters import (
     READABILITY_REASONS, SELECTION_REASONS, TRUNCATED, pass_rate_histogram, prompt_id,
 )
+from r1_recipe.reward_health import HealthLimits, add_counts
+from r1_recipe.reward_health import shares as health_shares
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +161,13 @@ def finalize(config: RejectionSamplingConfig, prompts_ds, duplicates: int) -> di
         "generation_seconds": round(seconds, 2), "samples_per_second": samples / seconds if seconds else None,
         "truncated": truncated, "truncated_share": truncated / samples if samples else None,
     }
+    health: dict[str, list[float]] = {}
+    for s in per_prompt:  # markers written before reward health have none
+        add_counts(health, s.get("health", {}))
+    if samples:
+        add_counts(health, {"truncated": (truncated, samples)})
+    stats["reward_health"] = health_shares(health)
+    HealthLimits().check(stats["reward_health"], step="end", where="rejection sampling")  # warns only
     if config.write_sft_data:
         want = round(kept * config.general_fraction / (1 - config.general_fraction))
         general = general_dataset(config, want)

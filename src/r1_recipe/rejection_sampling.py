@@ -68,6 +68,7 @@ from r1_recipe.rejection_filters import (
     TRUNCATED, UNVERIFIED, answer_key, prompt_id, reward_failure, row_thresholds, select,
 )
 from r1_recipe.rejection_output import finalize, format_summary, write_json, write_rows
+from r1_recipe.reward_health import health_stats
 from r1_recipe.rewards.base import PREFILL_COLUMN, template_opens_think
 from r1_recipe.sampling import SamplingParams, prompt_seed, sampler_from_config, worker_gpus
 
@@ -169,8 +170,11 @@ def score_chunk(config: RejectionSamplingConfig, rows: list[dict], prompts: list
                 "reference": None if row.get(config.answer_column) is None else str(row[config.answer_column]),
                 "answer": answer_key(text[j]) or None, "pass_rate": rate,
             })
+        health, _ = health_stats(reward_funcs, [scores[f.__name__][pos - n:pos] for f in reward_funcs],
+                                 [{**row, PREFILL_COLUMN: prefilled}] * n, group, prompts=[prompts[i]] * n)
         stats.append({"prompt_id": ids[i], "prompt_index": start + i, "samples": n, "passed": len(passed),
-                      "pass_rate": rate, "kept": len(picked), "dropped": dict(Counter(reasons.values()))})
+                      "pass_rate": rate, "kept": len(picked), "dropped": dict(Counter(reasons.values())),
+                      "health": {name: list(c) for name, c in health.items() if c[1]}})
     return kept_rows, stats
 
 
