@@ -313,6 +313,7 @@ def _serve(conn, gpus: str | None, model: str, tokenizer, options: dict) -> None
     """One replica: build the engine on its GPUs, then answer ``(prompts, params)`` until told to stop."""
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    sampler = None
     try:
         sampler = VLLMSampler(model, tokenizer, **options)
         conn.send(("ready", sampler.positions))
@@ -323,6 +324,9 @@ def _serve(conn, gpus: str | None, model: str, tokenizer, options: dict) -> None
     except BaseException as e:  # the parent raises it, naming the replica
         conn.send(("error", f"{type(e).__name__}: {e}"))
         raise
+    finally:  # the engine core is a process of its own: stop it, or it outlives this replica with its memory
+        if sampler is not None:
+            release(sampler)
 
 
 class ReplicaSampler:
