@@ -175,3 +175,16 @@ def test_greedy_only_from_the_command_line():
     config = parse_config(EvalConfig, ["--model_name_or_path", "m", "--temperature", "0", "--greedy", "true"])
     assert config.temperature == 0 and config.greedy is True
     assert parse_config(EvalConfig, ["--model_name_or_path", "m", "--no_greedy"]).greedy is False
+
+
+def test_the_shipped_smollm2_gsm8k_recipe_runs_the_card_protocol(gsm8k_dir):
+    """recipes/SmolLM2-135M/evaluate_gsm8k.yaml as shipped (only the data folder and the model given)."""
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes/SmolLM2-135M/evaluate_gsm8k.yaml"
+    config = parse_config(EvalConfig, ["--config", str(recipe), "--model_name_or_path", "scripted",
+                                       "--benchmark", f"gsm8k={gsm8k_dir}"])
+    s = Scripted({"Ann": "#### 7", "eggs": "#### 1018", "Tom": "#### 31"})
+    out = evaluate(config, sampler=s)
+    assert [(p.greedy, p.n, p.max_new_tokens) for p, _ in s.calls] == [(True, 1, 256)]
+    assert out["protocol"] == "lighteval" and out["greedy_accuracy"] == pytest.approx(2 / 3)

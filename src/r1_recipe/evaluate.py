@@ -8,6 +8,17 @@ extracted answers, optional unbiased **pass@k**, and greedy accuracy.
         --benchmark aime24,math_500,gpqa_diamond --backend vllm --output_dir runs/eval/distill-1.5b
     r1-recipe evaluate --model_name_or_path MODEL --benchmark math_500=data/math500.jsonl   # offline copy
 
+Protocols (``protocol``, :mod:`r1_recipe.eval_suites.protocols`): ``r1`` (above, the default) or a
+benchmark's published one, e.g. ``lighteval`` for GSM8K (5-shot chat turns, ``#### N`` answers,
+greedy, 256 tokens: the SmolLM2 model cards' numbers). Passes: a greedy one (``greedy``) and a
+sampled one of ``num_samples`` per problem; ``num_samples 0`` or ``temperature 0`` runs the greedy
+pass alone (the lighteval protocol's default).
+
+Why a score is low: each pass reports the share of completions with no extractable answer
+(``unextractable_share``, ``greedy_unextractable_share``) and the share cut at the token limit
+(``truncated_share``, ``greedy_truncated_share``); over half unextractable is a warning that names
+the answer form the protocol expects, printed under the table and kept in ``warnings``.
+
 Benchmarks (comma-separated) come from :mod:`r1_recipe.eval_suites`; each brings its own answer
 extraction, verifier and paper defaults (k=64 for AIME, 32k new tokens), which ``num_samples``,
 ``max_new_tokens`` and ``num_problems`` override. Backends (``backend``): ``vllm`` on GPUs,
