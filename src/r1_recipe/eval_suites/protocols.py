@@ -16,6 +16,12 @@ under the same protocol.
 ``DIR`` holds GSM8K's ``test*`` and ``train*`` files (JSONL or Parquet, the Hub's columns
 ``question``/``answer``): the problems come from test, the examples from train.
 
+Why not lighteval itself: lighteval 0.13.0 does install beside our pins (``pip install --dry-run``
+with torch 2.13, transformers 5.x and trl 1.16 resolves, adding about 70 packages: inspect-ai,
+openai, boto3, scikit-learn, nltk, ...), but its GSM8K task reads ``openai/gsm8k`` from the Hub
+(nothing here can), and its current task is no longer the cards' protocol (it asks for
+``ANSWER: N`` and scores by expression match). The protocol is a prompt and a regex: kept here.
+
 Where this departs from lighteval: lighteval draws each document's 5 examples with its own
 random generator; here problem ``i`` draws them from the train split with ``Random(f"{seed}:{i}")``
 (the same protocol, other examples). The model card's runs used lighteval's GSM8K task of that
