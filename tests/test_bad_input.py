@@ -454,7 +454,7 @@ def test_bad_pipeline_steps_get_one_line_naming_the_step(steps, name, tmp_path, 
     (["check-launch", "recipes/demo/rl1.yaml", "--stage", "grpo", "--num-processes", "2", "--", "--num_generations", "6"],
      "num_generations"),
     (["check-launch", "recipes/demo/rl1.yaml", "--stage", "grpo", "--num-processes", "1", "--", "--top_p", "9"], "top_p"),
-    (["evaluate", "--config", "recipes/demo/evaluate.yaml", "--model_name_or_path", "m", "--num_samples", "0"], "num_samples"),
+    (["evaluate", "--config", "recipes/demo/evaluate.yaml", "--model_name_or_path", "m", "--num_samples", "-1"], "num_samples"),  # 0 is greedy only
     (["evaluate", "--config", "recipes/demo/evaluate.yaml", "--model_name_or_path", "m", "--pass_at_k", "8"], "pass_at_k"),
     (["rejection_sampling", "--config", "recipes/demo/rejection.yaml", "--max-new-tokens", "0"], "max_new_tokens"),
     (["decontaminate", "--dataset", "x.jsonl"], "output"),

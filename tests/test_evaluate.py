@@ -219,7 +219,7 @@ def test_math500_like_file_scored_with_math_verify(tmp_path):
     assert len(rows) == 3 + 12 and set(rows["mode"]) == {"greedy", "sampled"}
     assert {"prompt", "completion", "answer", "correct", "reference"} <= set(rows.column_names)
     assert "Please reason step by step" in rows["prompt"][0][-1]["content"]
-    assert "| math_500 | 3 | 4 |" in format_table([s])
+    assert "| math_500 | r1 | 3 | 4 |" in format_table([s])
 
 
 def test_gpqa_evaluation_scores_letters(tmp_path):
@@ -315,7 +315,7 @@ def test_cli_evaluate_offline_on_local_hub_shaped_files(tiny_model_dir, tmp_path
                      "--backend", "transformers", "--output_dir", str(out), "--verify_workers", "2"])
     assert code == 0
     table = capsys.readouterr().out
-    assert "| math_500 | 3 | 2 |" in table and "| gsm8k | 2 | 2 |" in table
+    assert "| math_500 | r1 | 3 | 2 |" in table and "| gsm8k | r1 | 2 | 2 |" in table
     for name, n in (("math_500", 3), ("gsm8k", 2)):
         summary = json.loads((out / f"eval_{name}.json").read_text())
         assert summary["problems"] == n and 0.0 <= summary["pass@1"] <= 1.0

@@ -103,6 +103,33 @@ def test_chat_style_answers_scored_by_their_last_code_block(tiny_humaneval):
     assert s["pass@1_stderr"] == pytest.approx((1 / 3) ** 0.5 / 3 ** 0.5)  # std of [1,1,0] / √3
 
 
+FRUIT = {  # HumanEval/67's shape: a one-function problem whose answers often end with example output
+    "task_id": "Tiny/67",
+    "prompt": 'def fruit_distribution(s, n):\n    """Mangoes: n minus the apples and oranges named in s."""\n',
+    "canonical_solution": "    return n - sum(int(w) for w in s.split() if w.isdigit())\n",
+    "test": "\n\ndef check(candidate):\n    assert candidate('5 apples and 6 oranges', 19) == 8\n",
+    "entry_point": "fruit_distribution",
+}
+FRUIT_ANSWER = (  # the function in a python block, then a text block with what it prints
+    "Here is the function:\n```python\ndef fruit_distribution(s, n):\n"
+    "    return n - sum(int(w) for w in s.split() if w.isdigit())\n```\n"
+    "For example:\n```text\nfruit_distribution('5 apples and 6 oranges', 19) -> 8\n```\n"
+)
+
+
+def test_the_block_that_defines_the_entry_point_is_scored_not_a_trailing_text_block(tmp_path):
+    """HumanEval/67 in 6 of 164 real completions: the last block was example output, the program
+    an earlier block. The program scored is the block defining the entry point: pass, not fail."""
+    assert extract_program(FRUIT_ANSWER, "fruit_distribution").startswith("def fruit_distribution(s, n):")
+    assert extract_program(FRUIT_ANSWER).startswith("def fruit_distribution")  # no entry point: last Python block
+    path = tmp_path / "HumanEval.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(json.dumps(FRUIT) + "\n")
+    assert _pass1(f"humaneval={path}", [FRUIT], lambda r: FRUIT_ANSWER)["pass@1"] == 1.0
+    wrong_last = FRUIT_ANSWER + "```python\ndef fruit_distribution(s, n):\n    return n\n```\n"  # a later definition wins
+    assert _pass1(f"humaneval={path}", [FRUIT], lambda r: wrong_last)["pass@1"] == 0.0
+
+
 def test_an_endless_loop_times_out_as_a_failure(tiny_humaneval):
     rows = ROWS[2:]
     cfg = EvalConfig(model_name_or_path="scripted", benchmark=f"humaneval={tiny_humaneval}", num_problems=3,
@@ -178,4 +205,4 @@ def test_the_evaluate_command_scores_canonical_one_and_empty_zero(tiny_humaneval
         assert (summary["problems"], summary["pass@1"]) == (3, want)
         samples = [json.loads(line) for line in (out / "eval_humaneval_samples.jsonl").read_text().splitlines()]
         assert len(samples) == 6 and all(s["correct"] is (want == 1.0) for s in samples)
-    assert "| humaneval | 3 | 2 |" in capsys.readouterr().out
+    assert "| humaneval | r1 | 3 | 2 |" in capsys.readouterr().out

@@ -56,6 +56,31 @@ def split_command_line(args: Sequence[str]) -> tuple[str | None, list[tuple[str,
     return recipe, overrides
 
 
+def canonical_option(cls: type, key: str, tokens: list[str]) -> tuple[str, list[str]]:
+    """The field and value tokens of an option spelled as ``--help`` prints it: dashes for
+    underscores (``--batch-size``), and ``--no_X`` / ``--no-X`` for a boolean field ``X`` set false.
+    Any other key is returned as given (and refused by the key check, with close matches).
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Options:
+    ...     greedy: bool = True
+    ...     num_samples: int | None = None
+    >>> canonical_option(Options, "no-greedy", []), canonical_option(Options, "num-samples", ["0"])
+    (('greedy', ['false']), ('num_samples', ['0']))
+    """
+    fields = field_types(cls)
+    name = key.replace("-", "_")
+    if name in fields or name == "env":
+        return name, tokens
+    flag = name[3:] if name.startswith("no_") else None
+    if flag is not None and bool in union_members(fields.get(flag)):
+        if tokens:
+            raise ConfigError(f"command line: --{key} takes no value (it sets {flag} false); got {' '.join(tokens)}")
+        return flag, ["false"]
+    return key, tokens
+
+
 def from_command_line(cls: type, name: str, tokens: list[str]):
     """The raw value of one ``--name tokens...`` override (checked afterwards like a recipe value)."""
     tp = field_types(cls).get(name, typing.Any)

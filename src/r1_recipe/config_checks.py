@@ -212,6 +212,9 @@ def value_range(cls: type, name: str) -> tuple[float | None, bool, float | None,
     kinds = {m for m in union_members(field_types(cls).get(name)) if m in (int, float)}
     if not kinds:
         return None
+    declared = getattr(cls, "VALUE_RANGES", {}).get(name)
+    if declared is not None:  # the config's own interval (e.g. evaluate's num_samples 0: greedy only)
+        return declared
     if name in STEP_COUNTS:
         return (0, name == "warmup_steps", None, False)
     for pattern, lo, lo_ok, hi, hi_ok in RANGES:

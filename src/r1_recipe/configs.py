@@ -32,7 +32,7 @@ import yaml
 from transformers import AutoConfig
 from trl import SFTConfig, TrlParser
 
-from r1_recipe.command_line import from_command_line, split_command_line
+from r1_recipe.command_line import canonical_option, from_command_line, split_command_line
 from r1_recipe.config_checks import ConfigError, build_config
 from r1_recipe.data.templates import TEMPLATES
 from r1_recipe.reward_health import check_health_limits
@@ -326,6 +326,7 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
     if "--help" in args or "-h" in args:
         TrlParser([cls]).parse_args(["--help"])  # prints every option and exits
     recipe, overrides = split_command_line(args)
+    overrides = [canonical_option(cls, key, tokens) for key, tokens in overrides]
     values, origins = {}, {}
     if recipe is not None:
         data = read_recipe(recipe)

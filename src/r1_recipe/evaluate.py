@@ -8,6 +8,17 @@ extracted answers, optional unbiased **pass@k**, and greedy accuracy.
         --benchmark aime24,math_500,gpqa_diamond --backend vllm --output_dir runs/eval/distill-1.5b
     r1-recipe evaluate --model_name_or_path MODEL --benchmark math_500=data/math500.jsonl   # offline copy
 
+Protocols (``protocol``, :mod:`r1_recipe.eval_suites.protocols`): ``r1`` (above, the default) or a
+benchmark's published one, e.g. ``lighteval`` for GSM8K (5-shot chat turns, ``#### N`` answers,
+greedy, 256 tokens: the SmolLM2 model cards' numbers). Passes: a greedy one (``greedy``) and a
+sampled one of ``num_samples`` per problem; ``num_samples 0`` or ``temperature 0`` runs the greedy
+pass alone (the lighteval protocol's default).
+
+Why a score is low: each pass reports the share of completions with no extractable answer
+(``unextractable_share``, ``greedy_unextractable_share``) and the share cut at the token limit
+(``truncated_share``, ``greedy_truncated_share``); over half unextractable is a warning that names
+the answer form the protocol expects, printed under the table and kept in ``warnings``.
+
 Benchmarks (comma-separated) come from :mod:`r1_recipe.eval_suites`; each brings its own answer
 extraction, verifier and paper defaults (k=64 for AIME, 32k new tokens), which ``num_samples``,
 ``max_new_tokens`` and ``num_problems`` override. Backends (``backend``): ``vllm`` on GPUs,
@@ -50,6 +61,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from datasets import Dataset
 
@@ -57,17 +69,20 @@ from r1_recipe import eval_suites
 from r1_recipe.configs import ConfigError, PromptArgs, check_generation_budget, parse_config
 from r1_recipe.data import arithmetic
 from r1_recipe.data.templates import prompt_for
+from r1_recipe.eval_suites import protocols
 from r1_recipe.reward_health import evaluation_health
 from r1_recipe.rewards.base import final_answer
 from r1_recipe.rewards.extract import opens_think
 from r1_recipe.rewards.verify import get_verifier
-from r1_recipe.sampling import SamplerArgs, SamplingParams, render, sampler_from_config, truncated_share
+from r1_recipe.sampling import SamplerArgs, SamplingParams, release, render, sampler_from_config
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class EvalConfig(SamplerArgs, PromptArgs):
+    # num_samples 0 and temperature 0 mean greedy only (config_checks reads these intervals)
+    VALUE_RANGES: ClassVar[dict] = {"num_samples": (0, True, None, False), "temperature": (0, True, None, False)}
     model_name_or_path: str | None = field(default=None, metadata={"help": "Model folder or Hub id to evaluate."})
     benchmark: str = field(default="arithmetic", metadata={
         "help": "Comma-separated: aime24, math_500, gpqa_diamond, gsm8k, arithmetic, humaneval, livecodebench, "
@@ -80,13 +95,23 @@ class EvalConfig(SamplerArgs, PromptArgs):
         "help": "Progress bar while code tests run (shown on a terminal only)."})
     num_problems: int | None = field(default=None, metadata={
         "help": "First N problems (None: the benchmark's default: all, 200 for arithmetic)."})
+    protocol: str = field(default="r1", metadata={
+        "help": "How prompts are built and answers read: r1 (0-shot, \\boxed{} answers, pass@1 over k samples) or "
+                "lighteval (gsm8k: 5-shot chat turns, '#### N' answers, greedy, 256 tokens: the SmolLM2 model "
+                "cards' protocol); see r1_recipe.eval_suites.protocols."})
     num_samples: int | None = field(default=None, metadata={
-        "help": "k samples per problem for pass@1 and cons@k (None: the benchmark's default, 64 for aime24)."})
-    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature (R1: 0.6)."})
+        "help": "k samples per problem for pass@1 and cons@k (None: the benchmark's default, 64 for aime24; the "
+                "lighteval protocol's is 0). 0: no sampled pass, greedy only."})
+    temperature: float = field(default=0.6, metadata={
+        "help": "Sampling temperature (R1: 0.6). 0 is greedy decoding: one greedy pass, no sampled one "
+                "(num_samples must then be unset, 0 or 1)."})
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling (R1: 0.95)."})
-    greedy: bool = field(default=True, metadata={"help": "Also report greedy accuracy."})
+    greedy: bool = field(default=True, metadata={
+        "help": "Run a greedy pass too and report its accuracy (--greedy false or --no_greedy: sampled pass only). "
+                "With num_samples 0 or temperature 0 the greedy pass is the only one."})
     max_new_tokens: int | None = field(default=None, metadata={
-        "help": "Generation budget per sample (None: the benchmark's default, 32768 for Hub suites)."})
+        "help": "Generation budget per sample (None: the protocol's or benchmark's default, 32768 for Hub "
+                "suites, 256 for lighteval)."})
     pass_at_k: list[int] = field(default_factory=list, metadata={
         "help": "Also report unbiased pass@k for these k (each ≤ num_samples)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed: same seed, same numbers."})
@@ -104,8 +129,16 @@ class EvalConfig(SamplerArgs, PromptArgs):
             raise ConfigError("model_name_or_path is required: the model folder or Hub id to evaluate")
         if self.samples_format not in ("jsonl", "parquet"):
             raise ConfigError(f"samples_format: {self.samples_format!r}; use jsonl or parquet")
-        if self.num_samples is not None and self.num_samples < 1:
-            raise ConfigError(f"num_samples must be ≥ 1, got {self.num_samples}")
+        if self.num_samples is not None and self.num_samples < 0:
+            raise ConfigError(f"num_samples must be ≥ 0 (0: greedy only), got {self.num_samples}")
+        if self.temperature == 0 and (self.num_samples or 0) > 1:
+            raise ConfigError(f"temperature 0 is greedy decoding: its {self.num_samples} samples would be one "
+                              "completion; drop num_samples (or set 0) for a greedy-only run, or set temperature > 0")
+        if not self.greedy and (self.num_samples == 0 or self.temperature == 0):
+            raise ConfigError("greedy false with num_samples 0 or temperature 0 leaves nothing to run; "
+                              "set greedy true (a greedy-only run) or num_samples ≥ 1 with temperature > 0")
+        for spec in self.benchmarks:  # a protocol defined for other benchmarks fails before anything loads
+            protocols.get(self.protocol, spec.partition("=")[0])
         if any(k < 1 for k in self.pass_at_k):
             raise ConfigError(f"pass_at_k values must be ≥ 1, got {self.pass_at_k}")
         unknown = sorted(set(self.benchmark_options or {}) - set(eval_suites.BENCHMARKS))
@@ -250,9 +283,16 @@ def math_equivalence(workers: int | None, timeout: float) -> Callable[[list[tupl
 
 def _sampler_for(config: EvalConfig, benchmarks: Sequence[tuple[str, eval_suites.Benchmark]]):
     """The sampler, once every benchmark's generation budget fits the model (read from its config)."""
-    check_generation_budget(config.model_name_or_path, "max_new_tokens", [
-        (config.max_new_tokens, "") if config.max_new_tokens else (bench.max_new_tokens, f"the {label} default")
-        for label, bench in benchmarks])
+    budgets = []
+    for label, bench in benchmarks:
+        proto = protocols.get(config.protocol, label)
+        if config.max_new_tokens:
+            budgets.append((config.max_new_tokens, ""))
+        elif proto.max_new_tokens:
+            budgets.append((proto.max_new_tokens, f"the {proto.name} protocol's"))
+        else:
+            budgets.append((bench.max_new_tokens, f"the {label} default"))
+    check_generation_budget(config.model_name_or_path, "max_new_tokens", budgets)
     return sampler_from_config(config)
 
 
@@ -280,43 +320,57 @@ def load(config: EvalConfig) -> tuple[str, eval_suites.Benchmark, Dataset]:
 def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -> dict:
     """Sample, score and summarise one benchmark; write files into ``output_dir`` when set."""
     label, bench, problems = loaded or load(config)
-    k = config.num_samples or bench.num_samples
-    max_new_tokens = config.max_new_tokens or bench.max_new_tokens
+    proto = protocols.get(config.protocol, label)
+    k = config.num_samples if config.num_samples is not None else (0 if proto.greedy_only else bench.num_samples)
+    if config.temperature == 0:
+        k = 0  # greedy decoding: the greedy pass is the run
+    max_new_tokens = config.max_new_tokens or proto.max_new_tokens or bench.max_new_tokens
     too_big = [x for x in config.pass_at_k if x > k]
     if too_big:
         raise ConfigError(f"pass_at_k {too_big} exceed num_samples={k}: raise num_samples or drop them")
-    instruction = bench.instruction if config.instruction is None else config.instruction
     # one read of each column as a list: datasets' Column re-queries the table on every index or step
     problem_texts = problems["problem"][:]
-    texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problem_texts]
-    prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
     references = [str(a) for a in problems["answer"][:]]
+    if proto.num_fewshot:
+        pool = eval_suites.load_fewshot_pool(config.benchmarks[0] if len(config.benchmarks) == 1 else label)
+        prompts = [protocols.fewshot_messages(q, protocols.draw_shots(pool, i, proto.num_fewshot, config.seed))
+                   for i, q in enumerate(problem_texts)]
+    else:
+        instruction = bench.instruction if config.instruction is None else config.instruction
+        texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problem_texts]
+        prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
     suites = problems["tests"][:] if "tests" in problems.column_names else None  # code tests, read once
+    own = sampler is None  # a sampler this call starts is released at its end (vLLM's engine is a process)
     sampler = sampler or _sampler_for(config, [(label, bench)])
     opened = opened_by_prompt(sampler, prompts)
+    verifier = "exact" if proto.name == "lighteval" else bench.verifier
 
-    def extract(text: str) -> str | None:
-        return eval_suites.extract(text, bench.verifier)
+    def extract_for(i: int) -> Callable[[str], str | None]:
+        if proto.name == "lighteval":
+            return protocols.hashes_answer
+        return lambda text: eval_suites.extract(text, bench.verifier, references[i])
 
-    summary: dict = {"model": config.model_name_or_path, "benchmark": label, "problems": len(problems)}
+    summary: dict = {"model": config.model_name_or_path, "benchmark": label, "protocol": proto.name,
+                     "problems": len(problems)}
     records: list[dict] = []
-    runs = [("sampled", SamplingParams(k, config.temperature, config.top_p, max_new_tokens, config.seed))]
-    if config.greedy:
-        runs.insert(0, ("greedy", SamplingParams(1, 0.0, 1.0, max_new_tokens, config.seed)))
+    runs = []
+    if config.greedy or k == 0:
+        runs.append(("greedy", SamplingParams(1, 0.0, 1.0, max_new_tokens, config.seed)))
+    if k > 0:
+        runs.append(("sampled", SamplingParams(k, config.temperature, config.top_p, max_new_tokens, config.seed)))
     started = time.perf_counter()
     for mode, params in runs:
-        logger.info("%s: %d problems × %d %s sample(s), ≤ %d new tokens", label, len(prompts), params.n, mode,
-                    params.max_new_tokens)
+        logger.info("%s: %d problems × %d %s sample(s), ≤ %d new tokens, %s protocol", label, len(prompts), params.n,
+                    mode, params.max_new_tokens, proto.name)
         t0 = time.perf_counter()
         completions = sampler.generate(prompts, params, progress=True)
         gen_seconds = time.perf_counter() - t0
-        cut = truncated_share(sampler)  # cut by max_new_tokens or the model's context: scored as written
-        if cut:
-            logger.warning("%s: %.1f%% of %s samples hit max_new_tokens %d or the model's context", label,
-                           100 * cut, mode, params.max_new_tokens)
+        cut = cut_share(sampler, completions, proto.stop)  # by max_new_tokens or the context: scored as written
+        if proto.stop:  # generation would have stopped there: the rest is not read
+            completions = [[protocols.cut_at_stop(t, proto.stop) for t in group] for group in completions]
         flat = [(i, j, text) for i, group in enumerate(completions) for j, text in enumerate(group)]
-        flat_answers = [final_answer(text, prompts[i], opened[i], extract=extract) for i, _, text in flat]
-        flat_ok = eval_suites.verify(flat_answers, [references[i] for i, _, _ in flat], bench.verifier,
+        flat_answers = [final_answer(text, prompts[i], opened[i], extract=extract_for(i)) for i, _, text in flat]
+        flat_ok = eval_suites.verify(flat_answers, [references[i] for i, _, _ in flat], verifier,
                                      workers=config.verify_workers, timeout=config.verify_timeout,
                                      tests=None if suites is None else [suites[i] for i, _, _ in flat],
                                      progress=config.progress_bar)
@@ -328,18 +382,22 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
             records.append({"mode": mode, "problem_index": i, "sample": j, "problem": problem_texts[i],
                             "prompt": prompts[i], "reference": references[i], "completion": text,
                             "answer": answer, "correct": ok})
+        health = answer_health(label, mode, proto, flat_answers, cut, params.max_new_tokens)
+        summary.setdefault("warnings", []).extend(health.pop("warnings"))
         if mode == "greedy":
-            summary["greedy_accuracy"] = pass_at_1(verdicts)[0]
-            summary["greedy_truncated_share"] = cut
+            summary["greedy_accuracy"], summary["greedy_accuracy_stderr"] = pass_at_1(verdicts)
+            summary.update({f"greedy_{key}": value for key, value in health.items()})
+            if k == 0:
+                summary["max_new_tokens"] = params.max_new_tokens
             continue
-        same = math_equivalence(config.verify_workers, config.verify_timeout) if bench.verifier == "math" else None
+        same = math_equivalence(config.verify_workers, config.verify_timeout) if verifier == "math" else None
         summary.update(score(answers, verdicts, config.pass_at_k, vote_labels(answers, same)))
         summary.update({
             "samples_per_problem": params.n, "temperature": params.temperature, "top_p": params.top_p,
             "max_new_tokens": params.max_new_tokens,
             "answered": sum(a is not None for a in flat_answers) / len(flat_answers),
-            "truncated_share": cut,
-            "reward_health": evaluation_health(flat_answers, cut, references if bench.verifier == "math" else None),
+            **health,
+            "reward_health": evaluation_health(flat_answers, cut, references if verifier == "math" else None),
             "samples_per_second": len(flat) / gen_seconds if gen_seconds > 0 else None,
         })
         if label == "arithmetic":  # which way of thinking the model picks (greedy hides it)
@@ -351,15 +409,60 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
     if config.output_dir:
         write_outputs(config, label, summary, records)
     logger.info("%s", format_summary(summary))
+    if own:
+        release(sampler)
     return summary
+
+
+UNEXTRACTABLE_WARNING = 0.5  # above this share of completions without an answer, the score mostly says "unread"
+
+
+def cut_share(sampler, completions: list[list[str]], stop: Sequence[str] = ()) -> float | None:
+    """The share of the last call's samples cut by the token budget or the context (None: the
+    sampler does not say); a sample that reached a stop sequence was not cut."""
+    flags = getattr(sampler, "last_truncated", None)
+    if not flags:
+        return None
+    cut = [f and not any(s in text for s in stop) for fs, group in zip(flags, completions)
+           for f, text in zip(fs, group)]
+    return sum(cut) / len(cut) if cut else None
+
+
+def answer_health(label: str, mode: str, proto: protocols.Protocol, answers: Sequence[str | None],
+                  cut: float | None, max_new_tokens: int) -> dict:
+    """Why a score may be low: the share of completions with no extractable answer and the share
+    cut at the token limit, with a warning (in ``warnings``) naming the answer form expected.
+
+    >>> h = answer_health("gsm8k", "greedy", protocols.PROTOCOLS["r1"], [None, None, "4"], 0.0, 256)
+    >>> round(h["unextractable_share"], 3), h["truncated_share"], "\\\\boxed" in h["warnings"][0]
+    (0.667, 0.0, True)
+    """
+    none = sum(a is None for a in answers) / len(answers) if answers else 0.0
+    warnings = []
+    if none > UNEXTRACTABLE_WARNING:
+        warnings.append(
+            f"{label}: {100 * none:.0f}% of {mode} completions have no answer the {proto.name} protocol can read "
+            f"(it expects {proto.answer_form}): they score 0, so the score says more about the answer format than "
+            "the model's skill; read a few in the samples file, or evaluate under the protocol the model was "
+            "published with (--protocol)")
+    if cut:
+        warnings.append(f"{label}: {100 * cut:.1f}% of {mode} completions hit max_new_tokens {max_new_tokens} "
+                        "or the model's context (scored as written)")
+    for w in warnings:
+        logger.warning("%s", w)
+    return {"unextractable_share": none, "truncated_share": cut, "warnings": warnings}
 
 
 def evaluate_all(config: EvalConfig, sampler=None) -> list[dict]:
     """Every benchmark of ``config.benchmark`` with one loaded model."""
     configs = [dataclasses.replace(config, benchmark=b) for b in config.benchmarks]
     loaded = [load(c) for c in configs]  # a missing file or column fails before the model loads
+    own = sampler is None
     sampler = sampler or _sampler_for(config, [(label, bench) for label, bench, _ in loaded])
-    return [evaluate(c, sampler, loaded=data) for c, data in zip(configs, loaded)]
+    summaries = [evaluate(c, sampler, loaded=data) for c, data in zip(configs, loaded)]
+    if own:
+        release(sampler)
+    return summaries
 
 
 def write_outputs(config: EvalConfig, label: str, summary: dict, records: list[dict]) -> None:
@@ -395,15 +498,23 @@ def format_summary(summary: dict) -> str:
 
 
 def format_table(summaries: list[dict]) -> str:
-    """A Markdown table, one row per benchmark, in percent (as the paper reports)."""
+    """A Markdown table, one row per benchmark, in percent (as the paper reports). "no answer" and
+    "cut" are the shares of completions with no extractable answer and cut at the token limit
+    (the sampled pass's when there is one, else the greedy pass's)."""
     ks = sorted({int(key[5:]) for s in summaries for key in s if key.startswith("pass@") and key[5:].isdigit()} - {1})
-    head = ["benchmark", "problems", "k", "greedy", "pass@1", "cons@k", *(f"pass@{k}" for k in ks)]
+    head = ["benchmark", "protocol", "problems", "k", "greedy", "pass@1", "cons@k", *(f"pass@{k}" for k in ks),
+            "no answer", "cut"]
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
     rows = []
     for s in summaries:
-        rows.append([s["benchmark"], str(s["problems"]), str(s.get("samples_per_problem", "-")),
-                     pct(s.get("greedy_accuracy")), f"{pct(s.get('pass@1'))} ± {pct(s.get('pass@1_stderr'))}",
-                     pct(s.get("cons@k")), *(pct(s.get(f"pass@{k}")) for k in ks)])
+        mode = "" if "pass@1" in s else "greedy_"
+        greedy = pct(s.get("greedy_accuracy"))
+        if s.get("greedy_accuracy_stderr") is not None and "pass@1" not in s:
+            greedy += f" ± {pct(s['greedy_accuracy_stderr'])}"
+        sampled = f"{pct(s.get('pass@1'))} ± {pct(s.get('pass@1_stderr'))}" if "pass@1" in s else "-"
+        rows.append([s["benchmark"], s.get("protocol", "r1"), str(s["problems"]), str(s.get("samples_per_problem", "-")),
+                     greedy, sampled, pct(s.get("cons@k")), *(pct(s.get(f"pass@{k}")) for k in ks),
+                     pct(s.get(f"{mode}unextractable_share")), pct(s.get(f"{mode}truncated_share"))])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
 
@@ -414,6 +525,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     setup_logging()
     summaries = evaluate_all(parse_config(EvalConfig, argv))
     print(format_table(summaries))  # the command's output; the files hold the details
+    for warning in (w for s in summaries for w in s.get("warnings", [])):
+        print(f"warning: {warning}")
     return summaries
 
 

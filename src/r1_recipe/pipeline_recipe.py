@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1_recipe.command_line import from_command_line, split_command_line
+from r1_recipe.command_line import canonical_option, from_command_line, split_command_line
 from r1_recipe.config_checks import build_config, check_values, config_class
 from r1_recipe.configs import ConfigError, read_recipe
 from r1_recipe.pipeline_graph import find_cycle
@@ -264,7 +264,7 @@ def check_steps(pipeline: Pipeline) -> None:
         origins = {k: f"{at} ({'set' if k in step.set else step.recipe})" for k in recipe}
         cls = config_class(step.stage)
         _, overrides = split_command_line(_substitute(step.args, pipeline))
-        for key, tokens in overrides:
+        for key, tokens in (canonical_option(cls, key, tokens) for key, tokens in overrides):
             origins[key] = f"{at} (args)"
             recipe[key] = from_command_line(cls, key, tokens) if key in _fields(cls) else tokens
         if pipeline.launcher == "accelerate":

@@ -92,6 +92,29 @@ def gsm8k_reference(answer: str) -> str:
     return answer.rsplit("####", 1)[1].strip().replace(",", "")
 
 
+def load_fewshot_pool(spec: str) -> list[dict]:
+    """The train rows a few-shot protocol draws its examples from: the ``train*`` files beside the
+    test files of a local copy (``NAME=DIR``), else the Hub's train split."""
+    label, bench, path = parse_spec(spec)
+    where = f"benchmark {spec} (few-shot examples)"
+    if path is None:
+        try:
+            ds = load_source({"path": bench.hub_path, "name": bench.hub_config, "split": "train"}, where=where)
+        except DataError as e:
+            raise DataError(f"{e} Offline, pass a folder holding the test and train files: --benchmark {label}=DIR") from e
+    elif not Path(path).is_dir() or not any(f.name.startswith("train") for f in Path(path).rglob("*")
+                                            if f.suffix in (".jsonl", ".parquet")):
+        raise DataError(f"{where}: {path} has no train split; the examples come from train, never from the problems "
+                        f"scored: pass a folder holding test*.jsonl and train*.jsonl (or .parquet): "
+                        f"--benchmark {label}=DIR")
+    else:
+        ds = load_source({"path": path, "split": "train"}, where=where)
+    missing = [c for c in bench.columns if c not in ds.column_names]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {missing}; the train rows have {ds.column_names}")
+    return ds.select_columns(list(bench.columns)).to_list()
+
+
 def _gsm8k(row: dict, seed: int) -> dict:
     return {"problem": row["question"], "answer": gsm8k_reference(row["answer"]), "raw_problem": row["question"]}
 
@@ -281,9 +304,10 @@ def extract_letter(completion: str) -> str | None:
     return stated[-1] if stated else None
 
 
-def extract(completion: str, verifier: str) -> str | None:
+def extract(completion: str, verifier: str, reference: str | None = None) -> str | None:
+    """The answer (or program) of a completion; for code, ``reference`` names the entry point."""
     if verifier in ("code", "code_batched"):
-        return code.extract_program(completion)
+        return code.extract_program(completion, code.entry_point(reference))
     return extract_letter(completion) if verifier == "letter" else extract_answer(completion)
 
 

@@ -16,8 +16,10 @@ Where this departs from HumanEval (which continues the raw prompt with a base mo
 - the prompt is a chat turn ("Complete the following Python function" + the prompt in a code
   block), so instruction-tuned and R1-style models can answer; the reasoning before
   ``</think>`` never runs;
-- the completion's *last fenced code block* is taken when there is one, else the whole answer
-  section. A block that defines the entry point is appended after the prompt (the prompt's imports
+- of the completion's fenced code blocks (after ``</think>``) the program is the last one that
+  defines the entry point (``def name(``), else the last Python one (tagged ``python``/``py``,
+  or untagged and parsing as Python), else the last block; a trailing ``text`` block of prose or
+  example output is never the program. Without any block, the whole answer section. A block that defines the entry point is appended after the prompt (the prompt's imports
   and helpers stay, the new definition replaces the stub); anything else continues the prompt,
   as HumanEval's body-only completions do;
 - pass@1 is the mean over k samples at the R1 temperature (0.6), with its standard error over
@@ -27,13 +29,15 @@ Where this departs from HumanEval (which continues the raw prompt with a base mo
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
+import re
 from pathlib import Path
 
 from r1_recipe.assets import asset_dir
 from r1_recipe.eval_suites.code_tests import humaneval_program, run_tests
-from r1_recipe.rewards.extract import THINK_CLOSE, THINK_OPEN, last_code_block
+from r1_recipe.rewards.extract import THINK_CLOSE, THINK_OPEN, code_blocks
 
 __all__ = ["CODE_INSTRUCTION", "HUMANEVAL_COLUMNS", "extract_program", "humaneval_local", "humaneval_problem",
            "humaneval_program", "run_tests"]
@@ -63,9 +67,64 @@ def humaneval_problem(row: dict, seed: int) -> dict:
     return {"problem": problem, "answer": answer, "raw_problem": row["prompt"]}
 
 
-def extract_program(completion: str) -> str | None:
-    """The code a completion contributes: its last fenced block after ``</think>``, else the whole
-    answer section with its indentation kept (a body-only completion continues the prompt).
+def entry_point(reference: str | None) -> str | None:
+    """The function a code problem's tests call, from its reference JSON (HumanEval's
+    ``entry_point``); None for stdin/stdout problems or anything else.
+
+    >>> entry_point('{"kind": "humaneval", "entry_point": "fruit_distribution"}')
+    'fruit_distribution'
+    >>> entry_point("42") is None, entry_point(None) is None
+    (True, True)
+    """
+    if not reference or not reference.lstrip().startswith("{"):
+        return None
+    try:
+        value = json.loads(reference).get("entry_point")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+PYTHON_TAGS = ("python", "py", "python3")
+
+
+def _is_python(lang: str, code: str) -> bool:
+    if lang.lower() in PYTHON_TAGS:
+        return True
+    if lang:
+        return False
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def pick_block(blocks: list[tuple[str, str]], entry: str | None = None) -> str | None:
+    """The program among ``(language tag, code)`` blocks: the last that defines ``entry``, else
+    the last Python block, else the last block.
+
+    >>> blocks = [("python", "def f(x):\\n    return x\\n"), ("", "f(1) returns 1, as asked.\\n")]
+    >>> pick_block(blocks, "f") == pick_block(blocks) == blocks[0][1]
+    True
+    """
+    if not blocks:
+        return None
+    if entry:
+        defines = re.compile(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", re.MULTILINE)
+        for _, code in reversed(blocks):
+            if defines.search(code):
+                return code
+    for lang, code in reversed(blocks):
+        if _is_python(lang, code):
+            return code
+    return blocks[-1][1]
+
+
+def extract_program(completion: str, entry: str | None = None) -> str | None:
+    """The code a completion contributes: its fenced block that defines ``entry`` (else its last
+    Python block, :func:`pick_block`) after ``</think>``, else the whole answer section with its
+    indentation kept (a body-only completion continues the prompt).
 
     >>> extract_program("<think>try ```x```</think>\\n```python\\ndef f():\\n    return 1\\n```")
     'def f():\\n    return 1\\n'
@@ -74,7 +133,7 @@ def extract_program(completion: str) -> str | None:
     >>> extract_program("<think>never closed") is None, extract_program("  ") is None
     (True, True)
     """
-    block = last_code_block(completion)
+    block = pick_block(code_blocks(completion), entry)
     if block is not None:
         return block
     if THINK_CLOSE in completion:

@@ -162,6 +162,16 @@ def extract_answer(text: str) -> str | None:
     return boxed if boxed is not None else answer_tag(answer)
 
 
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """Every fenced block of the answer section as (language tag, code), in order.
+
+    >>> code_blocks("<think>```py\\nbad()\\n```</think>\\n```python\\nprint(1)\\n```\\n```\\n1\\n```")
+    [('python', 'print(1)\\n'), ('', '1\\n')]
+    """
+    _, answer = split_reasoning(text)
+    return [(m.group(1), m.group(2)) for m in _FENCE.finditer(answer)]
+
+
 def last_code_block(text: str) -> str | None:
     """The last fenced code block of the answer section (reasoning drafts never run).
 
