@@ -16,32 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from demo_runs import EVAL, ROOT, run_module  # benchmarks/ is the script's folder
+
 RECIPES = {"LoRA r=16": "rl1_lora", "full fine-tune": "rl1"}
-EVAL = ROOT / "recipes/demo/evaluate.yaml"
 
 
-def _run(argv: list[str], log: Path) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    start = time.time()
-    with log.open("w") as f:
-        code = subprocess.call([sys.executable, "-m", *argv], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    if code:
-        sys.exit(f"{' '.join(argv)} failed (exit {code}); see {log}")
-    return time.time() - start
 
 
 def evaluate(model: Path) -> dict:
     summary = model / "eval_arithmetic.json"
     if not summary.exists():
-        _run(["r1_recipe.evaluate", "--config", str(EVAL), "--model_name_or_path", str(model),
+        run_module(["r1_recipe.evaluate", "--config", str(EVAL), "--model_name_or_path", str(model),
               "--output_dir", str(model)], model / "eval.log")
     return json.loads(summary.read_text())
 
@@ -52,7 +40,7 @@ def train(recipe: str, seed: int, demo: Path) -> tuple[Path, float | None]:
         results = out / "results.json"
         return out, json.loads(results.read_text()).get("train_seconds") if results.exists() else None
     out.mkdir(parents=True, exist_ok=True)
-    seconds = _run(["r1_recipe.grpo", "--config", f"recipes/demo/{recipe}.yaml", "--seed", str(seed),
+    seconds = run_module(["r1_recipe.grpo", "--config", f"recipes/demo/{recipe}.yaml", "--seed", str(seed),
                     "--model_name_or_path", str(demo / "stage1"), "--dataset_mixture",
                     json.dumps([{"path": str(demo / "data/rl_prompts.jsonl")}]), "--output_dir", str(out)],
                    out / "train.log")

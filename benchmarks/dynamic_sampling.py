@@ -19,36 +19,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from demo_runs import EVAL, ROOT, run_module  # benchmarks/ is the script's folder
+
 # DAPO's rule: a group is informative when its verifier rewards differ (the demo's small format and
 # language rewards nearly always differ a little, so by the weighted total no group is ever dropped)
 ARMS = {"plain": ["--dynamic_sampling", "false"],
         "dynamic": ["--dynamic_sampling", "true", "--dynamic_sampling_rewards", "[accuracy, code]"]}
-EVAL = ROOT / "recipes/demo/evaluate.yaml"
 
 
-def _run(argv: list[str], log: Path) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    start = time.time()
-    with log.open("w") as f:
-        code = subprocess.call([sys.executable, "-m", *argv], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    if code:
-        sys.exit(f"{' '.join(argv)} failed (exit {code}); see {log}")
-    return time.time() - start
 
 
 def evaluate(model: Path) -> dict:
     summary = model / "eval_arithmetic.json"
     if not summary.exists():
-        _run(["r1_recipe.evaluate", "--config", str(EVAL), "--benchmark", "arithmetic",
+        run_module(["r1_recipe.evaluate", "--config", str(EVAL), "--benchmark", "arithmetic",
               "--model_name_or_path", str(model), "--output_dir", str(model)], model / "eval.log")
     return json.loads(summary.read_text())
 
@@ -60,7 +48,7 @@ def train(arm: str, seed: int, demo: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     mixture = [{"path": str(demo / "data/rl_prompts.jsonl"), "weight": 4},
                {"path": str(demo / "data/code_prompts.jsonl"), "weight": 1}]
-    _run(["r1_recipe.grpo", "--config", "recipes/demo/rl1.yaml", "--seed", str(seed), *ARMS[arm],
+    run_module(["r1_recipe.grpo", "--config", "recipes/demo/rl1.yaml", "--seed", str(seed), *ARMS[arm],
           "--max_train_seconds", "86400", "--model_name_or_path", str(demo / "stage1"),
           "--dataset_mixture", json.dumps(mixture), "--output_dir", str(out)], out / "train.log")
     return out
