@@ -319,10 +319,15 @@ def check_output(recipe: Path, stage: str, out: Path, resolved: dict) -> None:
             assert list(out.glob(f"eval_{name.strip()}*.json")), f"{where}: no summary for {name}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def smoke(tmp_path_factory, standin):
+    before = os.environ.get("R1_RECIPE_HUB_MIRROR")
     os.environ["R1_RECIPE_HUB_MIRROR"] = str(FIXTURES)
-    return Smoke(tmp_path_factory.mktemp("smoke"), standin)
+    yield Smoke(tmp_path_factory.mktemp("smoke"), standin)
+    if before is None:  # later tests (an offline Hub id that must fail) do not see the fixtures
+        os.environ.pop("R1_RECIPE_HUB_MIRROR", None)
+    else:
+        os.environ["R1_RECIPE_HUB_MIRROR"] = before
 
 
 def _param(recipe: Path):

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 pytest.importorskip("vllm", reason="vLLM is not installed here: `make install-vllm test-vllm` runs these")
@@ -26,7 +27,7 @@ pytest.importorskip("vllm", reason="vLLM is not installed here: `make install-vl
 from r1_recipe.data import arithmetic  # noqa: E402
 from r1_recipe.data.loading import write_jsonl  # noqa: E402
 from r1_recipe.evaluate import EvalConfig, evaluate  # noqa: E402
-from r1_recipe.sampling import SamplingParams, TransformersSampler, make_sampler, release  # noqa: E402
+from r1_recipe.sampling import SamplingParams, make_sampler, prompt_ids, release  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,16 +158,34 @@ def test_a_merged_lora_stage_and_a_template_that_opens_think_run_in_vllm(cold_st
     base, merged = load_file(cold_start / "model.safetensors"), load_file(out / "model.safetensors")
     assert any(not base[k].equal(merged[k]) for k in base)  # the adapter is in the weights vLLM loads
 
+    # every token vLLM picks greedily is the merged model's argmax up to a near-tie (float32 kernels differ), and far
+    # from the cold start's: the adapter is in what vLLM ran
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from vllm import SamplingParams as VLLMParams
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
     prompts = [[{"role": "user", "content": p["problem"]}] for p in arithmetic.generate(16, split="test", seed=6)]
-    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=40)
-    hf = TransformersSampler(str(out)).generate(prompts, greedy)
+    ids = [prompt_ids(tokenizer, p) for p in prompts]
     engine = make_sampler("vllm", str(out), seed=0, **EAGER)
     try:
-        vllm = engine.generate(prompts, greedy)
+        results = engine.llm.generate([{"prompt_token_ids": x} for x in ids],
+                                      VLLMParams(temperature=0.0, max_tokens=32, stop_token_ids=engine.stop_ids))
     finally:
         release(engine)
-    same = sum(a == b for a, b in zip(hf, vllm))
-    assert same >= 14, list(zip(hf, vllm))[:3]  # float32 both; kernels may flip a near-tie
+    chosen = [list(r.outputs[0].token_ids) for r in results]
+
+    def worst_gap(folder) -> float:
+        """The largest log-prob gap, under ``folder``'s model, between its argmax and vLLM's token."""
+        model = AutoModelForCausalLM.from_pretrained(folder).eval()
+        gaps = []
+        for x, new in zip(ids, chosen):
+            with torch.no_grad():
+                logp = model(torch.tensor([x + new])).logits[0, len(x) - 1 : len(x) - 1 + len(new)].log_softmax(-1)
+            gaps.append(float((logp.max(-1).values - logp[torch.arange(len(new)), torch.tensor(new)]).max()))
+        return max(gaps)
+
+    merged_gap, base_gap = worst_gap(out), worst_gap(cold_start)
+    assert merged_gap < 0.25 and base_gap > 2.0, (merged_gap, base_gap)  # measured: 0.04 (a near-tie) vs 8.7
 
     # a chat template that opens <think> (DeepSeek-R1-Distill's shape): the answer is read after the restored tag
     template = (out / "chat_template.jinja").read_text()

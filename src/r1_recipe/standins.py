@@ -63,8 +63,10 @@ QWEN25_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 QWEN3_ONLY_TOKENS = ("<tool_response>", "</tool_response>", "<think>", "</think>")
+# head_dim 32: vLLM's CPU attention refuses 16 ("Unsupported CPU attention configuration"), so the
+# evaluation recipes' vLLM replicas could not start on a stand-in with 4 heads of 16
 SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-         "num_attention_heads": 4, "num_key_value_heads": 2}
+         "num_attention_heads": 2, "num_key_value_heads": 1}
 
 
 class StandInError(RuntimeError):
