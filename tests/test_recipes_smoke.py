@@ -63,7 +63,7 @@ FOLDER_STAGES = {"stage1": "sft", "stage2": "sft", "rl1": "grpo", "rl2": "grpo",
 # the default suite runs these (one per stage kind, the cheapest); the rest are `slow`
 # (those that need no upstream stage; the assetless test below checks every recipe's inputs and lengths)
 FAST = {"Qwen2.5-1.5B/stage1/cold_start.yaml", "Qwen2.5-1.5B/zero/config_simplerl.yaml",
-        "Qwen2.5-1.5B/evaluate/benchmarks.yaml"}
+        "Qwen2.5-1.5B/evaluate/benchmarks.yaml", "Qwen2.5-7B/evaluate/benchmarks.yaml"}
 # rows of the Hub datasets the recipes sample (the cards' viewer counts), to catch a mixture that
 # must repeat rows to reach its mixture_size
 HUB_ROWS = {("open-r1/OpenR1-Math-220k", "default", "train"): 93_733,
