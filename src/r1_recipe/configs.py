@@ -116,6 +116,9 @@ class RecipeArgs(LoraArgs, PromptArgs):
     attn_implementation: str | None = field(
         default=None, metadata={"help": "eager, sdpa or flash_attention_2; None lets transformers choose."}
     )
+    cpu_bf16: bool = field(default=False, metadata={
+        "help": "On a machine without CUDA, compute under bf16 autocast (fp32 weights) instead of fp32: 2.4x faster "
+                "for SmolLM2-135M on CPUs with AVX512-BF16, slower for the tiny demo model. Ignored on a GPU."})
     dataset_mixture: list[dict] | None = field(
         default=None,
         metadata={"help": "Training sources: list of {path, name, split, weight, columns, source} (see data/loading.py)."},
@@ -134,12 +137,14 @@ class RecipeArgs(LoraArgs, PromptArgs):
         if not torch.cuda.is_available():
             # activation checkpointing only slows a CPU run down; gradient_checkpointing is its old name
             flags = ("bf16", "fp16", "gradient_checkpointing", "activation_checkpointing")
-            adjusted = [k for k in flags if getattr(self, k, None)]
+            adjusted = [k for k in flags if getattr(self, k, None) and not (k == "bf16" and self.cpu_bf16)]
             for k in flags:
                 setattr(self, k, False)
+            self.bf16 = self.cpu_bf16  # autocast on CPU; the weights stay float32 (weights_dtype)
             self.use_cpu = True
-            if adjusted:
-                logger.info("no CUDA device: training on CPU in float32 (turned off %s)", ", ".join(adjusted))
+            if adjusted or self.cpu_bf16:
+                logger.info("no CUDA device: training on CPU %s%s", "under bf16 autocast (cpu_bf16)" if self.cpu_bf16
+                            else "in float32", f" (turned off {', '.join(adjusted)})" if adjusted else "")
         super().__post_init__()
         if not self.model_name_or_path:
             raise ConfigError("model_name_or_path is required: a Hub id or a local model folder")

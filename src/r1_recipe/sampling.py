@@ -140,7 +140,8 @@ def prompt_ids(tokenizer, prompt: list[dict] | str) -> list[int]:
 class TransformersSampler:
     """Batched ``generate`` on a causal LM loaded by path or Hub id (or passed in)."""
 
-    def __init__(self, model, tokenizer=None, *, batch_size: int = 64, device: str | None = None):
+    def __init__(self, model, tokenizer=None, *, batch_size: int = 64, device: str | None = None,
+                 cpu_bf16: bool = False):
         if isinstance(model, str):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
             model = load_folder(AutoModelForCausalLM, model)
@@ -150,6 +151,8 @@ class TransformersSampler:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        # bf16 autocast on CPU (fp32 weights): 236 vs 109 tok/s for SmolLM2-135M here (SPEC, facts)
+        self.autocast = cpu_bf16 and self.device == "cpu"
         self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
         self.positions = model_positions(self.model.config)
         self.last_truncated: list[list[bool]] = []
@@ -177,14 +180,15 @@ class TransformersSampler:
                 kwargs = {"do_sample": False} if params.greedy else {
                     "do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0
                 }
-                ids = self.model.generate(
-                    **enc,
-                    max_new_tokens=params.max_new_tokens,
-                    num_return_sequences=n,
-                    pad_token_id=tok.pad_token_id,
-                    eos_token_id=self.stop_ids or None,
-                    **kwargs,
-                )
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+                    ids = self.model.generate(
+                        **enc,
+                        max_new_tokens=params.max_new_tokens,
+                        num_return_sequences=n,
+                        pad_token_id=tok.pad_token_id,
+                        eos_token_id=self.stop_ids or None,
+                        **kwargs,
+                    )
                 new = ids[:, enc["input_ids"].shape[1] :]
                 decoded = tok.batch_decode(new, skip_special_tokens=True)
                 out.extend(decoded[i : i + n] for i in range(0, len(decoded), n))
@@ -430,7 +434,8 @@ def truncated_share(sampler) -> float | None:
 BACKENDS = ("auto", "transformers", "vllm")
 
 
-def make_sampler(backend: str, model: str, tokenizer=None, *, batch_size: int = 64, **vllm_options):
+def make_sampler(backend: str, model: str, tokenizer=None, *, batch_size: int = 64, cpu_bf16: bool = False,
+                 **vllm_options):
     """``transformers`` | ``vllm`` | ``auto`` (vLLM when CUDA and vLLM are there, else transformers).
 
     ``vllm_options`` (tensor_parallel_size, data_parallel_size, gpu_memory_utilization,
@@ -448,7 +453,7 @@ def make_sampler(backend: str, model: str, tokenizer=None, *, batch_size: int = 
     elif backend == "vllm":
         sampler = VLLMSampler(model, tokenizer, **vllm_options)
     else:
-        sampler = TransformersSampler(model, tokenizer, batch_size=batch_size)
+        sampler = TransformersSampler(model, tokenizer, batch_size=batch_size, cpu_bf16=cpu_bf16)
     if problem := hidden_tags_problem(sampler.tokenizer, str(model)):  # format checks and rewards fail
         logger.warning(problem)
     return sampler
@@ -460,6 +465,9 @@ class SamplerArgs:
 
     backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
     batch_size: int = field(default=256, metadata={"help": "Sequences per generate call (transformers)."})
+    cpu_bf16: bool = field(default=False, metadata={
+        "help": "transformers on a machine without CUDA: generate under bf16 autocast (2.2x faster for SmolLM2-135M "
+                "on CPUs with AVX512-BF16; samples differ from fp32's in near-ties)."})
     tensor_parallel_size: int = field(default=1, metadata={
         "help": "vLLM: GPUs per model replica; must divide the model's attention heads (refused otherwise, "
                 "with the valid sizes)."})
@@ -501,6 +509,7 @@ def sampler_from_config(config, **extra):
             tokenizer.chat_template = template.read_text() if template.suffix == ".jinja" else config.chat_template
         return make_sampler(
             config.backend, config.model_name_or_path, tokenizer, batch_size=config.batch_size,
+            cpu_bf16=config.cpu_bf16,
             tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
             gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
             seed=config.seed, **{**extra, **(config.vllm_kwargs or {})},
