@@ -97,6 +97,20 @@ def test_cli_writes_the_demo_datasets(tmp_path, capsys):
     assert counts[str(tmp_path / "pretrain.jsonl")] == 30 and counts[str(tmp_path / "prefs_helpful_train.jsonl")] == 10
 
 
+def test_data_instruction_follows_every_arithmetic_problem_as_the_evaluator_appends_it(tmp_path, capsys):
+    """`--instruction`: the cold start and RL prompts are the prompts the model is evaluated on
+    (problem, blank line, instruction), so the format it learns is the one it is scored in."""
+    from r1_recipe.cli import main
+
+    text = "Write the result as \\boxed{result}."
+    assert main(["data", "--output", str(tmp_path), "--cold-start", "5", "--rl-prompts", "5", "--general", "0",
+                 "--test", "5", "--pretrain", "0", "--pairs", "0", "--code-cold-start", "0", "--code-prompts", "0",
+                 "--instruction", text]) == 0
+    for name in ("cold_start.jsonl", "rl_prompts.jsonl", "test.jsonl"):
+        rows = [json.loads(line) for line in open(tmp_path / name)]
+        assert rows and all(r["problem"].startswith("Compute ") and r["problem"].endswith(f".\n\n{text}") for r in rows)
+
+
 def test_mixture_keeps_columns_a_source_lacks_as_none(tmp_path):
     write_jsonl(({"problem": f"a{i}", "solution": str(i)} for i in range(6)), tmp_path / "a.jsonl")
     write_jsonl(({"problem": f"b{i}", "messages": [{"role": "user", "content": "hi"}]} for i in range(2)),

@@ -556,3 +556,35 @@ def test_a_stage_folder_refuses_a_second_live_writer_and_takes_over_a_stale_lock
         first.kill()
         for pid in _pids_running(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_model_tool_links_a_released_model_and_the_pipeline_evaluates_it_as_its_base(tmp_path, tiny_model_dir,
+                                                                                      monkeypatch, capsys):
+    """`tool: model` makes a released model (a local folder, the copy `make assets` cached for a Hub id,
+    else a Hub snapshot) the pipeline's first folder; the next step trains from it."""
+    from r1_recipe import assets
+    from r1_recipe.cli import main as cli_main
+
+    out = tmp_path / "base"
+    assert cli_main(["model", "--source", str(tiny_model_dir), "--output", str(out)]) == 0
+    assert (out / "config.json").resolve() == (Path(tiny_model_dir) / "config.json").resolve()
+    assert json.loads((out / "source.json").read_text())["from"] == "local folder"
+    # a Hub id `make assets` cached resolves to that copy, never to the network
+    monkeypatch.setitem(assets.HUB_ASSETS, "org/tiny", "smollm2-135m-instruct")
+    monkeypatch.setattr(assets, "asset_dir", lambda name: Path(tiny_model_dir))
+    assert cli_main(["model", "--source", "org/tiny", "--output", str(tmp_path / "hub")]) == 0
+    assert json.loads((tmp_path / "hub" / "source.json").read_text())["from"] == "`make assets` cache"
+    # not a folder, not a Hub id: one line naming the option
+    assert cli_main(["model", "--source", str(tmp_path / "nope"), "--output", str(tmp_path / "x")]) == 2
+    assert "--source" in capsys.readouterr().err
+
+
+def test_doubled_braces_in_step_values_are_literal_braces(tmp_path):
+    """`\\boxed{{result}}` in a step's args reaches the tool as `\\boxed{result}`; `{run_dir}` is still the run folder."""
+    from r1_recipe.pipeline_recipe import _substitute
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({"name": "b", "run_dir": str(tmp_path / "run"), "steps": [
+        {"name": "data", "tool": "data", "args": ["--instruction", "Write \\boxed{{result}} in {run_dir}."]}]}))
+    pipeline = load_pipeline(path)
+    assert _substitute(pipeline.steps[0].args, pipeline)[1] == f"Write \\boxed{{result}} in {tmp_path / 'run'}."

