@@ -65,7 +65,7 @@ from r1_recipe.dynamic_sampling import DynamicSamplingGRPOTrainer
 from r1_recipe.reward_health import HEALTH, HealthLimits, health_stats, row_ids
 from r1_recipe.reward_health import PREFIX as HEALTH_PREFIX
 from r1_recipe.reward_health import shares as health_shares
-from r1_recipe.rewards.base import PREFILL_COLUMN, mark_prefilled, texts
+from r1_recipe.rewards.base import PREFILL_COLUMN, final_answer, mark_prefilled, texts
 from r1_recipe.rewards.extract import split_reasoning
 from r1_recipe.rewards.language import language_share
 from r1_recipe.lora import peft_config_for
@@ -122,12 +122,17 @@ def aha_metrics(
     - ``self_correction``: share of completions whose reasoning (the whole text when there is
       no ``</think>``) contains a self-correction phrase;
     - ``language_consistency``: mean share of reasoning words in ``language``'s script (0 for
-      completions with no closed reasoning block, as the reward scores them).
+      completions with no closed reasoning block, as the reward scores them);
+    - ``distinct_answers`` (with ``prompts``): per group of samples of one prompt (consecutive equal
+      prompts), distinct final answers / samples, averaged over groups (no answer counts as one
+      answer): it falls towards 1/G when the policy collapses onto one answer per problem.
 
     >>> m = aha_metrics(["<think>5+5=11, wait: 10</think> \\\\boxed{10}", "<think>5+5=10</think> \\\\boxed{10}"],
     ...                 lengths=[12, 8], phrases=["wait"])
     >>> m["completion_length"], m["self_correction"], m["language_consistency"]
     (10.0, 0.5, 1.0)
+    >>> aha_metrics(["\\\\boxed{1}", "\\\\boxed{1}", "\\\\boxed{2}", "x"], prompts=["p", "p", "q", "q"])["distinct_answers"]
+    0.75
     """
     pattern = phrases if isinstance(phrases, re.Pattern) or phrases is None else phrase_pattern(phrases)
     bodies = texts(completions, prompts, prefilled)  # prefilled: the template opened <think>
@@ -139,11 +144,19 @@ def aha_metrics(
             corrected += 1
         consistency += language_share(reasoning, language)
     sizes = list(lengths) if lengths is not None else [len(t) for t in bodies]
-    return {
+    metrics = {
         "completion_length": sum(sizes) / max(1, len(sizes)),
         "self_correction": corrected / n,
         "language_consistency": consistency / n,
     }
+    if prompts is not None and len(prompts) == len(completions) and completions:
+        groups: list[list] = []
+        for i, completion in enumerate(completions):
+            if not groups or prompts[i] != prompts[i - 1]:
+                groups.append([])
+            groups[-1].append(final_answer(completion, prompts[i], prefilled[i] if prefilled else None))
+        metrics["distinct_answers"] = sum(len(set(g)) / len(g) for g in groups) / len(groups)
+    return metrics
 
 
 class AhaLogFile(TrainerCallback):

@@ -151,18 +151,19 @@ def replace_block(text: str, name: str, body: str) -> str:
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
-def update_readme(readme: str | Path = "README.md", run_dir: str | Path | None = None) -> None:
-    """Regenerate the README's generated blocks: the rewards table, and the demo and timing tables from a run."""
+def update_readme(readme: str | Path = "README.md", run_dir: str | Path | None = None, block: str = "demo") -> None:
+    """Regenerate the README's generated blocks: the rewards table, and the ``<block>-table`` and
+    ``<block>-timing`` tables from a run (``demo``: `make demo`'s, ``real``: `make demo-real`'s)."""
     from r1_recipe.rewards import rewards_table
 
     path = Path(readme)
     text = replace_block(path.read_text(), "rewards-table", rewards_table(markdown=True))
     if run_dir is not None and collect(run_dir):
         tables = [markdown_table(collect(run_dir)), reward_model_rows(run_dir)]
-        text = replace_block(text, "demo-table", "\n\n".join(t for t in tables if t))
+        text = replace_block(text, f"{block}-table", "\n\n".join(t for t in tables if t))
     timing = timing_table(run_dir) if run_dir is not None else ""
-    if timing and "<!-- demo-timing:start -->" in text:
-        text = replace_block(text, "demo-timing", timing)
+    if timing and f"<!-- {block}-timing:start -->" in text:
+        text = replace_block(text, f"{block}-timing", timing)
     path.write_text(text)
 
 
@@ -214,7 +215,10 @@ def plot_rl(folder: Path, out: Path) -> Path | None:
         return None
     panels = [("reward", "reward (weighted sum)"), ("rewards/accuracy/mean", "accuracy reward"),
               ("completions/mean_length", "completion length (tokens)"), ("aha/self_correction", "self-correction share")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(12, 2.6))
+    # collapse watch, where logged: the policy's entropy and distinct answers per group of samples
+    panels += [p for p in [("entropy", "policy entropy"), ("aha/distinct_answers", "distinct answers / samples")]
+               if any(p[0] in c for c in curves)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 2.6))
     steps = [c["step"] for c in curves]
     for ax, (key, title) in zip(axes, panels):
         ax.plot(steps, [c.get(key, float("nan")) for c in curves], marker=".")
