@@ -5,6 +5,7 @@
 #   make install-vllm                 .venv-vllm: the GPU user's stack (vLLM 0.31, transformers < 5.18), vLLM's CPU build here
 #   make test-vllm                    the tests marked vllm, plus the recipe and config tests, inside .venv-vllm
 #   make assets                       real tokenizers, SmolLM2-135M and HumanEval into ~/.cache/r1-recipe/assets
+#   make demo-real                    SmolLM2-135M through cold start and RL 1 on CPU (~45 min; needs make assets)
 #   make demo-lora                    the demo's RL 1 with LoRA vs full fine-tuning, 2 seeds (needs runs/demo/stage1)
 #   make stage1 RECIPE=recipes/...    one stage; ACCELERATE=ddp|zero2|zero3|fsdp picks the launcher config
 #
@@ -32,7 +33,7 @@ else
 LAUNCH = $(PY) -m
 endif
 
-.PHONY: help install install-vllm test-vllm assets test test-slow demo demo-lora readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
+.PHONY: help install install-vllm test-vllm assets test test-slow demo demo-real demo-lora readme stage1 rl1 rejection stage2 reward-model rl2 distill zero evaluate pipeline
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -90,6 +91,14 @@ demo: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m r1_recipe.pipeline --config recipes/demo/pipeline.yaml
 	$(VENV)/bin/r1-recipe report $(DEMO) --output report
 	$(PY) -c "from r1_recipe.report import update_readme; update_readme('README.md', '$(DEMO)')"
+
+# A real pretrained model through the recipe on CPU: SmolLM2-135M-Instruct (`make assets` caches it), evaluated,
+# cold start, RL 1 on two seeds, each evaluated (recipes/SmolLM2-135M/pipeline.yaml); report/real/ and the README.
+REAL ?= runs/real
+demo-real: assets
+	OMP_NUM_THREADS=1 $(PY) -m r1_recipe.pipeline --config recipes/SmolLM2-135M/pipeline.yaml
+	$(VENV)/bin/r1-recipe report $(REAL) --output report/real
+	$(PY) -c "from r1_recipe.report import update_readme; update_readme('README.md', '$(REAL)', block='real')"
 
 # RL 1 with LoRA (recipes/demo/rl1_lora.yaml) and full fine-tuning (rl1.yaml), seeds 0 and 1, from $(DEMO)/stage1;
 # the README's LoRA table (benchmarks/demo_lora.json).

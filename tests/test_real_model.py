@@ -163,3 +163,78 @@ def test_smollm2_grpo_recipe_trains_on_the_prompts_its_evaluation_asks(smollm2, 
     rewards = accuracy([f"{problem[8:-1]} = \\boxed{{{answer}}}", f"{problem[8:-1]} = {answer}.", "\\boxed{-1}"],
                        solution=[answer] * 3, prompts=[row["prompt"]] * 3)
     assert rewards == [1.0, 0.0, 0.0]
+
+
+def test_smollm2_pipeline_recipe_hands_off_each_stage(smollm2, tmp_path, monkeypatch):
+    """recipes/SmolLM2-135M/pipeline.yaml (`make demo-real`) as shipped, shrunk to a few steps and rows
+    (the sizes only): every step runs through the pipeline runner, and each hand-off holds. The cold
+    start trains ChatML turns that end at <|im_end|> and fit max_length; its folder keeps the base's
+    template and EOS; RL's prompts are the evaluation's prompts and its completion budget is the
+    evaluation's; each evaluated step has a held-out pass@1."""
+    from r1_recipe import grpo, sft
+    from r1_recipe.pipeline import load_pipeline, read_lineage, run
+
+    monkeypatch.setenv("R1_RECIPE_ASSETS", str(smollm2.parent))
+    source = ROOT / "recipes/SmolLM2-135M/pipeline.yaml"
+    spec = yaml.safe_load(source.read_text())
+    sizes = {"stage1": {"max_steps": 3, "per_device_train_batch_size": 4, "logging_steps": 1},
+             "rl1": {"max_steps": 2, "per_device_train_batch_size": 8, "max_completion_length": 16,
+                     "logging_steps": 1}}
+    shipped = {}
+    for step in spec["steps"]:
+        if step["name"] == "data":
+            args = step["args"]
+            for flag, n in (("--cold-start", "48"), ("--rl-prompts", "16")):
+                args[args.index(flag) + 1] = n
+        if step.get("recipe"):
+            recipe = yaml.safe_load((ROOT / step["recipe"]).read_text())
+            shipped[step["name"]] = dict(recipe)
+            recipe.update(sizes["rl1" if step["stage"] == "grpo" else "stage1"])
+            step["recipe"] = str(tmp_path / f"{step['name']}.yaml")
+            Path(step["recipe"]).write_text(yaml.safe_dump(recipe))
+    evaluation = yaml.safe_load((ROOT / spec["evaluation"]).read_text())
+    shipped_eval = dict(evaluation)
+    evaluation.update(num_problems=4, num_samples=2, max_new_tokens=16)
+    (tmp_path / "evaluate.yaml").write_text(yaml.safe_dump(evaluation))
+    spec.update(run_dir=str(tmp_path / "runs"), evaluation=str(tmp_path / "evaluate.yaml"))
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+    pipeline = load_pipeline(tmp_path / "pipeline.yaml")
+    run(pipeline)
+
+    for step in pipeline.steps:
+        assert read_lineage(pipeline.folder(step))["status"] == "done", step.name
+        if step.evaluate:
+            summary = json.loads((pipeline.folder(step) / "eval_arithmetic.json").read_text())
+            assert 0.0 <= summary["pass@1"] <= 1.0 and summary["config"]["num_problems"] == 4, step.name
+    base, stage1 = pipeline.folder("base"), pipeline.folder("stage1")
+    assert json.loads((base / "source.json").read_text())["source"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    tok, tuned = AutoTokenizer.from_pretrained(base), AutoTokenizer.from_pretrained(stage1)
+    assert tuned.eos_token == tok.eos_token == "<|im_end|>" and tuned.chat_template == tok.chat_template
+    for rl in ("rl1", "rl1_seed1"):
+        assert read_lineage(pipeline.folder(rl))["model"] == str(stage1)
+        assert AutoTokenizer.from_pretrained(pipeline.folder(rl)).eos_token == "<|im_end|>"
+
+    # the cold start, with the shipped recipe's max_length: every turn ends at EOS and none is cut
+    argv = ["--config", str(ROOT / "recipes/SmolLM2-135M/stage1.yaml"), "--model_name_or_path", str(base),
+            "--dataset_mixture", json.dumps([{"path": str(pipeline.folder("data") / "cold_start.jsonl")}])]
+    config = parse_config(SFTStageConfig, argv)
+    assert config.max_length == shipped["stage1"]["max_length"]
+    for row in sft.build_dataset(config):
+        text = tok.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+        assert "<|im_start|>assistant\n<think>\n" in text and text.rstrip().endswith("<|im_end|>")
+        assert len(tok(text)["input_ids"]) <= config.max_length, text
+    # RL asks what the evaluation asks, with the evaluation's token budget
+    argv = ["--config", str(ROOT / "recipes/SmolLM2-135M/rl1.yaml"), "--model_name_or_path", str(stage1),
+            "--dataset_mixture", json.dumps([{"path": str(pipeline.folder("data") / "rl_prompts.jsonl")}])]
+    config = parse_config(GRPOStageConfig, argv)
+    assert config.max_completion_length == shipped_eval["max_new_tokens"]
+    held_out = {p.text for p in arithmetic.all_problems() if p.held_out}
+    for row in grpo.build_dataset(config):
+        problem, instruction = row["problem"].split("\n\n")
+        assert instruction == shipped_eval["instruction"] and problem not in held_out
+        asked = prompt_for(row["problem"], template=shipped_eval["template"],
+                           system_prompt=shipped_eval["system_prompt"])
+        assert tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True) == \
+            tok.apply_chat_template(asked, tokenize=False, add_generation_prompt=True)
+    sample = json.loads((stage1 / "eval_arithmetic_samples.jsonl").open().readline())
+    assert sample["prompt"][-1]["content"].endswith("\n\n" + shipped_eval["instruction"]), sample
