@@ -588,3 +588,18 @@ def test_doubled_braces_in_step_values_are_literal_braces(tmp_path):
         {"name": "data", "tool": "data", "args": ["--instruction", "Write \\boxed{{result}} in {run_dir}."]}]}))
     pipeline = load_pipeline(path)
     assert _substitute(pipeline.steps[0].args, pipeline)[1] == f"Write \\boxed{{result}} in {tmp_path / 'run'}."
+
+
+def test_status_shows_a_sampled_only_evaluation_without_a_greedy_score(tmp_path):
+    """`make demo-real` evaluates with greedy: false: the lineage's headline has pass@1 and no greedy
+    accuracy, and the status table printed at the end of a run crashed on it (after 35 minutes)."""
+    recipe = _pipeline(tmp_path)
+    folder = tmp_path / "run" / "cold"
+    folder.mkdir(parents=True)
+    (folder / "lineage.json").write_text(json.dumps({"status": "done", "evaluation": {
+        "benchmark": "arithmetic", "pass@1": 0.58, "pass@1_stderr": 0.029, "greedy_accuracy": None}}))
+    table = status_table(load_pipeline(recipe))
+    assert "| cold | sft | done | base | pass@1 0.580 ± 0.029 |" in table, table
+    (folder / "lineage.json").write_text(json.dumps({"status": "done", "evaluation": {
+        "benchmark": "arithmetic", "pass@1": 0.58, "greedy_accuracy": 0.9}}))
+    assert "| cold | sft | done | base | pass@1 0.580, greedy 0.900 |" in status_table(load_pipeline(recipe))

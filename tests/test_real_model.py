@@ -172,7 +172,7 @@ def test_smollm2_pipeline_recipe_hands_off_each_stage(smollm2, tmp_path, monkeyp
     template and EOS; RL's prompts are the evaluation's prompts and its completion budget is the
     evaluation's; each evaluated step has a held-out pass@1."""
     from r1_recipe import grpo, sft
-    from r1_recipe.pipeline import load_pipeline, read_lineage, run
+    from r1_recipe.pipeline import load_pipeline, main, read_lineage
 
     monkeypatch.setenv("R1_RECIPE_ASSETS", str(smollm2.parent))
     source = ROOT / "recipes/SmolLM2-135M/pipeline.yaml"
@@ -198,9 +198,8 @@ def test_smollm2_pipeline_recipe_hands_off_each_stage(smollm2, tmp_path, monkeyp
     (tmp_path / "evaluate.yaml").write_text(yaml.safe_dump(evaluation))
     spec.update(run_dir=str(tmp_path / "runs"), evaluation=str(tmp_path / "evaluate.yaml"))
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["--config", str(tmp_path / "pipeline.yaml")]) == 0  # as `make demo-real` runs it
     pipeline = load_pipeline(tmp_path / "pipeline.yaml")
-    run(pipeline)
-
     for step in pipeline.steps:
         assert read_lineage(pipeline.folder(step))["status"] == "done", step.name
         if step.evaluate:

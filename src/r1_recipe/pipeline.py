@@ -249,6 +249,17 @@ def headline(folder: Path) -> dict | None:
     return None
 
 
+def headline_text(ev: dict) -> str:
+    """``pass@1 0.580 ± 0.029, greedy 0.950`` from :func:`headline`'s dict; greedy (``greedy: false``)
+    and the standard error may be absent."""
+    if ev.get("pass@1") is None:
+        return ""
+    parts = [f"pass@1 {ev['pass@1']:.3f}" + (f" ± {ev['pass@1_stderr']:.3f}" if ev.get("pass@1_stderr") is not None else "")]
+    if ev.get("greedy_accuracy") is not None:
+        parts.append(f"greedy {ev['greedy_accuracy']:.3f}")
+    return ", ".join(parts)
+
+
 def write_model_card(folder: Path, lineage: dict) -> None:
     """README.md for ``push_to_hub``: what this model is, where it came from, what it scored."""
     ev = lineage.get("evaluation") or {}
@@ -266,12 +277,8 @@ def write_model_card(folder: Path, lineage: dict) -> None:
         f"- code: r1-recipe at git commit `{lineage.get('git_commit')}`", "",
         "## Results", "",
     ]
-    if ev.get("pass@1") is not None:  # greedy (greedy: false) and the stderr may be absent
-        parts = [f"pass@1 {ev['pass@1']:.3f}"
-                 + (f" ± {ev['pass@1_stderr']:.3f}" if ev.get("pass@1_stderr") is not None else "")]
-        if ev.get("greedy_accuracy") is not None:
-            parts.append(f"greedy {ev['greedy_accuracy']:.3f}")
-        lines.append(f"- held-out {ev.get('benchmark')}: " + ", ".join(parts))
+    if ev.get("pass@1") is not None:
+        lines.append(f"- held-out {ev.get('benchmark')}: {headline_text(ev)}")
     lines += [f"- {k}: {v}" for k, v in results.items()]
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 
@@ -311,7 +318,7 @@ def status_table(pipeline: Pipeline) -> str:
         step = pipeline.step(name)
         lineage = read_lineage(pipeline.folder(step)) or {}
         ev = lineage.get("evaluation") or {}
-        head = f"pass@1 {ev['pass@1']:.3f}, greedy {ev['greedy_accuracy']:.3f}" if ev.get("pass@1") is not None else ""
+        head = headline_text(ev)
         if node.endswith(EVAL):
             rows.append(f"| {node} | evaluate | {node_status(pipeline, node)} | {name} | {head} |")
         else:
