@@ -41,20 +41,34 @@ FIXTURES = ROOT / "tests" / "fixtures" / "hub"
 NOT_HERE = {"demo"}
 # the model an evaluation recipe of recipes/<family>/evaluate/ scores (it takes it on the command line)
 FAMILY_MODELS = {"SmolLM2-135M": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-# runs/ inputs no recipe writes (benchmarks/real_model_rl.py writes them with the same function)
-GENERATED = {"runs/smollm2/data/rl_prompts.jsonl": "recipes/SmolLM2-135M/evaluate.yaml"}
+# runs/ inputs no recipe writes: benchmarks/real_model_rl.py writes the first with the same function;
+# the `make demo-real` pipeline's data step writes the others (run here with its own arguments, fewer rows)
+GENERATED = {"runs/smollm2/data/rl_prompts.jsonl": "recipes/SmolLM2-135M/evaluate.yaml",
+             "runs/real/data/cold_start.jsonl": "recipes/SmolLM2-135M/pipeline.yaml",
+             "runs/real/data/rl_prompts.jsonl": "recipes/SmolLM2-135M/pipeline.yaml"}
 
 
 def write_generated(path: str, folder: Path) -> Path:
-    """The SmolLM2 RL prompts: training problems with the evaluation recipe's instruction."""
+    """The SmolLM2 RL prompts (training problems with the evaluation recipe's instruction), or the
+    file the pipeline's data step writes, from that step's arguments with 16 rows of each kind."""
+    from r1_recipe.cli import main
     from r1_recipe.data.arithmetic import prompts_with_instruction
     from r1_recipe.data.loading import write_jsonl
 
-    instruction = yaml.safe_load((ROOT / GENERATED[path]).read_text())["instruction"]
+    source = yaml.safe_load((ROOT / GENERATED[path]).read_text())
     out = folder / "generated" / path
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(prompts_with_instruction(16, instruction), out)
+    if "steps" not in source:
+        write_jsonl(prompts_with_instruction(16, source["instruction"]), out)
+        return out
+    args = [str(a).replace("{{", "{").replace("}}", "}") for a in next(s for s in source["steps"] if s["name"] == "data")["args"]]
+    for flag in ("--cold-start", "--rl-prompts"):
+        args[args.index(flag) + 1] = "16"
+    assert main(["data", "--output", str(out.parent), *args]) == 0
+    assert out.exists(), f"{path}: the pipeline's data step did not write it"
     return out
+
+
 ALL = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if not NOT_HERE & set(p.relative_to(ROOT / "recipes").parts))
 PIPELINES = [p for p in ALL if p.stem == "pipeline" or p.stem.startswith("pipeline_")]
 RECIPES = [p for p in ALL if p not in PIPELINES]
