@@ -117,8 +117,8 @@ class RecipeArgs(LoraArgs, PromptArgs):
         default=None, metadata={"help": "eager, sdpa or flash_attention_2; None lets transformers choose."}
     )
     cpu_bf16: bool = field(default=False, metadata={
-        "help": "On a machine without CUDA, compute under bf16 autocast (fp32 weights) instead of fp32: 2.4x faster "
-                "for SmolLM2-135M on CPUs with AVX512-BF16, slower for the tiny demo model. Ignored on a GPU."})
+        "help": "On a machine without CUDA, compute under bf16 autocast (fp32 weights) instead of fp32: 1.3-2.4x faster "
+                "for SmolLM2-135M on CPUs with AVX512-BF16 (by box), slower for the tiny demo model. Ignored on a GPU."})
     dataset_mixture: list[dict] | None = field(
         default=None,
         metadata={"help": "Training sources: list of {path, name, split, weight, columns, source} (see data/loading.py)."},
