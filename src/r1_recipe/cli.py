@@ -120,6 +120,7 @@ def _model(argv: Sequence[str]) -> None:
 def _data(argv: Sequence[str]) -> None:
     from r1_recipe.data import arithmetic, code_tasks
     from r1_recipe.data.loading import write_jsonl
+    from r1_recipe.data.templates import with_instruction
 
     p = ArgParser(prog="r1-recipe data", description="Generate the demo's JSONL datasets.")
     p.add_argument("--output", required=True, help="folder for cold_start.jsonl, rl_prompts.jsonl, general.jsonl, test.jsonl")
@@ -156,7 +157,7 @@ def _data(argv: Sequence[str]) -> None:
     styles = {"careful": 1 - a.sloppy, "sloppy": a.sloppy}
 
     def asked(rows):
-        return rows if a.instruction is None else ({**r, "problem": f"{r['problem']}\n\n{a.instruction}"} for r in rows)
+        return ({**r, "problem": with_instruction(r["problem"], a.instruction)} for r in rows)
 
     counts = {
         "cold_start.jsonl": write_jsonl(asked(arithmetic.generate(a.cold_start, seed=a.seed, style_weights=styles,

@@ -68,7 +68,7 @@ from datasets import Dataset
 from r1_recipe import eval_suites
 from r1_recipe.configs import ConfigError, PromptArgs, check_generation_budget, parse_config
 from r1_recipe.data import arithmetic
-from r1_recipe.data.templates import prompt_for
+from r1_recipe.data.templates import prompt_for, with_instruction
 from r1_recipe.eval_suites import protocols
 from r1_recipe.reward_health import evaluation_health
 from r1_recipe.rewards.base import final_answer
@@ -337,7 +337,7 @@ def evaluate(config: EvalConfig, sampler=None, *, loaded: tuple | None = None) -
                    for i, q in enumerate(problem_texts)]
     else:
         instruction = bench.instruction if config.instruction is None else config.instruction
-        texts = [p if not instruction else f"{p}\n\n{instruction}" for p in problem_texts]
+        texts = [with_instruction(p, instruction) for p in problem_texts]
         prompts = [prompt_for(t, template=config.template, system_prompt=config.system_prompt) for t in texts]
     suites = problems["tests"][:] if "tests" in problems.column_names else None  # code tests, read once
     own = sampler is None  # a sampler this call starts is released at its end (vLLM's engine is a process)

@@ -151,7 +151,7 @@ class TransformersSampler:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        # bf16 autocast on CPU (fp32 weights): 236 vs 109 tok/s for SmolLM2-135M here (SPEC, facts)
+        # bf16 autocast on CPU (fp32 weights): 236 vs 109 tok/s for SmolLM2-135M in SPEC's measurement
         self.autocast = cpu_bf16 and self.device == "cpu"
         self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
         self.positions = model_positions(self.model.config)
@@ -466,8 +466,8 @@ class SamplerArgs:
     backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
     batch_size: int = field(default=256, metadata={"help": "Sequences per generate call (transformers)."})
     cpu_bf16: bool = field(default=False, metadata={
-        "help": "transformers on a machine without CUDA: generate under bf16 autocast (2.2x faster for SmolLM2-135M "
-                "on CPUs with AVX512-BF16; samples differ from fp32's in near-ties)."})
+        "help": "transformers on a machine without CUDA: generate under bf16 autocast (faster for SmolLM2-135M "
+                "on CPUs with AVX512-BF16, by how much depends on the box; samples differ from fp32's in near-ties)."})
     tensor_parallel_size: int = field(default=1, metadata={
         "help": "vLLM: GPUs per model replica; must divide the model's attention heads (refused otherwise, "
                 "with the valid sizes)."})

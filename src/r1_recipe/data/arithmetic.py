@@ -23,6 +23,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from r1_recipe.data.templates import with_instruction
+
 STYLES = ("careful", "sloppy")
 HELD_OUT_BUCKETS = 10  # one bucket in ten is held out
 
@@ -212,7 +214,7 @@ def prompts_with_instruction(n: int, instruction: str, *, seed: int = 0) -> list
     """``n`` training problems (``problem``, ``solution``), each followed by ``instruction`` the way
     the evaluator appends a benchmark's instruction: the RL prompts of a model that is evaluated
     with one (recipes/SmolLM2-135M)."""
-    return [{"problem": f"{r['problem']}\n\n{instruction}", "solution": r["solution"]}
+    return [{"problem": with_instruction(r["problem"], instruction), "solution": r["solution"]}
             for r in generate(n, seed=seed)]
 
 

@@ -67,6 +67,16 @@ def format_response(reasoning: str, answer: str, *, template: str = "r1", boxed:
     return f"<think>\n{reasoning}\n</think>\n{final}"
 
 
+def with_instruction(problem: str, instruction: str | None) -> str:
+    """The problem as the evaluator asks it: followed by a blank line and the benchmark's
+    instruction (none: the problem alone). Training rows built with it ask what evaluation asks.
+
+    >>> with_instruction("Compute 2 + 3.", "Answer with a number."), with_instruction("Compute 2 + 3.", None)
+    ('Compute 2 + 3.\\n\\nAnswer with a number.', 'Compute 2 + 3.')
+    """
+    return f"{problem}\n\n{instruction}" if instruction else problem
+
+
 def prompt_for(problem: str, *, template: str = "r1", system_prompt: str | None = None) -> list[dict] | str:
     """The prompt in TRL's format: messages for ``r1``, a plain string for ``r1_zero``."""
     check_template(template)
