@@ -50,6 +50,9 @@ ATTACKS = {
     "System V shared memory": "import ctypes\nassert ctypes.CDLL(None).shmget(0x5EED32, 4096, 0o1666) >= 0\n",
     "System V message queue": "import ctypes\nassert ctypes.CDLL(None).msgget(0x5EED32, 0o1666) >= 0\n",
     "keyring": "import ctypes\nassert ctypes.CDLL(None).syscall(248, b'user', b'r1-sandbox', b'secret', 6, -4) >= 0\n",
+    # the sandbox's own child script (compiled once per trainer, run by every later test): its path is in argv
+    "rewrite the sandbox's child script": ("import sys\nscript = sys.orig_argv[4]\nassert script.endswith('.pyc')\n"
+                                           "open(script, 'r+b').write(b'import os; os._exit(0)')\n"),
 }
 # Within namespaces only: the scratch tmpfs is capped (without them, files go to the host's disk).
 FILL = {"many small files fill the disk": "for i in range(400):\n    open(f'f{{i}}', 'wb').write(b'x' * (500 << 10))\n"}

@@ -23,7 +23,6 @@ program runs in one process and the tests in another, which alone reads the key.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import errno
 import gc
 import os
@@ -31,6 +30,7 @@ import resource
 import struct
 import sys
 
+import _ctypes
 import _signal
 
 CONFINE_FAILED = 120  # the exit status when a layer could not be set up, after this on stderr:
@@ -38,9 +38,57 @@ CONFINE_MESSAGE = b"sandbox: confinement failed: "
 KEY_BYTES = 32  # the per-run secret's length (hex text) the parent sends on a pipe
 RESULT_NAME = "__r1_result__"  # a harness's global whose text (a str) the proof carries
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_LIBC.syscall.restype = ctypes.c_long
-_LIBC.prctl.restype = ctypes.c_int
+
+
+# libc's functions through ``_ctypes``, the C half of ``ctypes``: importing ``ctypes`` itself
+# (its Python half, which builds the whole type zoo) costs 3 ms of every run, a sixth of a small
+# test's. The types below are those ``ctypes`` defines under the same codes.
+class _CInt(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class _CLong(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class _CSize(_ctypes._SimpleCData):
+    _type_ = "L"  # size_t on LP64 Linux (x86_64, aarch64: the only arches confined here)
+
+
+class _CUInt32(_ctypes._SimpleCData):
+    _type_ = "I"
+
+
+class _CChar(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
+_FUNCTION_FLAGS = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+
+
+class _IntFunction(_ctypes.CFuncPtr):
+    _flags_ = _FUNCTION_FLAGS
+    _restype_ = _CInt
+
+
+class _LongFunction(_ctypes.CFuncPtr):
+    _flags_ = _FUNCTION_FLAGS
+    _restype_ = _CLong
+
+
+class _Libc:
+    """``ctypes.CDLL(None, use_errno=True)``'s calls: ``_LIBC.name(*args)`` returns a C int,
+    ``_LIBC.syscall`` a C long."""
+
+    _handle = _ctypes.dlopen(None)
+
+    def __getattr__(self, name: str):
+        function = (_LongFunction if name == "syscall" else _IntFunction)((name, self))
+        setattr(self, name, function)
+        return function
+
+
+_LIBC = _Libc()
 
 # syscall numbers per arch: (audit arch, denied calls, signal calls allowed on its own pid only,
 # calls allowed on pid 0 or its own pid only)
@@ -75,7 +123,7 @@ _ABI: list[int] = []
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version (0: none)."""
     if not _ABI:
-        abi = _LIBC.syscall(_SYS_LANDLOCK[0], None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+        abi = _LIBC.syscall(_SYS_LANDLOCK[0], None, _CSize(0), _CUInt32(1))
         _ABI.append(max(0, abi))
     return _ABI[0]
 
@@ -107,16 +155,20 @@ def seccomp_program(pid: int) -> bytes | None:
 
 def confine(work: str, limits: dict[int, int], read_paths: list[str]) -> None:
     """Apply every layer to the calling process; raises OSError when one fails."""
-    for res, value in limits.items():
-        resource.setrlimit(int(res), (value, value))
-    _LIBC.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # dies with the thread that started it (the trainer's)
+    confine_shared(work, read_paths)
+    confine_own(limits)
+
+
+def confine_shared(work: str, read_paths: list[str]) -> None:
+    """The layers a fork inherits (network namespace, Landlock, capabilities, no_new_privs): a
+    judged run sets them up once, before it forks into runner and judge."""
     _LIBC.unshare(_CLONE_NEWNET)  # best effort: seccomp already forbids sockets
     abi = landlock_abi()
     ruleset = -1
     if abi:
         handled = (1 << (13 if abi < 2 else 14 if abi < 3 else 15)) - 1
         attr = struct.pack("Q", handled)
-        ruleset = _LIBC.syscall(_SYS_LANDLOCK[0], attr, ctypes.c_size_t(8), ctypes.c_uint32(0))
+        ruleset = _LIBC.syscall(_SYS_LANDLOCK[0], attr, _CSize(8), _CUInt32(0))
         for path, access in [(work, handled), *((p, _RO) for p in read_paths)]:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -132,15 +184,23 @@ def confine(work: str, limits: dict[int, int], read_paths: list[str]) -> None:
     header = struct.pack("Ii", 0x20080522, 0)
     _LIBC.capset(header, bytes(24))
     if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "no_new_privs")
+        raise OSError(_ctypes.get_errno(), "no_new_privs")
     if ruleset >= 0 and _LIBC.syscall(_SYS_LANDLOCK[2], ruleset, 0) != 0:
-        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+        raise OSError(_ctypes.get_errno(), "landlock_restrict_self")
+
+
+def confine_own(limits: dict[int, int]) -> None:
+    """The layers of this process alone: rlimits (``RLIMIT_NPROC`` 0 would stop the judged run's
+    fork), death with its parent, and seccomp, whose signal rules name this pid."""
+    for res, value in limits.items():
+        resource.setrlimit(int(res), (value, value))
+    _LIBC.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # dies with the thread that started it (the trainer's)
     prog = seccomp_program(os.getpid())
     if prog is not None:
-        buf = ctypes.create_string_buffer(prog)
-        fprog = struct.pack("HxxxxxxQ", len(prog) // 8, ctypes.addressof(buf))
-        if _LIBC.prctl(_PR_SET_SECCOMP, 2, ctypes.c_char_p(fprog), 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "seccomp")
+        buf = (_CChar * len(prog)).from_buffer_copy(prog)
+        fprog = struct.pack("HxxxxxxQ", len(prog) // 8, _ctypes.addressof(buf))
+        if _LIBC.prctl(_PR_SET_SECCOMP, 2, fprog, 0, 0) != 0:
+            raise OSError(_ctypes.get_errno(), "seccomp")
 
 
 def command_line(work: str, limits: dict[int, int], read_paths: list[str], key_fd: int, proof_fd: int,
@@ -152,7 +212,8 @@ def command_line(work: str, limits: dict[int, int], read_paths: list[str], key_f
 
 
 # --- the judge: tests run in a process apart from the program ---------------------------------
-# A judged run forks before anything is confined: the *runner* runs main.py (the program alone)
+# A judged run sets up the layers a fork inherits, then forks before the rest (each process's own
+# rlimits and seccomp, whose signal rules name its pid): the *runner* runs main.py (the program alone)
 # and then answers calls on a pipe; the *judge* holds the key, the proof descriptor and the tests
 # (which the runner never sees), runs the tests with each name the program should define bound to
 # a stand-in that calls the runner, and proves that they ran to their end. Values cross as ``repr``
@@ -331,10 +392,13 @@ def _prover(key: bytes, proof_fd: int, namespace: dict, write=os.write, exit_=os
     return prove
 
 
-def _confine_or_exit(work: str, limits: str, reads: str) -> None:
+def _confine_or_exit(work: str | None, limits: str | None, reads: str = "") -> None:
+    """Set up the shared layers (with ``work``), this process's own (with ``limits``), or both."""
     try:
-        confine(work, {int(k): int(v) for k, v in (kv.split("=") for kv in limits.split(",") if kv)},
-                [p for p in reads.split("\n") if p])
+        if work is not None:
+            confine_shared(work, [p for p in reads.split("\n") if p])
+        if limits is not None:
+            confine_own({int(k): int(v) for k, v in (kv.split("=") for kv in limits.split(",") if kv)})
     except Exception as e:  # noqa: BLE001 - strict: never run the program unconfined
         sys.stderr.write(f"{CONFINE_MESSAGE.decode()}{e!r}\n")
         os._exit(CONFINE_FAILED)
@@ -367,12 +431,13 @@ def main(argv: list[str]) -> None:
 
 def judged(work: str, limits: str, reads: str, key_fd: int, proof_fd: int, judge_fd: int) -> None:
     """Fork into the runner (the program) and the judge (the tests, the key), see above."""
+    _confine_or_exit(work, None, reads)
     to_runner, from_judge = os.pipe()[::-1]
     to_judge, from_runner = os.pipe()[::-1]
     if os.fork() == 0:  # the runner: no key, no proof descriptor, no tests
         for fd in (key_fd, proof_fd, judge_fd, to_runner, from_runner):
             os.close(fd)
-        _confine_or_exit(work, limits, reads)
+        _confine_or_exit(None, limits)
         namespace, code = _run_program()
         serve = (lambda: _serve(namespace, from_judge, to_judge, plain_value, type(sys)))  # bound before it runs
         try:
@@ -393,7 +458,7 @@ def judged(work: str, limits: str, reads: str, key_fd: int, proof_fd: int, judge
     with os.fdopen(judge_fd, "rb") as f:
         spec = f.read().decode("utf-8", "surrogatepass")
     _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # no /proc/<judge>/mem for anyone of its uid
-    _confine_or_exit(work, limits, reads)
+    _confine_or_exit(None, limits)
     prove = _prover(key, proof_fd, {})
     _judge(spec, to_runner, from_runner)
     prove()  # the tests ran to their end
