@@ -8,10 +8,12 @@ each prompt and extraction below was checked by hand against lighteval's task de
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from r1_recipe.configs import ConfigError, parse_config
+from r1_recipe.data import arithmetic
 from r1_recipe.data.loading import DataError
 from r1_recipe.eval_suites import protocols
 from r1_recipe.evaluate import EvalConfig, evaluate, format_table
@@ -115,10 +117,53 @@ def test_lighteval_needs_train_rows_and_gsm8k(tmp_path, gsm8k_dir):
     with pytest.raises(DataError, match="no train split.*gsm8k=DIR"):
         evaluate(EvalConfig(model_name_or_path="m", benchmark=f"gsm8k={gsm8k_dir / 'test.jsonl'}",
                             protocol="lighteval"), sampler=Scripted({"": "#### 1"}))
-    with pytest.raises(ConfigError, match="protocol lighteval is defined for gsm8k only, not math_500"):
+    with pytest.raises(ConfigError, match="protocol lighteval is defined for gsm8k, word_problems only, not math_500"):
         EvalConfig(model_name_or_path="m", benchmark="math_500", protocol="lighteval")
     with pytest.raises(ConfigError, match="protocol: 'helm' is not one of r1, lighteval"):
         EvalConfig(model_name_or_path="m", protocol="helm")
+
+
+# --- generated GSM8K-style word problems: the SmolLM2 pipeline's check beside the trained task --
+
+WORDED = re.compile(r"(\w+) has (\d+) (\w+)\. \1 (gets|gives) (\d+) (?:more )?\3")
+
+
+def _sum_of(question: str) -> arithmetic.Problem:
+    name, a, thing, verb, b = WORDED.match(question).groups()
+    return arithmetic.Problem(int(a), "+" if verb == "gets" else "-", int(b))
+
+
+class Solver:
+    """Reads the last question of a lighteval prompt and answers it under the protocol: right on
+    even problem indices, one off on odd ones."""
+
+    def __init__(self):
+        self.prompts = []
+
+    def generate(self, prompts, params, progress=False):
+        self.prompts += prompts
+        out = []
+        for i, p in enumerate(prompts):
+            answer = _sum_of(p[-1]["content"].removeprefix("Question: ")).answer + i % 2
+            out.append([f"That is {answer}.\n#### {answer}"])
+        return out
+
+
+def test_word_problems_are_held_out_sums_in_words_with_examples_from_the_training_slice():
+    out = evaluate(EvalConfig(model_name_or_path="solver", benchmark="word_problems", protocol="lighteval"),
+                   sampler=(solver := Solver()))
+    assert out["problems"] == 100 and out["greedy_accuracy"] == pytest.approx(0.5)  # exactly the right half
+    questions = [p[-1]["content"].removeprefix("Question: ").removesuffix("\nAnswer:") for p in solver.prompts]
+    assert all(_sum_of(q).held_out for q in questions) and len(set(questions)) == 100
+    shots = [m for p in solver.prompts for m in p[:-1]]
+    assert len(shots) == 100 * 10
+    for user, assistant in zip(shots[::2], shots[1::2]):  # worked examples: training sums, right answers
+        problem = _sum_of(user["content"].removeprefix("Question: "))
+        assert not problem.held_out and assistant["content"].endswith(f"\n#### {problem.answer}")
+    # under R1's protocol the same rows read \boxed{}
+    r1 = evaluate(EvalConfig(model_name_or_path="m", benchmark="word_problems", num_problems=3, num_samples=0),
+                  sampler=Scripted({"has": "<think>x</think>\n\\boxed{7}"}))
+    assert r1["problems"] == 3 and r1["protocol"] == "r1"
 
 
 # --- why a score is low ------------------------------------------------------------------------

@@ -603,3 +603,34 @@ def test_status_shows_a_sampled_only_evaluation_without_a_greedy_score(tmp_path)
     (folder / "lineage.json").write_text(json.dumps({"status": "done", "evaluation": {
         "benchmark": "arithmetic", "pass@1": 0.58, "greedy_accuracy": 0.9}}))
     assert "| cold | sft | done | base | pass@1 0.580, greedy 0.900 |" in status_table(load_pipeline(recipe))
+
+
+def test_each_evaluation_recipe_of_a_list_runs_on_every_evaluated_step_and_a_bad_one_names_its_file(tmp_path):
+    """`evaluation: [a.yaml, b.yaml]`: the trained task and a second benchmark (recipes/SmolLM2-135M: word
+    problems under the model card's protocol) on each evaluated step, in the order given; each recipe is
+    checked with the steps, before any step runs."""
+    cot, general = tmp_path / "cot.yaml", tmp_path / "general.yaml"
+    cot.write_text(yaml.safe_dump({"benchmark": "arithmetic", "num_problems": 20}))
+    general.write_text(yaml.safe_dump({"benchmark": "word_problems", "protocol": "lighteval"}))
+    path = tmp_path / "p.yaml"
+    steps = [{"name": "a", "tool": "tiny", "evaluate": True}, {"name": "b", "tool": "tiny", "from": "a"}]
+    path.write_text(yaml.safe_dump({"name": "p", "run_dir": str(tmp_path / "run"), "steps": steps,
+                                    "evaluation": [str(cot), str(general)]}))
+    pipeline = load_pipeline(path)
+    assert pipeline.nodes() == ["a", "a:eval", "b"]
+    commands = pipeline_module.eval_commands(pipeline, pipeline.step("a"))
+    assert [(cmd[cmd.index("--config") + 1], kind) for cmd, kind in commands] == [(str(cot), "evaluate"),
+                                                                                 (str(general), "evaluate")]
+    assert pipeline_module.eval_commands(pipeline, pipeline.step("b")) == []
+    # one path alone is a list of one, as before
+    path.write_text(yaml.safe_dump({"name": "p", "run_dir": str(tmp_path / "run"), "steps": steps,
+                                    "evaluation": str(cot)}))
+    assert load_pipeline(path).evaluation == [str(cot)]
+    general.write_text(yaml.safe_dump({"benchmark": "word_problems", "protocol": "helm"}))
+    path.write_text(yaml.safe_dump({"name": "p", "run_dir": str(tmp_path / "run"), "steps": steps,
+                                    "evaluation": [str(cot), str(general)]}))
+    with pytest.raises(ConfigError, match=f"evaluation \\({general}\\).*protocol"):  # before any step runs
+        pipeline_module.check_steps(load_pipeline(path))
+    path.write_text(yaml.safe_dump({"name": "p", "steps": steps, "evaluation": {"recipe": str(cot)}}))
+    with pytest.raises(ConfigError, match="p.yaml: evaluation: expected an evaluation recipe's path or a list"):
+        load_pipeline(path)

@@ -192,11 +192,16 @@ def test_smollm2_pipeline_recipe_hands_off_each_stage(smollm2, tmp_path, monkeyp
             recipe.update(sizes["rl1" if step["stage"] == "grpo" else "stage1"])
             step["recipe"] = str(tmp_path / f"{step['name']}.yaml")
             Path(step["recipe"]).write_text(yaml.safe_dump(recipe))
-    evaluation = yaml.safe_load((ROOT / spec["evaluation"]).read_text())
+    cot_recipe, general_recipe = spec["evaluation"]  # the trained task, then word problems (the card's protocol)
+    evaluation = yaml.safe_load((ROOT / cot_recipe).read_text())
     shipped_eval = dict(evaluation)
     evaluation.update(num_problems=4, num_samples=2, max_new_tokens=16)
     (tmp_path / "evaluate.yaml").write_text(yaml.safe_dump(evaluation))
-    spec.update(run_dir=str(tmp_path / "runs"), evaluation=str(tmp_path / "evaluate.yaml"))
+    general = yaml.safe_load((ROOT / general_recipe).read_text())
+    assert (general["benchmark"], general["protocol"]) == ("word_problems", "lighteval")
+    (tmp_path / "general.yaml").write_text(yaml.safe_dump({**general, "num_problems": 3, "max_new_tokens": 16}))
+    spec.update(run_dir=str(tmp_path / "runs"), evaluation=[str(tmp_path / "evaluate.yaml"),
+                                                           str(tmp_path / "general.yaml")])
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
     assert main(["--config", str(tmp_path / "pipeline.yaml")]) == 0  # as `make demo-real` runs it
     pipeline = load_pipeline(tmp_path / "pipeline.yaml")
@@ -205,6 +210,8 @@ def test_smollm2_pipeline_recipe_hands_off_each_stage(smollm2, tmp_path, monkeyp
         if step.evaluate:
             summary = json.loads((pipeline.folder(step) / "eval_arithmetic.json").read_text())
             assert 0.0 <= summary["pass@1"] <= 1.0 and summary["config"]["num_problems"] == 4, step.name
+            words = json.loads((pipeline.folder(step) / "eval_word_problems.json").read_text())
+            assert words["protocol"] == "lighteval" and words["problems"] == 3 and "pass@1" not in words, step.name
     base, stage1 = pipeline.folder("base"), pipeline.folder("stage1")
     assert json.loads((base / "source.json").read_text())["source"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     tok, tuned = AutoTokenizer.from_pretrained(base), AutoTokenizer.from_pretrained(stage1)

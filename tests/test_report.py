@@ -52,6 +52,24 @@ def test_report_puts_the_code_task_in_a_column_beside_arithmetic(tmp_path):
     assert "| rl1 | 0.950 | 0.910 ± 0.020 | 0.900 | 0.800 ± 0.020 |" in lines
 
 
+def test_report_leaves_out_columns_no_stage_has_and_names_a_greedy_only_protocol(tmp_path):
+    """make demo-real: sampled-only arithmetic (greedy: false) beside word problems under lighteval's
+    greedy-only protocol, whose one number carries its standard error."""
+    run = tmp_path / "run"
+    for stage, pass1, words in (("base", 0.001, 0.07), ("stage1", 0.58, 0.14)):
+        (run / stage).mkdir(parents=True)
+        (run / stage / "eval_arithmetic.json").write_text(json.dumps({
+            "benchmark": "arithmetic", "protocol": "r1", "problems": 200, "pass@1": pass1, "pass@1_stderr": 0.029,
+            "samples_per_problem": 4, "temperature": 0.7}))
+        (run / stage / "eval_word_problems.json").write_text(json.dumps({
+            "benchmark": "word_problems", "protocol": "lighteval", "problems": 100, "greedy_accuracy": words,
+            "greedy_accuracy_stderr": 0.026}))
+    lines = write_full_report(run, tmp_path / "report").read_text().splitlines()
+    assert ("| stage | arithmetic pass@1 (200 problems, k=4, T=0.7) | word_problems greedy (100 problems, "
+            "lighteval protocol) |") in lines
+    assert "| base | 0.001 ± 0.029 | 0.070 ± 0.026 |" in lines and "| stage1 | 0.580 ± 0.029 | 0.140 ± 0.026 |" in lines
+
+
 def test_report_command_does_not_import_the_training_stack(tmp_path):
     """`r1-recipe report` (the demo's last step) reads JSON and draws PNGs: importing TRL and
     datasets only to catch their error classes cost it ~10 of its ~14 s on a 2-core box."""

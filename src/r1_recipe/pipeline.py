@@ -11,7 +11,7 @@ A pipeline recipe names a run folder and its steps. Each step is a stage (``sft`
 (``tiny``, ``data``). Its folder is ``<run_dir>/<name>``, and ``from: <step>`` makes that step's
 folder its ``model_name_or_path`` — no hand-copied paths. ``set:`` overrides recipe keys; in
 strings of ``set:``, ``args`` and ``score:``, ``{<step>}`` is replaced by that step's folder and
-``{run_dir}`` by the run folder. ``evaluate: true`` runs the pipeline's evaluation recipe on the
+``{run_dir}`` by the run folder. ``evaluate: true`` runs the pipeline's evaluation recipe (or each of a list) on the
 step's output; ``score: {recipe, set}`` also scores it with reward models on held-out prompts.
 
 The steps form a graph. A step waits only for the steps it names: ``from:`` and every ``{step}``
@@ -203,10 +203,10 @@ def run_step(pipeline: Pipeline, step: Step, env: dict) -> dict:
 
 
 def eval_commands(pipeline: Pipeline, step: Step) -> list[tuple[list[str], str]]:
-    """The evaluation node's processes: the evaluation recipe, then the ``score:`` block."""
+    """The evaluation node's processes: each evaluation recipe, then the ``score:`` block."""
     folder, commands = pipeline.folder(step), []
-    if step.evaluate and pipeline.evaluation:
-        commands.append(([sys.executable, "-m", "r1_recipe.evaluate", "--config", pipeline.evaluation,
+    for recipe in pipeline.evaluation if step.evaluate else []:
+        commands.append(([sys.executable, "-m", "r1_recipe.evaluate", "--config", recipe,
                           "--model_name_or_path", str(folder), "--output_dir", str(folder)], "evaluate"))
     if step.score:
         score_recipe = read_recipe(step.score["recipe"])

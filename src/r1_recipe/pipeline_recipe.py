@@ -58,7 +58,7 @@ class Pipeline:
     name: str
     run_dir: Path
     steps: list[Step]
-    evaluation: str | None = None
+    evaluation: list[str] = field(default_factory=list)  # evaluation recipes, each run on every evaluated step
     launcher: str = "python"
     accelerate_config: str | None = None
     num_processes: int | None = None  # accelerate launch --num_processes (None: the visible GPU count)
@@ -105,9 +105,14 @@ def load_pipeline(path: str | Path) -> Pipeline:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; valid: {sorted(PIPELINE_KEYS)}")
     if not data.get("steps") or not isinstance(data["steps"], list):
         raise ConfigError(f"{path}: 'steps' is required: a list of {{name, stage|tool, recipe, from, set}}")
-    for key, kind in (("name", str), ("run_dir", str), ("evaluation", str), ("env", dict)):
+    for key, kind in (("name", str), ("run_dir", str), ("env", dict)):
         if data.get(key) is not None and not isinstance(data[key], kind):
             raise ConfigError(f"{path}: {key}: expected {'a string' if kind is str else 'a mapping'}, got {data[key]!r}")
+    evaluation = data.get("evaluation") or []
+    evaluation = [evaluation] if isinstance(evaluation, str) else evaluation
+    if not isinstance(evaluation, list) or not all(isinstance(e, str) for e in evaluation):
+        raise ConfigError(f"{path}: evaluation: expected an evaluation recipe's path or a list of them, "
+                          f"got {data['evaluation']!r}")
     steps, names = [], set()
     for i, raw in enumerate(data["steps"]):
         where = f"{path}: steps[{i}]"
@@ -155,7 +160,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if cpus is not None and not _whole(cpus):
         raise ConfigError(f"{path}: cpus must be a whole number >= 1 (or left out: the usable cores), got {cpus!r}")
     pipeline = Pipeline(name=data.get("name", path.stem), run_dir=Path(data.get("run_dir", f"runs/{path.stem}")),
-                        steps=steps, evaluation=data.get("evaluation"), launcher=launcher,
+                        steps=steps, evaluation=evaluation, launcher=launcher,
                         accelerate_config=data.get("accelerate_config"), num_processes=num_processes,
                         env=data.get("env") or {}, source=path, max_parallel=max_parallel, cpus=cpus)
     build_graph(pipeline)
@@ -277,11 +282,11 @@ def check_steps(pipeline: Pipeline) -> None:
             score.update(_substitute(step.score.get("set") or {}, pipeline))
             score.update(model_name_or_path=str(pipeline.folder(step)), output_dir=str(pipeline.folder(step)))
             build_config(config_class("score"), score, dict.fromkeys(score, f"{at} (score {step.score['recipe']})"))
-    if pipeline.evaluation and any(s.evaluate for s in pipeline.steps):
-        evaluation = read_recipe(pipeline.evaluation)
+    for recipe_path in pipeline.evaluation if any(s.evaluate for s in pipeline.steps) else []:
+        evaluation = read_recipe(recipe_path)
         evaluation.update(model_name_or_path=str(pipeline.run_dir), output_dir=str(pipeline.run_dir))
         build_config(config_class("evaluate"), evaluation,
-                     dict.fromkeys(evaluation, f"{pipeline.source}: evaluation ({pipeline.evaluation})"))
+                     dict.fromkeys(evaluation, f"{pipeline.source}: evaluation ({recipe_path})"))
 
 
 def _fields(cls: type) -> set[str]:

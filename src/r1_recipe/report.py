@@ -43,7 +43,8 @@ def _setting(r: dict) -> tuple:
 def markdown_table(rows: list[dict]) -> str:
     """Held-out accuracy per stage as a Markdown table: one row per stage, a greedy and a sampled
     pass@1 column per benchmark (arithmetic, then the code task, ...), in the order first seen.
-    The header holds each benchmark's problems, k and T; a cell whose run differs says its own.
+    The header holds each benchmark's problems, k and T, and a protocol other than R1's; a cell
+    whose run differs says its own; a column no stage has a number for is left out.
 
     >>> print(markdown_table([{"stage": "stage1", "benchmark": "arithmetic", "problems": 200,
     ...     "greedy_accuracy": 0.9, "pass@1": 0.75, "pass@1_stderr": 0.02, "samples_per_problem": 4,
@@ -62,20 +63,29 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         benchmarks.setdefault(r["benchmark"], _setting(r))
         stages.setdefault(r["stage"], {})[r["benchmark"]] = r
+    # a column no stage has (greedy: false; a greedy-only protocol) is left out
+    greedy = {b: any("greedy_accuracy" in r for r in rows if r["benchmark"] == b) for b in benchmarks}
+    sampled = {b: any("pass@1" in r for r in rows if r["benchmark"] == b) for b in benchmarks}
     head = ["stage"]
     for name, (n, k, t) in benchmarks.items():
-        head += [f"{name} greedy", f"{name} pass@1 ({n} problems, k={k}, T={t})"]
+        protocol = next(r.get("protocol", "r1") for r in rows if r["benchmark"] == name)
+        if greedy[name]:
+            notes = ([] if sampled[name] else [f"{n} problems"]) + ([] if protocol == "r1" else [f"{protocol} protocol"])
+            head.append(f"{name} greedy" + (f" ({', '.join(notes)})" if notes else ""))
+        if sampled[name]:
+            head.append(f"{name} pass@1 ({n} problems, k={k}, T={t})")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for stage, by_bench in stages.items():
         cells = [stage]
         for name, setting in benchmarks.items():
             r = by_bench.get(name)
-            if r is None:
-                cells += ["—", "—"]
-                continue
-            own = "" if _setting(r) == setting else " ({} problems, k={}, T={})".format(*_setting(r))
-            greedy = f"{r['greedy_accuracy']:.3f}" if "greedy_accuracy" in r else "—"
-            cells += [greedy, _sampled(r) + own]
+            if greedy[name]:  # with its standard error where it is the benchmark's only number
+                alone = not sampled[name] and r and r.get("greedy_accuracy_stderr") is not None
+                cells.append("—" if not r or "greedy_accuracy" not in r else f"{r['greedy_accuracy']:.3f}"
+                             + (f" ± {r['greedy_accuracy_stderr']:.3f}" if alone else ""))
+            if sampled[name]:
+                own = "" if r is None or _setting(r) == setting else " ({} problems, k={}, T={})".format(*_setting(r))
+                cells.append(_sampled(r) + own if r else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

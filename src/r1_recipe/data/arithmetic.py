@@ -243,6 +243,35 @@ def generate_general(n: int, *, seed: int = 0) -> Iterator[dict]:
         yield {"problem": problem, "solution": response, "reasoning": plan, "source": "general", "task": kind}
 
 
+_THINGS = ("apples", "stickers", "coins", "books", "marbles", "stamps")
+
+
+def word_problems(n: int, *, split: str, seed: int = 0) -> list[dict]:
+    """``n`` GSM8K-shaped word problems over this task's sums (``question``, and an ``answer``
+    that works it out and ends ``#### N``), drawn as :func:`draw` draws: test rows from the
+    held-out slice, train rows (a few-shot protocol's examples) from the rest. No stage trains
+    on this wording; it shows whether a model still does a differently posed task, under a
+    protocol (lighteval's 5-shot ``####``) the released model already follows.
+
+    >>> word_problems(1, split="test", seed=3)[0]["answer"].splitlines()[-1].startswith("#### ")
+    True
+    """
+    rng = random.Random(f"words:{seed}")
+    rows = []
+    for problem, _ in draw(all_problems(), n, split=split, rng=rng, style_weights=None, styles=STYLES):
+        name, thing = rng.choice(_NAMES), rng.choice(_THINGS)
+        if problem.op == "+":
+            question = (f"{name} has {problem.a} {thing}. {name} gets {problem.b} more {thing}. "
+                        f"How many {thing} does {name} have now?")
+            work = f"{name} has {problem.a} + {problem.b} = {problem.answer} {thing} now."
+        else:
+            question = (f"{name} has {problem.a} {thing}. {name} gives {problem.b} {thing} away. "
+                        f"How many {thing} does {name} have left?")
+            work = f"{name} has {problem.a} - {problem.b} = {problem.answer} {thing} left."
+        rows.append({"question": question, "answer": f"{work}\n#### {problem.answer}"})
+    return rows
+
+
 def style_of(completion: str) -> str | None:
     """Which style a completion's reasoning follows, from its first word (None: neither).
 

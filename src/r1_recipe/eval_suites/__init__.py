@@ -6,6 +6,7 @@ how an answer is pulled out of a completion and how it is checked.
     gpqa_diamond  Idavidrein/gpqa, gpqa_diamond (train) letter match  k=8   options shuffled, seed 0
     gsm8k         openai/gsm8k, main (test)            math-verify   k=4   reference after '####'
     arithmetic    generated held-out problems           exact match   k=4   (the CPU demo)
+    word_problems generated held-out GSM8K-style ones   exact match   k=4   the same sums in words; `lighteval` too
     humaneval     openai/openai_humaneval (test)       code sandbox  k=4   or the `make assets` copy
     livecodebench livecodebench/code_generation_lite   code sandbox  k=16  release_v5, 2024-08-01..2025-01-31
     codeforces    open-r1/codeforces, verifiable (test) code sandbox k=8   stdin/stdout, official tests
@@ -72,6 +73,7 @@ class Benchmark:
     load: Callable[[str | None, dict], Dataset] | None = None
     select: Callable[[Dataset, dict], Dataset] | None = None
     generate: Callable[[int, int], list[dict]] | None = None  # (n, seed) -> rows; None: arithmetic
+    train_rows: Callable[[], list[dict]] | None = None  # a generated benchmark's few-shot examples
 
 
 def _problem_answer(problem: str, answer: str) -> Callable[[dict, int], dict]:
@@ -97,6 +99,8 @@ def load_fewshot_pool(spec: str) -> list[dict]:
     test files of a local copy (``NAME=DIR``), else the Hub's train split."""
     label, bench, path = parse_spec(spec)
     where = f"benchmark {spec} (few-shot examples)"
+    if bench.train_rows is not None:
+        return bench.train_rows()
     if path is None:
         try:
             ds = load_source({"path": bench.hub_path, "name": bench.hub_config, "split": "train"}, where=where)
@@ -113,6 +117,11 @@ def load_fewshot_pool(spec: str) -> list[dict]:
     if missing:
         raise DataError(f"{where}: missing column(s) {missing}; the train rows have {ds.column_names}")
     return ds.select_columns(list(bench.columns)).to_list()
+
+
+def _word_problems(n: int, seed: int) -> list[dict]:
+    return [{"problem": r["question"], "answer": r["answer"].rsplit("#### ", 1)[1], "raw_problem": r["question"]}
+            for r in arithmetic.word_problems(n, split="test", seed=seed)]
 
 
 def _gsm8k(row: dict, seed: int) -> dict:
@@ -157,6 +166,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                   prepare=_gpqa, instruction=GPQA_INSTRUCTION, verifier="letter", num_samples=8),
         Benchmark("gsm8k", "openai/gsm8k", hub_config="main", columns=("question", "answer"), prepare=_gsm8k),
         Benchmark("arithmetic", None, instruction="", verifier="exact", max_new_tokens=512, num_problems=200),
+        Benchmark("word_problems", None, columns=("question", "answer"), instruction="", verifier="exact",
+                  max_new_tokens=512, num_problems=100, generate=_word_problems,
+                  train_rows=lambda: arithmetic.word_problems(200, split="train")),
         Benchmark("humaneval", "openai/openai_humaneval", columns=code.HUMANEVAL_COLUMNS,
                   prepare=code.humaneval_problem, instruction=code.CODE_INSTRUCTION, verifier="code",
                   local_copy=code.humaneval_local),

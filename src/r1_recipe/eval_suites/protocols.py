@@ -5,7 +5,8 @@ under the same protocol.
     r1         DeepSeek-R1 (the default): 0-shot, the benchmark's instruction ("... put your final
                answer within \\boxed{}"), answers read from ``\\boxed{}``/``<answer>`` after
                ``</think>``; pass@1 over k samples at T 0.6, top-p 0.95, plus greedy.
-    lighteval  lighteval's GSM8K, the protocol of the SmolLM2 model cards (gsm8k only): 5 examples
+    lighteval  lighteval's GSM8K, the protocol of the SmolLM2 model cards (gsm8k, and the generated
+               GSM8K-style word_problems, whose examples come from the training slice): 5 examples
                from the train split as chat turns (user ``Question: …\\nAnswer:``, assistant the
                worked solution ending ``#### N``), then the question; greedy, 256 new tokens, the
                text cut at the stop sequence ``Question:``; the answer is the first match of
@@ -53,7 +54,7 @@ PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in [
         Protocol("r1", answer_form="\\boxed{...} (or <answer>...</answer>) after </think>"),
-        Protocol("lighteval", answer_form="a line '#### N' (the number after four hashes)", benchmarks=("gsm8k",),
+        Protocol("lighteval", answer_form="a line '#### N' (the number after four hashes)", benchmarks=("gsm8k", "word_problems"),
                  num_fewshot=5, greedy_only=True, max_new_tokens=256, stop=("Question:",)),
     ]
 }
