@@ -120,8 +120,7 @@ def load_fewshot_pool(spec: str) -> list[dict]:
 
 
 def _word_problems(n: int, seed: int) -> list[dict]:
-    return [{"problem": r["question"], "answer": r["answer"].rsplit("#### ", 1)[1], "raw_problem": r["question"]}
-            for r in arithmetic.word_problems(n, split="test", seed=seed)]
+    return [_gsm8k(r, seed) for r in arithmetic.word_problems(n, split="test", seed=seed)]
 
 
 def _gsm8k(row: dict, seed: int) -> dict:

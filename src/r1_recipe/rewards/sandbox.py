@@ -186,6 +186,7 @@ def _read_paths() -> list[str]:
     return sorted(p for p in paths if os.path.exists(p))
 
 
+@functools.cache
 def _child_paths(namespaces: bool) -> tuple[str, list[str]]:
     """The child script and every path the child may read, as the child sees them: inside
     bubblewrap the script's folder is mounted at ``/r1-sandbox``."""
